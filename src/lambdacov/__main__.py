@@ -1,0 +1,7 @@
+"""`python -m lambdacov` is the same as the `lambdacov` command."""
+
+from __future__ import annotations
+
+from lambdacov.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""The ``lambdacov`` command: a typer app composed of one module per command group.
+
+The CLI only parses, calls the core and renders. ``main`` is the single place
+where expected errors become one line on stderr and a documented exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from lambdacov import __version__
+from lambdacov.errors import ExitCode, LambdacovError
+
+app = typer.Typer(
+    name="lambdacov",
+    help="Code coverage for Python functions running in AWS Lambda.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"lambdacov {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Code coverage for Python functions running in AWS Lambda."""
+
+
+def _register_commands() -> None:
+    from lambdacov.cli import layer, local
+
+    layer.register(app)
+    app.add_typer(local.app, name="local")
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; expected failures print one line and exit with their code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except LambdacovError as error:
+        print(f"lambdacov: error: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"  hint: {error.hint}", file=sys.stderr)
+        sys.exit(int(error.exit_code))
+    except KeyboardInterrupt:
+        print("lambdacov: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        print("lambdacov: aborted", file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - click's usage errors arrive here too
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(int(ExitCode.USAGE))
+        raise
+    sys.exit(int(ExitCode.OK))
