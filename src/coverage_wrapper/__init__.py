@@ -1,0 +1,22 @@
+"""coverage_wrapper: the lambdacov runtime, shipped in the layer at /opt/python.
+
+Three ways to measure a function, one engine: the exec wrapper
+(``AWS_LAMBDA_EXEC_WRAPPER=/opt/lambdacov-wrapper``, no code change),
+``@coverage_handler``, and ``with CoverageContext():``. Importing this package
+is cheap: coverage.py is imported when recording starts, boto3 on the first
+upload.
+"""
+
+from __future__ import annotations
+
+from coverage_wrapper._version import __version__
+from coverage_wrapper.errors import CoverageInitializationError, S3UploadError
+from coverage_wrapper.wrapper import CoverageContext, coverage_handler
+
+__all__ = [
+    "CoverageContext",
+    "CoverageInitializationError",
+    "S3UploadError",
+    "__version__",
+    "coverage_handler",
+]

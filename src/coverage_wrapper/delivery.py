@@ -1,0 +1,192 @@
+"""Delivery: from the spool on local disk to S3, nothing lost and nothing duplicated.
+
+Two modes (COVERAGE_FLUSH):
+
+``environment`` (default)
+    Pending deltas are merged into one coverage.py data file per execution
+    environment, which is uploaded to ``PREFIX/Y/M/D/<function>-<environment
+    id>.coverage``, overwriting the previous version. A busy function writes
+    one object per environment, and only when its coverage grew.
+``invocation``
+    Each delta becomes its own data file keyed by the request id that produced it.
+
+A delta leaves the spool only once it is safely merged (environment mode) or
+uploaded (invocation mode); an upload that fails is retried on the next pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from coverage_wrapper._version import __version__
+from coverage_wrapper.errors import S3UploadError
+from coverage_wrapper.logging_utils import get_logger
+from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper.recorder import Delta
+from coverage_wrapper.s3_uploader import S3Uploader, generate_s3_key
+from coverage_wrapper.spool import SpoolDirectory
+
+if TYPE_CHECKING:
+    import coverage
+
+log = get_logger("coverage_wrapper.delivery")
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery pass did."""
+
+    uploaded: list[str] = field(default_factory=list)
+    failed: list[S3UploadError] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    merged: int = 0
+    deferred: bool = False  # out of time: work left for the next pass
+
+
+def _data_file(path: Path) -> coverage.CoverageData:
+    import coverage
+
+    return coverage.CoverageData(basename=str(path))
+
+
+def _add(data: coverage.CoverageData, delta: Delta) -> None:
+    if delta.kind == "arcs":
+        data.add_arcs({name: list(items) for name, items in delta.files.items()})
+    else:
+        data.add_lines({name: list(items) for name, items in delta.files.items()})
+
+
+class Deliverer:
+    """Moves spooled deltas to S3 for one function in one execution environment."""
+
+    def __init__(
+        self,
+        config: CoverageConfig,
+        spool: SpoolDirectory,
+        uploader: S3Uploader,
+        function_name: str,
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.uploader = uploader
+        self.function_name = function_name
+        self.environment_id = spool.environment_id()
+
+    def deliver(self, deadline: float) -> DeliveryReport:
+        """Deliver what is pending, starting no upload after ``deadline`` (time.monotonic)."""
+        report = DeliveryReport()
+        with self.spool.lock():
+            if self.config.flush == "invocation":
+                self._deliver_each(report, deadline)
+            else:
+                self._merge_pending(report)
+                if self.spool.dirty_marker.exists():
+                    self._upload_aggregate(report, deadline)
+        for error in report.failed:
+            log.error(
+                str(error),
+                extra={
+                    "data": {
+                        "cause": error.code,
+                        "bucket": error.bucket,
+                        "key": error.key,
+                        "hint": error.hint,
+                        "retry": "the data stays in the spool and is retried on the next pass",
+                    }
+                },
+            )
+        if report.uploaded:
+            log.debug("Coverage delivered", extra={"data": {"keys": report.uploaded}})
+        return report
+
+    def has_pending(self) -> bool:
+        """True when deltas or an unsent aggregate are waiting."""
+        return bool(self.spool.pending()) or self.spool.dirty_marker.exists()
+
+    def _readable(self, report: DeliveryReport) -> list[tuple[Path, Delta, str]]:
+        items = []
+        for path in self.spool.pending():
+            try:
+                spooled = self.spool.read(path)
+            except ValueError as error:
+                target = self.spool.quarantine(path)
+                report.corrupt.append(str(target))
+                log.error(
+                    "Skipped an unreadable coverage delta",
+                    extra={"data": {"path": str(target), "cause": str(error)}},
+                )
+                continue
+            items.append((path, spooled.delta, spooled.request_id))
+        return items
+
+    def _merge_pending(self, report: DeliveryReport) -> None:
+        items = self._readable(report)
+        if not items:
+            return
+        combined = Delta(items[0][1].kind)
+        for _, delta, _ in items:
+            if delta.kind == combined.kind:
+                combined.merge(delta)
+        data = _data_file(self.spool.aggregate_path)
+        _add(data, combined)
+        data.close()
+        # The marker goes down before the deltas go away: a crash in between
+        # re-merges them (a set union, harmless) instead of losing them.
+        self.spool.dirty_marker.touch()
+        for path, _, _ in items:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        report.merged += len(items)
+
+    def _upload_aggregate(self, report: DeliveryReport, deadline: float) -> None:
+        if time.monotonic() >= deadline:
+            report.deferred = True
+            return
+        key = generate_s3_key(
+            self.function_name, self.environment_id, self.config.s3_prefix, datetime.now(UTC)
+        )
+        try:
+            self.uploader.put(key, self.spool.aggregate_path.read_bytes(), self._metadata())
+        except S3UploadError as error:
+            report.failed.append(error)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.spool.dirty_marker.unlink()
+        report.uploaded.append(key)
+
+    def _deliver_each(self, report: DeliveryReport, deadline: float) -> None:
+        for path, delta, request_id in self._readable(report):
+            if time.monotonic() >= deadline:
+                report.deferred = True
+                return
+            temp = self.spool.state_dir / f"request-{os.getpid()}.coverage"
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            data = _data_file(temp)
+            _add(data, delta)
+            data.close()
+            key = generate_s3_key(self.function_name, request_id, self.config.s3_prefix)
+            try:
+                self.uploader.put(key, temp.read_bytes(), self._metadata())
+            except S3UploadError as error:
+                report.failed.append(error)
+                return  # keep the order; the rest waits for the next pass
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            path.unlink()
+            report.uploaded.append(key)
+
+    def _metadata(self) -> dict[str, str]:
+        return {
+            "lambdacov-version": __version__,
+            "function": self.function_name,
+            "environment": self.environment_id,
+            "measurement": "arcs" if self.config.branch else "lines",
+        }

@@ -1,0 +1,181 @@
+"""The process-wide engine behind all three ways to instrument a function.
+
+The exec wrapper (``coverage_wrapper.handler``), ``@coverage_handler`` and
+``CoverageContext`` all call :func:`get_engine`: one ``Recorder`` per process,
+one spool, one way to deliver. Nothing here raises into the user's code: a
+failure is logged once as a JSON line and the function runs on, unmeasured.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from coverage_wrapper.errors import CoverageInitializationError, CoverageWrapperError
+from coverage_wrapper.logging_utils import get_logger
+from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper.notify import ARMED, DONE, RuntimeNotifier
+from coverage_wrapper.recorder import Delta, Recorder
+from coverage_wrapper.spool import SpoolDirectory
+
+log = get_logger("coverage_wrapper.wrapper")
+
+Mode = Literal["wrapper", "decorator", "context"]
+# Time kept back from the invocation's deadline when the runtime uploads by itself.
+_DEADLINE_MARGIN = 0.5
+
+
+class Engine:
+    """Starts coverage once, checkpoints each invocation, and gets the data delivered."""
+
+    def __init__(self) -> None:
+        self.config: CoverageConfig | None = None
+        self.recorder: Recorder | None = None
+        self.spool: SpoolDirectory | None = None
+        self.mode: Mode | None = None
+        self.disabled_reason = ""
+        self._notifier: RuntimeNotifier | None = None
+        self._deliverer: Any = None
+        self._carry: Delta | None = None  # a delta the spool could not take yet
+        self._lock = threading.RLock()
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+
+    @property
+    def active(self) -> bool:
+        """True when coverage is being recorded in this process."""
+        return self.recorder is not None and self.recorder.started
+
+    def start(self, mode: Mode) -> bool:
+        """Start recording (once per process); False when disabled or failed."""
+        with self._lock:
+            if self.recorder is not None or self.disabled_reason:
+                if self.mode == "context" and mode != "context" and self.recorder is not None:
+                    self.mode = mode  # a wrapper or decorator now owns the invocations
+                    self.recorder.resume()
+                return self.active
+            try:
+                config = CoverageConfig.from_environment()
+            except ValueError as error:
+                return self._disable(f"configuration error: {error}", error=error)
+            self.config = config
+            if not config.enabled:
+                return self._disable("COVERAGE_ENABLED=false", level="debug")
+            if config.sample_rate < 1.0 and random.random() >= config.sample_rate:  # noqa: S311
+                return self._disable("not sampled (COVERAGE_SAMPLE_RATE)", level="debug")
+            task_root = Path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
+            recorder = Recorder(config, task_root)
+            try:
+                recorder.start()
+            except CoverageInitializationError as error:
+                return self._disable(str(error), error=error)
+            self.recorder = recorder
+            self.mode = mode
+            self.spool = SpoolDirectory(config.spool_dir)
+            self._notifier = RuntimeNotifier(self.spool.socket_path)
+            if mode == "wrapper":
+                self._notifier.send(ARMED, str(os.getpid()))
+            log.debug(
+                "Initializing coverage tracking",
+                extra={
+                    "data": {
+                        "config": config.to_dict(),
+                        "function_name": self.function_name,
+                        "mode": mode,
+                        "core": recorder.core,
+                    }
+                },
+            )
+            return True
+
+    def _disable(
+        self, reason: str, *, error: Exception | None = None, level: str = "error"
+    ) -> bool:
+        self.disabled_reason = reason
+        if level == "error":
+            name = type(error).__name__ if error else "CoverageInitializationError"
+            log.error(
+                f"{name}: coverage is off for this execution environment: {reason}",
+                extra={"data": {"function_name": self.function_name}},
+            )
+        else:
+            log.debug(f"Coverage is off: {reason}")
+        return False
+
+    def end_invocation(self, request_id: str | None, context: Any = None) -> None:
+        """Checkpoint this invocation and see its data delivered; never raises."""
+        if not self.active:
+            return
+        request_id = request_id or uuid.uuid4().hex  # ids name S3 keys: never reuse one
+        try:
+            with self._lock:
+                wrote = self._spool_checkpoint(request_id)
+                told_extension = False
+                if self._notifier is not None:
+                    told_extension = self._notifier.send(DONE, request_id, "1" if wrote else "0")
+                if not told_extension and (wrote or self._carry is not None):
+                    self._deliver_inline(context)
+        except Exception as error:  # noqa: BLE001 - the handler's result must not change
+            log.error(
+                f"Coverage checkpoint failed: {type(error).__name__}: {error}",
+                extra={"data": {"request_id": request_id}},
+            )
+
+    def _spool_checkpoint(self, request_id: str) -> bool:
+        assert self.recorder is not None and self.spool is not None
+        delta = self.recorder.checkpoint()
+        if self._carry is not None:
+            self._carry.merge(delta)
+            delta, self._carry = self._carry, None
+        if not delta:
+            return False
+        try:
+            self.spool.write(delta, request_id)
+        except OSError as error:
+            # A full or unwritable /tmp: keep the delta in memory and try again
+            # at the next checkpoint rather than lose it.
+            self._carry = delta
+            log.error(
+                f"Coverage data could not be spooled: {error.strerror or error}",
+                extra={"data": {"spool_dir": str(self.spool.root), "request_id": request_id}},
+            )
+            return False
+        return True
+
+    def _deliver_inline(self, context: Any) -> None:
+        """No extension is listening: upload now, within the upload timeout."""
+        assert self.config is not None and self.spool is not None
+        budget = self.config.upload_timeout
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        if callable(remaining_ms):
+            budget = min(budget, remaining_ms() / 1000 - _DEADLINE_MARGIN)
+        if budget <= 0:
+            return
+        self.deliverer().deliver(time.monotonic() + budget)
+
+    def deliverer(self) -> Any:
+        """The Deliverer for this process, created on first use (it imports boto3 late)."""
+        if self._deliverer is None:
+            assert self.config is not None and self.spool is not None
+            from coverage_wrapper.delivery import Deliverer
+            from coverage_wrapper.s3_uploader import S3Uploader
+
+            self._deliverer = Deliverer(
+                self.config, self.spool, S3Uploader(self.config), self.function_name
+            )
+        return self._deliverer
+
+
+_engine = Engine()
+
+
+def get_engine() -> Engine:
+    """The engine of this process."""
+    return _engine
+
+
+__all__ = ["CoverageWrapperError", "Engine", "get_engine"]

@@ -1,0 +1,40 @@
+"""The runtime's exceptions, with the messages the user guide documents."""
+
+from __future__ import annotations
+
+
+class CoverageWrapperError(Exception):
+    """Root of every error the runtime raises."""
+
+
+class CoverageInitializationError(CoverageWrapperError):
+    """Coverage could not be started in this execution environment."""
+
+    def __init__(self, cause: str = "") -> None:
+        message = "Failed to initialize coverage tracking"
+        super().__init__(f"{message}: {cause}" if cause else message)
+        self.cause = cause
+
+
+class S3UploadError(CoverageWrapperError):
+    """A coverage data file could not be written to S3.
+
+    ``code`` is the AWS error code (``NoSuchBucket``, ``AccessDenied``...) or
+    the name of the network failure (``ConnectTimeoutError``...), and ``hint``
+    says what usually fixes it.
+    """
+
+    def __init__(self, code: str, detail: str, *, bucket: str, key: str, hint: str = "") -> None:
+        super().__init__(f"Failed to upload coverage file to S3: {code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.bucket = bucket
+        self.key = key
+        self.hint = hint
+
+
+class ConfigurationError(ValueError, CoverageWrapperError):
+    """An environment variable is missing or malformed.
+
+    It is a ``ValueError`` so that ``except ValueError`` from the guide keeps working.
+    """

@@ -1,0 +1,164 @@
+"""The layer's external extension: delivers spooled coverage after each response.
+
+Lambda starts ``/opt/extensions/lambdacov`` before the runtime. It registers
+for INVOKE and SHUTDOWN events and then loops:
+
+* INVOKE: if the runtime announced itself (``armed``, sent by the exec
+  wrapper's handler at start-up), wait until it reports the invocation done;
+  then deliver what is pending before asking for the next event. Lambda does
+  not freeze the environment until the extension asks, so the upload happens
+  after the response has gone out and before the freeze.
+* SHUTDOWN: deliver everything left, within Lambda's shutdown deadline.
+
+The extension never touches the function's response; its failures are JSON
+log lines, and whatever it could not deliver stays in the spool for the next
+pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+from typing import Any
+
+from coverage_wrapper.logging_utils import get_logger
+from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper.notify import ARMED, ExtensionListener
+from coverage_wrapper.spool import SpoolDirectory
+
+NAME = "lambdacov"
+log = get_logger("coverage_wrapper.extension")
+# Time kept back from a deadline so the extension asks for its next event in time.
+_MARGIN = 0.3
+
+
+class ExtensionsApi:
+    """A minimal client of Lambda's Extensions API (stdlib only: no boto3 at start-up)."""
+
+    def __init__(self, address: str) -> None:
+        self.base = f"http://{address}/2020-01-01/extension"
+        self.identifier = ""
+
+    def _call(self, method: str, path: str, body: bytes | None = None) -> tuple[Any, Any]:
+        request = urllib.request.Request(f"{self.base}/{path}", data=body, method=method)  # noqa: S310
+        request.add_header("Lambda-Extension-Name", NAME)
+        if self.identifier:
+            request.add_header("Lambda-Extension-Identifier", self.identifier)
+        with urllib.request.urlopen(request) as response:  # noqa: S310 - the local Runtime API
+            return response.headers, json.loads(response.read() or b"{}")
+
+    def register(self) -> None:
+        """Register for INVOKE and SHUTDOWN events."""
+        body = json.dumps({"events": ["INVOKE", "SHUTDOWN"]}).encode()
+        headers, _ = self._call("POST", "register", body)
+        self.identifier = headers["Lambda-Extension-Identifier"]
+
+    def next_event(self) -> dict[str, Any]:
+        """Block until Lambda sends the next event."""
+        _, event = self._call("GET", "event/next")
+        return event  # type: ignore[no-any-return]
+
+    def report_init_error(self, message: str) -> None:
+        """Tell Lambda the extension cannot start (Extension.InitError)."""
+        body = json.dumps({"errorMessage": message, "errorType": "Extension.InitError"})
+        self._call("POST", "init/error", body.encode())
+
+
+def _seconds_left(event: dict[str, Any]) -> float:
+    deadline_ms = event.get("deadlineMs")
+    if not isinstance(deadline_ms, (int, float)):
+        return 2.0
+    return deadline_ms / 1000 - time.time()
+
+
+class CoverageExtension:
+    """The loop described in the module docstring."""
+
+    def __init__(self, api: ExtensionsApi, config: CoverageConfig) -> None:
+        from coverage_wrapper.delivery import Deliverer
+        from coverage_wrapper.s3_uploader import S3Uploader
+
+        self.api = api
+        self.config = config
+        self.spool = SpoolDirectory(config.spool_dir)
+        self.listener = ExtensionListener(self.spool.socket_path)
+        function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+        self.deliverer = Deliverer(config, self.spool, S3Uploader(config), function)
+        self.armed = False
+
+    def _note(self, messages: list[list[str]]) -> None:
+        if any(words[:1] == [ARMED] for words in messages):
+            self.armed = True
+
+    def on_invoke(self, event: dict[str, Any]) -> None:
+        """Wait for the runtime's checkpoint, then deliver within the invocation's time."""
+        self._note(self.listener.drain())
+        left = _seconds_left(event) - _MARGIN
+        if self.armed:
+            done, others = self.listener.wait_for(
+                str(event.get("requestId", "")), time.monotonic() + left
+            )
+            self._note(others)
+            if not done:
+                log.warning(
+                    "The runtime did not report the end of the invocation in time",
+                    extra={"data": {"request_id": event.get("requestId")}},
+                )
+                return
+        self._deliver(min(self.config.upload_timeout, _seconds_left(event) - _MARGIN))
+
+    def on_shutdown(self, event: dict[str, Any]) -> None:
+        """Deliver everything left before the environment goes away."""
+        self._note(self.listener.drain())
+        self._deliver(_seconds_left(event) - _MARGIN)
+        self.listener.close()
+
+    def _deliver(self, budget: float) -> None:
+        if budget <= 0 or not self.deliverer.has_pending():
+            return
+        try:
+            self.deliverer.deliver(time.monotonic() + budget)
+        except Exception as error:  # noqa: BLE001 - the extension must keep serving events
+            log.error(f"Coverage delivery failed: {type(error).__name__}: {error}")
+
+    def run(self) -> None:
+        """Serve events until SHUTDOWN."""
+        while True:
+            event = self.api.next_event()
+            kind = event.get("eventType")
+            if kind == "INVOKE":
+                self.on_invoke(event)
+            elif kind == "SHUTDOWN":
+                self.on_shutdown(event)
+                return
+
+
+def main() -> int:
+    """Register, then serve events; with a bad configuration, stay out of the way."""
+    api = ExtensionsApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    try:
+        config = CoverageConfig.from_environment()
+    except ValueError as error:
+        # Registering and idling keeps Lambda happy; the runtime logs the same
+        # configuration error, so it is not repeated here.
+        api.register()
+        log.debug(f"Extension idle: {error}")
+        while api.next_event().get("eventType") != "SHUTDOWN":
+            pass
+        return 0
+    try:
+        extension = CoverageExtension(api, config)
+    except OSError as error:
+        api.register()
+        api.report_init_error(f"lambdacov extension cannot use {config.spool_dir}: {error}")
+        return 1
+    api.register()
+    extension.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""A datagram socket between the runtime process and the extension process.
+
+The runtime says ``armed`` once at start-up (it will report the end of every
+invocation) and ``done <request id>`` after each invocation's data is in the
+spool. The extension waits for ``done`` before it uploads and lets Lambda
+freeze the environment. Sending never blocks the handler: with no extension
+listening, :meth:`RuntimeNotifier.send` returns False at once and the runtime
+delivers by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+
+ARMED = "armed"
+DONE = "done"
+
+
+class RuntimeNotifier:
+    """The runtime's end of the channel."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._socket: socket.socket | None = None
+
+    def send(self, *words: str) -> bool:
+        """Send one message; True if an extension is listening."""
+        message = " ".join(words).encode("utf-8")
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._socket.setblocking(False)
+            self._socket.sendto(message, str(self.path))
+        except OSError:
+            # No listener (ENOENT, ECONNREFUSED) or a full queue (EAGAIN): the
+            # caller falls back to delivering by itself.
+            return False
+        return True
+
+
+class ExtensionListener:
+    """The extension's end of the channel: a bound datagram socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # left by an extension process that was killed
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(path))
+
+    def receive(self, timeout: float) -> list[str] | None:
+        """Return the next message's words, or None when ``timeout`` seconds pass."""
+        self._socket.settimeout(timeout if timeout > 0 else 0.0)  # 0: non-blocking
+        try:
+            payload = self._socket.recv(4096)
+        except (TimeoutError, BlockingIOError):
+            return None
+        return payload.decode("utf-8", errors="replace").split()
+
+    def wait_for(self, request_id: str, deadline: float) -> tuple[bool, list[list[str]]]:
+        """Wait for ``done <request_id>`` until ``deadline`` (time.monotonic).
+
+        Returns whether it arrived, and every other message seen meanwhile.
+        """
+        others: list[list[str]] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False, others
+            words = self.receive(remaining)
+            if words is None:
+                return False, others
+            if words[:2] == [DONE, request_id]:
+                return True, others
+            others.append(words)
+
+    def drain(self) -> list[list[str]]:
+        """Every message already queued, without waiting."""
+        messages = []
+        while (words := self.receive(0)) is not None:
+            messages.append(words)
+        return messages
+
+    def close(self) -> None:
+        """Close and remove the socket."""
+        self._socket.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)

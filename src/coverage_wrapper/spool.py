@@ -1,0 +1,159 @@
+"""The spool: coverage deltas on local disk, waiting to be delivered to S3.
+
+Layout under the spool root (``COVERAGE_SPOOL_DIR``, default ``/tmp/lambdacov``)::
+
+    environment-id        this execution environment's id (created once, O_EXCL)
+    pending/*.json        one delta per checkpoint, written atomically (temp + rename)
+    corrupt/              deltas that could not be read, kept for inspection
+    state/aggregate.coverage   the environment's merged coverage.py data file
+    state/dirty           present while the aggregate has data not yet in S3
+    state/lock            serialises delivery between the runtime and the extension
+    extension.sock        the extension's datagram socket (see notify.py)
+
+Every file appears whole or not at all, so a process killed at any moment
+(timeout, SIGKILL at shutdown) leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coverage_wrapper.recorder import Delta
+
+FORMAT_VERSION = 1
+_sequence = itertools.count()
+
+
+@dataclass(frozen=True)
+class SpooledDelta:
+    """A delta read back from the spool, with where and when it came from."""
+
+    path: Path
+    delta: Delta
+    request_id: str
+    created: float
+
+
+class SpoolDirectory:
+    """The on-disk spool shared by the runtime process and the extension process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pending_dir = root / "pending"
+        self.corrupt_dir = root / "corrupt"
+        self.state_dir = root / "state"
+        self.socket_path = root / "extension.sock"
+        self.aggregate_path = self.state_dir / "aggregate.coverage"
+        self.dirty_marker = self.state_dir / "dirty"
+
+    def ensure(self) -> None:
+        """Create the spool's directories."""
+        for path in (self.pending_dir, self.corrupt_dir, self.state_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def environment_id(self) -> str:
+        """This execution environment's id, the same for every process in it.
+
+        The first process to ask creates it; /tmp outlives a runtime reset, so
+        the id (and the S3 object it names) does too.
+        """
+        self.ensure()
+        path = self.root / "environment-id"
+        candidate = uuid.uuid4().hex
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            for _ in range(50):  # the creator may not have written it yet
+                text = path.read_text(encoding="ascii").strip()
+                if text:
+                    return text
+                time.sleep(0.001)
+            return candidate
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(candidate)
+        return candidate
+
+    def write(self, delta: Delta, request_id: str) -> Path:
+        """Write ``delta`` atomically and return its path; OSError if the disk is full."""
+        self.ensure()
+        document = {
+            "format": FORMAT_VERSION,
+            "kind": delta.kind,
+            "request_id": request_id,
+            "created": time.time(),
+            "files": {name: sorted(items) for name, items in delta.files.items()},
+        }
+        name = f"{time.time_ns():020d}-{os.getpid()}-{next(_sequence)}.json"
+        final = self.pending_dir / name
+        temp = self.pending_dir / f".{name}.tmp"
+        try:
+            with temp.open("w", encoding="utf-8") as handle:
+                json.dump(document, handle, separators=(",", ":"))
+            temp.replace(final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        return final
+
+    def pending(self) -> list[Path]:
+        """The complete deltas waiting for delivery, oldest first."""
+        try:
+            return sorted(p for p in self.pending_dir.iterdir() if p.suffix == ".json")
+        except FileNotFoundError:
+            return []
+
+    def read(self, path: Path) -> SpooledDelta:
+        """Read one delta; ValueError when it is not a delta this version wrote."""
+        try:
+            document: Any = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"unreadable delta: {error}") from error
+        if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION:
+            raise ValueError("not a lambdacov delta (unknown format)")
+        kind = document.get("kind")
+        files = document.get("files")
+        if kind not in ("lines", "arcs") or not isinstance(files, dict):
+            raise ValueError("malformed delta: bad kind or files")
+        delta = Delta(kind)
+        for name, items in files.items():
+            if not isinstance(name, str) or not isinstance(items, list):
+                raise ValueError("malformed delta: bad file entry")
+            if kind == "arcs":
+                delta.files[name] = {(int(a), int(b)) for a, b in items}
+            else:
+                delta.files[name] = {int(n) for n in items}
+        return SpooledDelta(
+            path=path,
+            delta=delta,
+            request_id=str(document.get("request_id") or "unknown"),
+            created=float(document.get("created") or 0.0),
+        )
+
+    def quarantine(self, path: Path) -> Path:
+        """Move an unreadable delta aside so it is reported once, not retried forever."""
+        self.ensure()
+        target = self.corrupt_dir / path.name
+        path.replace(target)
+        return target
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the delivery lock (an flock, released if the holder dies)."""
+        self.ensure()
+        with (self.state_dir / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
