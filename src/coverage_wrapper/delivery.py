@@ -50,9 +50,13 @@ class DeliveryReport:
 
 
 def _data_file(path: Path) -> coverage.CoverageData:
+    """Open a coverage data file for adding to it (a new file when there is none)."""
     import coverage
 
-    return coverage.CoverageData(basename=str(path))
+    data = coverage.CoverageData(basename=str(path))
+    if path.exists():
+        data.read()  # without it, the first write would erase what the file holds
+    return data
 
 
 def _add(data: coverage.CoverageData, delta: Delta) -> None:

@@ -86,7 +86,7 @@ class CoverageExtension:
         self.spool = SpoolDirectory(config.spool_dir)
         self.listener = ExtensionListener(self.spool.socket_path)
         function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
-        self.deliverer = Deliverer(config, self.spool, S3Uploader(config), function)
+        self.deliverer = Deliverer(config, self.spool, S3Uploader(config, attempts=3), function)
         self.armed = False
 
     def _note(self, messages: list[list[str]]) -> None:

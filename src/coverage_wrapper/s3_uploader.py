@@ -66,8 +66,9 @@ def generate_s3_key(
 class S3Uploader:
     """Puts objects into the configured bucket with bounded time and encryption."""
 
-    def __init__(self, config: CoverageConfig, client: Any = None) -> None:
+    def __init__(self, config: CoverageConfig, client: Any = None, *, attempts: int = 1) -> None:
         self.config = config
+        self.attempts = attempts
         self._client = client
         self._lock = threading.Lock()
 
@@ -77,17 +78,22 @@ class S3Uploader:
             if self._client is None:
                 import boto3
                 from botocore.config import Config
+                from botocore.handlers import add_expect_header
 
                 timeout = self.config.upload_timeout
-                self._client = boto3.client(
+                client = boto3.client(
                     "s3",
                     config=Config(
                         connect_timeout=timeout,
                         read_timeout=timeout,
-                        retries={"max_attempts": 2, "mode": "standard"},
+                        retries={"total_max_attempts": self.attempts, "mode": "standard"},
                         user_agent_extra=f"lambdacov/{__version__}",
                     ),
                 )
+                # Data files are a few KB: waiting up to a second for "100 Continue"
+                # before sending one would only stretch a slow S3's delay past the timeout.
+                client.meta.events.unregister("before-call.s3", add_expect_header)
+                self._client = client
             return self._client
 
     def put(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
