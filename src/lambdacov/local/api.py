@@ -1,0 +1,421 @@
+"""Lambda's Runtime API and Extensions API, served on 127.0.0.1 for one environment.
+
+The runtime (awslambdaric) and the external extensions talk to this server
+exactly as they talk to Lambda. The emulator drives it from the other side:
+it delivers invocations and SHUTDOWN events and waits, under one condition
+variable, for the states Lambda waits for (the runtime and every extension
+blocked in their ``next`` call, a response posted, an init error).
+
+One server serves one initialisation of the environment. After a reset the
+emulator starts a new one, so a request still pending from a killed process
+can never take an invocation meant for its successor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+RUNTIME = "/2018-06-01/runtime"
+EXTENSION = "/2020-01-01/extension"
+EVENT_TYPES = frozenset({"INVOKE", "SHUTDOWN"})
+_RESULT_PATH = re.compile(rf"^{RUNTIME}/invocation/(?P<id>[^/]+)/(?P<kind>response|error)$")
+# A blocked `next` re-checks for a closed server this often, so no handler
+# thread outlives the environment by more than this.
+_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One event on its way to the runtime, with the metadata Lambda sends along."""
+
+    request_id: str
+    event: bytes
+    deadline_ms: int
+    function_arn: str
+    trace_id: str
+
+
+@dataclass(frozen=True)
+class RuntimeOutcome:
+    """What the runtime posted for an invocation: its response, or its error."""
+
+    request_id: str
+    kind: Literal["response", "error"]
+    body: bytes
+    error_type: str | None
+
+
+@dataclass
+class _Extension:
+    identifier: str
+    name: str
+    events: frozenset[str]
+    waiting: bool = False
+    pending: deque[dict[str, Any]] = field(default_factory=deque)
+
+
+class RuntimeApi:
+    """The HTTP endpoints of one environment, plus the waits the emulator needs.
+
+    Every public method is thread-safe. ``wait_until`` evaluates its predicate
+    under the state lock, so predicates may call the other methods freely.
+    """
+
+    def __init__(self, *, function_name: str, function_version: str, handler: str) -> None:
+        self._function = {
+            "functionName": function_name,
+            "functionVersion": function_version,
+            "handler": handler,
+        }
+        self._cond = threading.Condition(threading.RLock())
+        self._closed = False
+        self._init_done = False
+        self._runtime_waiting = False
+        self._runtime_queue: deque[Invocation] = deque()
+        self._outcomes: dict[str, RuntimeOutcome] = {}
+        self._in_flight: set[str] = set()
+        self._extensions: dict[str, _Extension] = {}
+        self.init_error: dict[str, Any] | None = None
+        self.extension_errors: list[tuple[str, str, dict[str, Any]]] = []
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.api = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _POLL_SECONDS},
+            name="lambdacov-runtime-api",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT``, the value of AWS_LAMBDA_RUNTIME_API."""
+        host, port = self._server.server_address[:2]
+        return f"{host!s}:{port}"
+
+    def close(self) -> None:
+        """Stop serving and release every handler blocked in a ``next`` call."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)
+
+    # -- waits used by the emulator -------------------------------------------------
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds (re-checked on every state change and
+        every ``_POLL_SECONDS``, since process exits do not notify); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, _POLL_SECONDS))
+            return True
+
+    def notify(self) -> None:
+        """Wake waiters so they re-check their predicate."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def runtime_ready(self) -> bool:
+        """True while the runtime is blocked in ``invocation/next`` with nothing to take."""
+        with self._cond:
+            return self._runtime_waiting and not self._runtime_queue
+
+    def extensions_ready(self, event_type: str | None = None) -> bool:
+        """True when every extension (registered for ``event_type``, if given) is
+        blocked in ``event/next`` with no event left to take."""
+        with self._cond:
+            return all(
+                ext.waiting and not ext.pending
+                for ext in self._extensions.values()
+                if event_type is None or event_type in ext.events
+            )
+
+    def ready_extension_names(self) -> list[str]:
+        """Names of the registered extensions blocked in ``event/next``."""
+        with self._cond:
+            return [ext.name for ext in self._extensions.values() if ext.waiting]
+
+    def extension_names(self, event_type: str | None = None) -> list[str]:
+        """Names of the registered extensions (registered for ``event_type``, if given)."""
+        with self._cond:
+            return [
+                ext.name
+                for ext in self._extensions.values()
+                if event_type is None or event_type in ext.events
+            ]
+
+    def unresponsive_extensions(self, event_type: str) -> list[str]:
+        """Names of extensions registered for ``event_type`` still busy with an event."""
+        with self._cond:
+            return [
+                ext.name
+                for ext in self._extensions.values()
+                if event_type in ext.events and not (ext.waiting and not ext.pending)
+            ]
+
+    def outcome(self, request_id: str) -> RuntimeOutcome | None:
+        """The runtime's response or error for ``request_id``, once posted."""
+        with self._cond:
+            return self._outcomes.get(request_id)
+
+    def mark_init_done(self) -> None:
+        """End the init phase: extensions can no longer register (as in Lambda)."""
+        with self._cond:
+            self._init_done = True
+
+    # -- deliveries -----------------------------------------------------------------
+
+    def deliver_invocation(self, invocation: Invocation) -> None:
+        """Queue ``invocation`` for the runtime and INVOKE for the extensions registered for it."""
+        event = {
+            "eventType": "INVOKE",
+            "deadlineMs": invocation.deadline_ms,
+            "requestId": invocation.request_id,
+            "invokedFunctionArn": invocation.function_arn,
+            "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id},
+        }
+        with self._cond:
+            # The flags mean "blocked with nothing to take": clear them here, not
+            # when a handler thread wakes up, so a waiter never sees a stale True.
+            self._runtime_waiting = False
+            self._runtime_queue.append(invocation)
+            self._in_flight.add(invocation.request_id)
+            self._queue_for_extensions("INVOKE", event)
+            self._cond.notify_all()
+
+    def deliver_shutdown(self, reason: str, deadline_ms: int) -> list[str]:
+        """Queue SHUTDOWN for the extensions registered for it; return their names."""
+        event = {"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": deadline_ms}
+        with self._cond:
+            names = self._queue_for_extensions("SHUTDOWN", event)
+            self._cond.notify_all()
+            return names
+
+    def _queue_for_extensions(self, event_type: str, event: dict[str, Any]) -> list[str]:
+        names = []
+        for ext in self._extensions.values():
+            if event_type in ext.events:
+                ext.waiting = False
+                ext.pending.append(event)
+                names.append(ext.name)
+        return names
+
+    # -- called by the HTTP handler ---------------------------------------------------
+
+    def _runtime_next(self) -> Invocation | None:
+        with self._cond:
+            self._runtime_waiting = True
+            self._cond.notify_all()
+            while not self._runtime_queue:
+                if self._closed:
+                    return None
+                self._cond.wait(_POLL_SECONDS)
+            self._runtime_waiting = False
+            return self._runtime_queue.popleft()
+
+    def _runtime_result(
+        self, request_id: str, kind: Literal["response", "error"], body: bytes, error_type: str | None
+    ) -> bool:
+        with self._cond:
+            if request_id not in self._in_flight:
+                return False
+            self._in_flight.discard(request_id)
+            self._outcomes[request_id] = RuntimeOutcome(request_id, kind, body, error_type)
+            self._cond.notify_all()
+            return True
+
+    def _runtime_init_error(self, body: dict[str, Any]) -> None:
+        with self._cond:
+            self.init_error = body
+            self._cond.notify_all()
+
+    def _register(self, name: str, events: Iterable[str]) -> str | None:
+        with self._cond:
+            if self._init_done:
+                return None
+            identifier = str(uuid.uuid4())
+            self._extensions[identifier] = _Extension(identifier, name, frozenset(events))
+            self._cond.notify_all()
+            return identifier
+
+    def _extension_next(self, identifier: str) -> dict[str, Any] | None:
+        with self._cond:
+            ext = self._extensions[identifier]
+            ext.waiting = True
+            self._cond.notify_all()
+            while not ext.pending:
+                if self._closed:
+                    return None
+                self._cond.wait(_POLL_SECONDS)
+            ext.waiting = False
+            return ext.pending.popleft()
+
+    def _extension_error(self, identifier: str, kind: str, error: dict[str, Any]) -> None:
+        with self._cond:
+            ext = self._extensions.get(identifier)
+            self.extension_errors.append((ext.name if ext else identifier, kind, error))
+            self._cond.notify_all()
+
+    def _known_extension(self, identifier: str) -> bool:
+        with self._cond:
+            return identifier in self._extensions
+
+    def _function_info(self) -> dict[str, str]:
+        return dict(self._function)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    api: RuntimeApi
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Stay silent: a client killed mid-request (a reset) is expected, and core never prints."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes the two APIs' requests to the :class:`RuntimeApi` state."""
+
+    # libcurl (inside awslambdaric) keeps its connection alive between calls.
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, delayed ACKs would
+    # add 40 ms to every call on the kept-alive connection.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class name
+        """Stay silent: the emulator's core never prints."""
+
+    def do_GET(self) -> None:
+        api = self.server.api
+        if self.path == f"{RUNTIME}/invocation/next":
+            invocation = api._runtime_next()
+            if invocation is None:
+                self.close_connection = True
+                return
+            self._reply(
+                HTTPStatus.OK,
+                invocation.event,
+                {
+                    "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+                    "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
+                    "Lambda-Runtime-Invoked-Function-Arn": invocation.function_arn,
+                    "Lambda-Runtime-Trace-Id": invocation.trace_id,
+                },
+            )
+        elif self.path == f"{EXTENSION}/event/next":
+            identifier = self.headers.get("Lambda-Extension-Identifier", "")
+            if not api._known_extension(identifier):
+                self._error(HTTPStatus.FORBIDDEN, "Extension.InvalidExtensionIdentifier")
+                return
+            event = api._extension_next(identifier)
+            if event is None:
+                self.close_connection = True
+                return
+            self._reply_json(
+                HTTPStatus.OK, event, {"Lambda-Extension-Event-Identifier": str(uuid.uuid4())}
+            )
+        else:
+            self._error(HTTPStatus.NOT_FOUND, "InvalidRequest")
+
+    def do_POST(self) -> None:
+        api = self.server.api
+        body = self._read_body()
+        error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+        result = _RESULT_PATH.match(self.path)
+        if result is not None:
+            kind: Literal["response", "error"] = (
+                "response" if result["kind"] == "response" else "error"
+            )
+            if api._runtime_result(result["id"], kind, body, error_type):
+                self._reply_json(HTTPStatus.ACCEPTED, {"status": "OK"})
+            else:
+                self._error(HTTPStatus.BAD_REQUEST, "InvalidRequestID")
+        elif self.path == f"{RUNTIME}/init/error":
+            parsed = _json_object(body)
+            if error_type and "errorType" not in parsed:
+                parsed["errorType"] = error_type
+            api._runtime_init_error(parsed)
+            self._reply_json(HTTPStatus.ACCEPTED, {"status": "OK"})
+        elif self.path == f"{EXTENSION}/register":
+            self._register(body)
+        elif self.path in (f"{EXTENSION}/init/error", f"{EXTENSION}/exit/error"):
+            identifier = self.headers.get("Lambda-Extension-Identifier", "")
+            if not api._known_extension(identifier):
+                self._error(HTTPStatus.FORBIDDEN, "Extension.InvalidExtensionIdentifier")
+                return
+            error = _json_object(body)
+            error.setdefault("errorType", self.headers.get("Lambda-Extension-Function-Error-Type"))
+            api._extension_error(identifier, self.path.rsplit("/", 2)[-2], error)
+            self._reply_json(HTTPStatus.ACCEPTED, {"status": "OK"})
+        else:
+            self._error(HTTPStatus.NOT_FOUND, "InvalidRequest")
+
+    def _register(self, body: bytes) -> None:
+        api = self.server.api
+        name = self.headers.get("Lambda-Extension-Name", "")
+        events = _json_object(body).get("events", [])
+        if not name:
+            self._error(HTTPStatus.FORBIDDEN, "Extension.InvalidExtensionName")
+            return
+        if not isinstance(events, list) or not set(events) <= EVENT_TYPES:
+            self._error(HTTPStatus.BAD_REQUEST, "Extension.InvalidEventType")
+            return
+        identifier = api._register(name, events)
+        if identifier is None:
+            self._error(HTTPStatus.FORBIDDEN, "Extension.RegistrationClosed")
+            return
+        self._reply_json(
+            HTTPStatus.OK, api._function_info(), {"Lambda-Extension-Identifier": identifier}
+        )
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _reply(self, status: HTTPStatus, body: bytes, headers: dict[str, str]) -> None:
+        # A runtime killed while we answer is not our problem: it is being reset.
+        with contextlib.suppress(OSError):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+
+    def _reply_json(
+        self, status: HTTPStatus, document: object, headers: dict[str, str] | None = None
+    ) -> None:
+        self._reply(status, json.dumps(document).encode(), headers or {})
+
+    def _error(self, status: HTTPStatus, error_type: str) -> None:
+        message = f"{self.command} {self.path}: {status.phrase}"
+        self._reply_json(status, {"errorMessage": message, "errorType": error_type})
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """Parse a request body that should be a JSON object; anything else becomes {}."""
+    try:
+        parsed = json.loads(body or b"{}")
+    except ValueError:
+        return {"errorMessage": body.decode("utf-8", errors="replace")}
+    return parsed if isinstance(parsed, dict) else {}

@@ -1,0 +1,547 @@
+"""A local AWS Lambda: one execution environment driving the real runtime client.
+
+:class:`LocalLambda` follows Lambda's lifecycle. INIT starts the layer's
+external extensions, waits until each has registered and asked for its next
+event, then starts the runtime (``bootstrap.py`` under awslambdaric) and waits
+for its first ``invocation/next``. INVOKE thaws the environment, hands the
+event to the runtime and INVOKE to the extensions, waits for the response and
+then for everyone to be idle again, and freezes every process with SIGSTOP:
+a thread left running by the handler does not run until the next invocation,
+which is why coverage data needs an extension to leave the environment.
+A timeout resets the environment (processes killed, /tmp kept); SHUTDOWN
+sends the event to the extensions, SIGTERM to the runtime when extensions are
+registered, and SIGKILL to whatever is left two seconds later.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from lambdacov.errors import EmulatorError, UsageError
+from lambdacov.local.api import Invocation, RuntimeApi
+from lambdacov.local.process import LogCallback, LogCollector, LogLine, ManagedProcess
+from lambdacov.local.runtime_env import current_version, runtime_python
+from lambdacov.local.variables import (
+    FUNCTION_VERSION,
+    FunctionConfig,
+    lambda_environment,
+    new_log_stream_name,
+)
+
+#: Lambda's limit for the init phase of an on-demand environment.
+INIT_TIMEOUT_SECONDS = 10.0
+#: How long extensions (and the runtime, once SIGTERMed) get to handle SHUTDOWN.
+SHUTDOWN_GRACE_SECONDS = 2.0
+SHUTDOWN_REASONS = frozenset({"spindown", "timeout", "failure"})
+#: The emulated /var/runtime/bootstrap, run by the runtime's own interpreter.
+BOOTSTRAP = Path(__file__).resolve().with_name("bootstrap.py")
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """The outcome of one invocation, as Lambda's Invoke API and logs would show it.
+
+    ``payload`` is the response, parsed as JSON when it is JSON (raw text
+    otherwise), and None when the invocation failed; ``error`` is then the
+    error document Lambda returns (errorMessage, errorType, stackTrace...).
+    ``duration_ms`` covers the whole invoke phase, including the extensions'
+    work after the response; ``runtime_duration_ms`` stops at the response.
+    ``init_duration_ms`` is set on the invocation that initialised the
+    environment. ``logs`` are the lines written during this invocation.
+    """
+
+    request_id: str
+    payload: Any
+    error: dict[str, Any] | None
+    duration_ms: float
+    runtime_duration_ms: float
+    init_duration_ms: float | None
+    logs: tuple[LogLine, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when the function returned a response rather than an error."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready document with Lambda's field names."""
+        return {
+            "requestId": self.request_id,
+            "payload": self.payload,
+            "error": self.error,
+            "durationMs": round(self.duration_ms, 2),
+            "runtimeDurationMs": round(self.runtime_duration_ms, 2),
+            "initDurationMs": (
+                None if self.init_duration_ms is None else round(self.init_duration_ms, 2)
+            ),
+            "logs": [{"source": line.source, "text": line.text} for line in self.logs],
+        }
+
+
+class _Environment:
+    """The processes and API server of one initialisation of the environment."""
+
+    def __init__(self, api: RuntimeApi) -> None:
+        self.api = api
+        self.extensions: list[ManagedProcess] = []
+        self.runtime: ManagedProcess | None = None
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return [*self.extensions, *([self.runtime] if self.runtime else [])]
+
+    def exited_extension(self) -> ManagedProcess | None:
+        return next((proc for proc in self.extensions if not proc.running), None)
+
+    def extension_gone(self, name: str) -> bool:
+        """True if the extension registered as ``name`` has exited (matched by file name,
+        which Lambda requires as the registration name; else by "all have exited")."""
+        named = [proc for proc in self.extensions if proc.name == f"extension:{name}"]
+        return not any(proc.running for proc in (named or self.extensions))
+
+    def freeze(self) -> None:
+        for proc in self.processes:
+            proc.freeze()
+
+    def thaw(self) -> None:
+        for proc in self.processes:
+            proc.thaw()
+
+    def kill(self) -> None:
+        for proc in self.processes:
+            proc.kill()
+        self.api.close()
+
+
+class LocalLambda:
+    """One Lambda execution environment for a function, on this machine.
+
+    Use it as a context manager; invocations reuse the warm environment
+    until :meth:`shutdown`::
+
+        with LocalLambda(Path("src"), "app.handler", layer=Path("layer.zip")) as fn:
+            result = fn.invoke({"hello": "world"})
+
+    ``layer`` is an ``/opt``-like directory or a layer .zip (extracted with its
+    file modes). ``python`` is the runtime's ``3.X`` version (default: this
+    interpreter's). ``env`` holds the function's environment variables,
+    ``AWS_LAMBDA_EXEC_WRAPPER`` included. ``on_log`` receives every log line as
+    it arrives. Raises :class:`EmulatorError` when the runtime cannot be prepared.
+    """
+
+    def __init__(
+        self,
+        function_dir: Path,
+        handler: str,
+        *,
+        layer: Path | None = None,
+        python: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        memory_mb: int = 128,
+        function_name: str = "local-function",
+        region: str = "us-east-1",
+        init_timeout: float = INIT_TIMEOUT_SECONDS,
+        on_log: LogCallback | None = None,
+    ) -> None:
+        function_dir = Path(function_dir).resolve()
+        if not function_dir.is_dir():
+            raise UsageError(f"function directory {function_dir} does not exist")
+        if "." not in handler.strip(".") and "AWS_LAMBDA_EXEC_WRAPPER" not in (env or {}):
+            raise UsageError(
+                f"handler {handler!r} is not of the form module.function",
+                hint="for app.py with `def handler(event, context)`, give app.handler",
+            )
+        if timeout <= 0:
+            raise UsageError("timeout must be positive")
+        self.config = FunctionConfig(
+            function_dir=function_dir,
+            handler=handler,
+            python_version=python or current_version(),
+            env=dict(env or {}),
+            timeout=timeout,
+            memory_mb=memory_mb,
+            function_name=function_name,
+            region=region,
+        )
+        self.init_timeout = init_timeout
+        self._python = runtime_python(self.config.python_version)
+        self._scratch = Path(tempfile.mkdtemp(prefix="lambdacov-local-"))
+        self.tmp_dir = self._scratch / "tmp"
+        self.tmp_dir.mkdir()
+        self.opt_dir = _prepare_opt(layer, self._scratch / "opt")
+        self.log_stream_name = new_log_stream_name()
+        self._logs = LogCollector(on_log)
+        self._lock = threading.Lock()
+        self._environment: _Environment | None = None
+        self._closed = False
+        _LIVE.add(self)
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def logs(self) -> tuple[LogLine, ...]:
+        """Every line logged in this environment so far, invocations and shutdowns alike."""
+        return self._logs.lines
+
+    @property
+    def is_warm(self) -> bool:
+        """True while an initialised environment waits (frozen) for the next invocation."""
+        return self._environment is not None
+
+    def invoke(self, event: Any = None) -> InvocationResult:
+        """Invoke the function with ``event`` (JSON-serialisable) and return its result.
+
+        Initialises the environment first if needed. Function errors, init
+        errors and timeouts are results, not exceptions.
+        """
+        if self._closed:
+            raise EmulatorError("this local Lambda has been closed")
+        body = json.dumps({} if event is None else event).encode()
+        with self._lock:
+            mark = self._logs.mark()
+            request_id = str(uuid.uuid4())
+            self._platform_log(f"START RequestId: {request_id} Version: {FUNCTION_VERSION}")
+            result = self._invoke(request_id, body)
+            self._platform_log(f"END RequestId: {request_id}")
+            self._platform_log(_report_line(result, self.config.memory_mb))
+            self._logs.drain()
+            return dataclasses.replace(result, logs=self._logs.since(mark))
+
+    def shutdown(self, reason: str = "spindown") -> tuple[LogLine, ...]:
+        """Shut the environment down as Lambda does and return the lines logged meanwhile.
+
+        Extensions registered for SHUTDOWN receive it with ``reason``; a later
+        :meth:`invoke` starts a fresh environment (with the same /tmp).
+        """
+        if reason not in SHUTDOWN_REASONS:
+            raise UsageError(f"shutdown reason must be one of {sorted(SHUTDOWN_REASONS)}")
+        with self._lock:
+            mark = self._logs.mark()
+            self._shutdown(reason)
+            self._logs.drain()
+            return self._logs.since(mark)
+
+    def close(self) -> None:
+        """Shut down (if still running) and delete the environment's /tmp and extracted layer."""
+        if self._closed:
+            return
+        try:
+            self.shutdown("spindown")
+        finally:
+            self._closed = True
+            _LIVE.discard(self)
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def __enter__(self) -> LocalLambda:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _invoke(self, request_id: str, body: bytes) -> InvocationResult:
+        init_ms: float | None = None
+        if self._environment is None:
+            started = time.monotonic()
+            environment, init_error = self._init()
+            init_ms = _ms_since(started)
+            if init_error is not None:
+                self._teardown(environment, "failure")
+                return InvocationResult(request_id, None, init_error, 0.0, 0.0, init_ms, ())
+            self._environment = environment
+        environment = self._environment
+        api, runtime = environment.api, environment.runtime
+        assert runtime is not None
+        environment.thaw()
+
+        started = time.monotonic()
+        deadline = started + self.config.timeout
+        api.deliver_invocation(
+            Invocation(
+                request_id=request_id,
+                event=body,
+                deadline_ms=int((time.time() + self.config.timeout) * 1000),
+                function_arn=self.config.function_arn,
+                trace_id=_trace_id(),
+            )
+        )
+        api.wait_until(
+            lambda: api.outcome(request_id) is not None or not runtime.running,
+            deadline - time.monotonic(),
+        )
+        outcome = api.outcome(request_id)
+        runtime_ms = _ms_since(started)
+        if outcome is None:
+            if runtime.running:
+                error = _timeout_error(request_id, self.config.timeout)
+                self._reset("timeout")
+            else:
+                error = _exit_error(request_id, runtime.exit_code)
+                self._reset("failure")
+            return InvocationResult(request_id, None, error, runtime_ms, runtime_ms, init_ms, ())
+
+        payload, error = _parse_outcome(outcome.kind, outcome.body, outcome.error_type)
+        # Lambda's invoke phase lasts until the runtime and every extension
+        # registered for INVOKE ask for their next event.
+        idle = api.wait_until(
+            lambda: (api.runtime_ready and api.extensions_ready("INVOKE"))
+            or not runtime.running
+            or environment.exited_extension() is not None,
+            deadline - time.monotonic(),
+        )
+        if idle and runtime.running and environment.exited_extension() is None:
+            environment.freeze()
+        else:
+            self._reset("timeout" if not idle else "failure")
+        return InvocationResult(
+            request_id, payload, error, _ms_since(started), runtime_ms, init_ms, ()
+        )
+
+    def _init(self) -> tuple[_Environment, dict[str, Any] | None]:
+        """Start the extensions, then the runtime; return the environment and any init error."""
+        config = self.config
+        api = RuntimeApi(
+            function_name=config.function_name,
+            function_version=FUNCTION_VERSION,
+            handler=config.handler,
+        )
+        environment = _Environment(api)
+        env = lambda_environment(
+            config,
+            runtime_api=api.address,
+            opt_dir=self.opt_dir,
+            tmp_dir=self.tmp_dir,
+            runtime_dir=_site_packages(self._python),
+            runtime_bin=self._python.parent,
+            log_stream_name=self.log_stream_name,
+            host_env=os.environ,
+        )
+        deadline = time.monotonic() + self.init_timeout
+        for path in _extension_executables(self.opt_dir):
+            try:
+                environment.extensions.append(
+                    ManagedProcess(
+                        f"extension:{path.name}",
+                        [str(path)],
+                        env=env,
+                        cwd=config.function_dir,
+                        logs=self._logs,
+                    )
+                )
+            except OSError as error:
+                return environment, _error("Extension.LaunchError", f"{path.name}: {error}")
+        expected = len(environment.extensions)
+        api.wait_until(
+            lambda: len(api.ready_extension_names()) >= expected
+            or environment.exited_extension() is not None
+            or bool(api.extension_errors),
+            deadline - time.monotonic(),
+        )
+        if api.extension_errors:
+            name, _, body = api.extension_errors[0]
+            return environment, _error(
+                str(body.get("errorType") or "Extension.InitError"),
+                f"extension {name} reported an init error: {body.get('errorMessage', '')}",
+            )
+        crashed = environment.exited_extension()
+        if crashed is not None and len(api.ready_extension_names()) < expected:
+            return environment, _error(
+                "Extension.Crash",
+                f"{crashed.name} exited with status {crashed.exit_code} before it was ready",
+            )
+        if len(api.ready_extension_names()) < expected:
+            return environment, _error(
+                "Extension.InitTimeout",
+                f"extensions not ready after {self.init_timeout:.2f} seconds "
+                f"(ready: {', '.join(api.ready_extension_names()) or 'none'}; "
+                f"started: {', '.join(proc.name for proc in environment.extensions)})",
+            )
+
+        try:
+            environment.runtime = ManagedProcess(
+                "runtime", self._runtime_command(), env=env, cwd=config.function_dir, logs=self._logs
+            )
+        except OSError as error:
+            return environment, _error(
+                "Runtime.InvalidEntrypoint", f"cannot start the runtime: {error}"
+            )
+        runtime = environment.runtime
+        api.wait_until(
+            lambda: api.runtime_ready or api.init_error is not None or not runtime.running,
+            deadline - time.monotonic(),
+        )
+        api.mark_init_done()
+        if api.init_error is not None:
+            return environment, api.init_error
+        if not runtime.running:
+            return environment, _error(
+                "Runtime.ExitError",
+                f"Runtime exited with error: exit status {runtime.exit_code} "
+                "before it asked for an invocation",
+            )
+        if not api.runtime_ready:
+            return environment, _error(
+                "Sandbox.Timedout", f"INIT timed out after {self.init_timeout:.2f} seconds"
+            )
+        return environment, None
+
+    def _runtime_command(self) -> list[str]:
+        command = [str(self._python), str(BOOTSTRAP)]
+        wrapper = self.config.env.get("AWS_LAMBDA_EXEC_WRAPPER")
+        return [wrapper, *command] if wrapper else command
+
+    def _reset(self, reason: str) -> None:
+        """Tear the environment down; the next invocation initialises a new one."""
+        environment, self._environment = self._environment, None
+        if environment is not None:
+            self._teardown(environment, reason)
+
+    def _shutdown(self, reason: str) -> None:
+        self._reset(reason)
+
+    def _teardown(self, environment: _Environment, reason: str) -> None:
+        api, runtime = environment.api, environment.runtime
+        try:
+            environment.thaw()
+            deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+            subscribers = api.deliver_shutdown(reason, int((time.time() + 2) * 1000))
+            # Lambda's rule: the runtime is only told (SIGTERM) when extensions exist.
+            terminated = bool(api.extension_names()) and runtime is not None and runtime.running
+            if terminated and runtime is not None:
+                runtime.signal(signal.SIGTERM)
+            if subscribers or terminated:
+                api.wait_until(
+                    lambda: all(
+                        environment.extension_gone(name)
+                        for name in api.unresponsive_extensions("SHUTDOWN")
+                    )
+                    and not (terminated and runtime is not None and runtime.running),
+                    deadline - time.monotonic(),
+                )
+        finally:
+            environment.kill()
+
+    def _platform_log(self, text: str) -> None:
+        self._logs.add("lambda", "platform", text)
+
+
+# Environments still open when the interpreter exits are killed, so a failing
+# test or an interrupted CLI never leaves frozen processes behind.
+_LIVE: weakref.WeakSet[LocalLambda] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for emulator in list(_LIVE):
+        with contextlib.suppress(Exception):
+            emulator.close()
+
+
+def _prepare_opt(layer: Path | None, scratch_opt: Path) -> Path:
+    """Return the /opt directory: the layer directory itself, or an extracted zip."""
+    if layer is None:
+        scratch_opt.mkdir()
+        return scratch_opt
+    layer = Path(layer).resolve()
+    if layer.is_dir():
+        return layer
+    if not zipfile.is_zipfile(layer):
+        raise UsageError(f"layer {layer} is neither a directory nor a .zip file")
+    scratch_opt.mkdir()
+    with zipfile.ZipFile(layer) as archive:
+        for info in archive.infolist():
+            target = Path(archive.extract(info, scratch_opt))
+            # zipfile drops the unix mode; Lambda keeps it (extensions must be executable).
+            mode = (info.external_attr >> 16) & 0o7777
+            if mode and not info.is_dir():
+                target.chmod(mode)
+    return scratch_opt
+
+
+def _extension_executables(opt_dir: Path) -> list[Path]:
+    folder = opt_dir / "extensions"
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path for path in folder.iterdir() if path.is_file() and os.access(path, os.X_OK)
+    )
+
+
+def _site_packages(python: Path) -> Path:
+    version = python.parent.parent / "lib"
+    found = sorted(version.glob("python3.*/site-packages"))
+    return found[0] if found else python.parent
+
+
+def _parse_outcome(
+    kind: str, body: bytes, error_type: str | None
+) -> tuple[Any, dict[str, Any] | None]:
+    try:
+        parsed: Any = json.loads(body) if body else None
+    except ValueError:
+        parsed = body.decode("utf-8", errors="replace")
+    if kind == "response":
+        return parsed, None
+    error = parsed if isinstance(parsed, dict) else {"errorMessage": str(parsed)}
+    error.setdefault("errorType", error_type or "Unhandled")
+    return None, error
+
+
+def _error(error_type: str, message: str) -> dict[str, Any]:
+    return {"errorType": error_type, "errorMessage": message}
+
+
+def _timeout_error(request_id: str, timeout: float) -> dict[str, Any]:
+    return _error("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds")
+
+
+def _exit_error(request_id: str, exit_code: int | None) -> dict[str, Any]:
+    status = f"signal: {-exit_code}" if exit_code and exit_code < 0 else f"exit status {exit_code}"
+    return _error(
+        "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {status}"
+    )
+
+
+def _trace_id() -> str:
+    return (
+        f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};"
+        f"Parent={uuid.uuid4().hex[:16]};Sampled=0"
+    )
+
+
+def _ms_since(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def _report_line(result: InvocationResult, memory_mb: int) -> str:
+    report = (
+        f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
+        f"Billed Duration: {max(1, round(result.duration_ms))} ms\tMemory Size: {memory_mb} MB"
+    )
+    if result.init_duration_ms is not None:
+        report += f"\tInit Duration: {result.init_duration_ms:.2f} ms"
+    return report
