@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +14,6 @@ from rich.markup import escape
 
 from lambdacov.errors import ExitCode, UsageError
 from lambdacov.local import InvocationResult, LocalLambda, LogLine
-from lambdacov.local.runtime_env import current_version
 
 app = typer.Typer(help="Run functions through a local Lambda emulator.", no_args_is_help=True)
 
@@ -23,46 +22,69 @@ _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 @app.command("invoke")
 def invoke(
-    function_dir: Path = typer.Option(
-        ...,
-        "--function-dir",
-        help="Directory holding the function's code (Lambda's /var/task).",
-    ),
-    handler: str = typer.Option(..., "--handler", help="The handler, as module.function."),
-    layer: Path | None = typer.Option(
-        None, "--layer", help="A layer .zip or an /opt-like directory to run the function with."
-    ),
-    event: str | None = typer.Option(
-        None, "--event", help="The event as a JSON document (default: {})."
-    ),
-    event_file: str | None = typer.Option(
-        None, "--event-file", help="Read the event from this JSON file ('-' for stdin)."
-    ),
-    count: int = typer.Option(
-        1, "--count", min=1, help="Invoke this many times in one warm environment."
-    ),
-    env: list[str] = typer.Option(
-        [], "--env", help="A function environment variable as KEY=VALUE (repeatable)."
-    ),
-    python: str = typer.Option(
-        current_version(), "--python", help="The runtime's Python version (3.11, 3.12, 3.13)."
-    ),
-    timeout: float = typer.Option(30.0, "--timeout", help="The function timeout in seconds."),
-    memory: int = typer.Option(128, "--memory", help="The function's memory size in MB."),
-    function_name: str = typer.Option(
-        "local-function", "--function-name", help="The function's name, as Lambda reports it."
-    ),
-    region: str | None = typer.Option(
-        None,
-        "--region",
-        help="The region the function runs in (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1).",
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON document (the list of results) and nothing else."
-    ),
-    verbose: bool = typer.Option(
-        False, "--verbose", help="Stream the function's and extensions' logs to stderr."
-    ),
+    *,
+    function_dir: Annotated[
+        Path,
+        typer.Option(
+            "--function-dir", help="Directory holding the function's code (Lambda's /var/task)."
+        ),
+    ],
+    handler: Annotated[str, typer.Option("--handler", help="The handler, as module.function.")],
+    layer: Annotated[
+        Path | None,
+        typer.Option(
+            "--layer", help="A layer .zip or an /opt-like directory to run the function with."
+        ),
+    ] = None,
+    event: Annotated[
+        str | None,
+        typer.Option("--event", help="The event as a JSON document.", show_default="{}"),
+    ] = None,
+    event_file: Annotated[
+        str | None,
+        typer.Option("--event-file", help="Read the event from this JSON file ('-' for stdin)."),
+    ] = None,
+    count: Annotated[
+        int,
+        typer.Option("--count", min=1, help="Invoke this many times in one warm environment."),
+    ] = 1,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", help="A function environment variable as KEY=VALUE (repeatable)."),
+    ] = None,
+    python: Annotated[
+        str,
+        typer.Option(
+            "--python",
+            help="The runtime's Python version (3.11, 3.12, 3.13).",
+            show_default="this interpreter's version",
+        ),
+    ] = f"{sys.version_info.major}.{sys.version_info.minor}",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="The function timeout in seconds.")
+    ] = 30.0,
+    memory: Annotated[
+        int, typer.Option("--memory", help="The function's memory size in MB.")
+    ] = 128,
+    function_name: Annotated[
+        str, typer.Option("--function-name", help="The function's name, as Lambda reports it.")
+    ] = "local-function",
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            help="The region the function runs in.",
+            show_default="AWS_REGION, AWS_DEFAULT_REGION or us-east-1",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document (the list of results), nothing else."),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", help="Stream the function's and extensions' logs to stderr."),
+    ] = False,
 ) -> None:
     """Invoke a function in a local Lambda environment and print its responses.
 
@@ -70,7 +92,7 @@ def invoke(
     work. Exit status 1 if any invocation returned an error.
     """
     payload = _read_event(event, event_file)
-    function_env = _parse_env(env)
+    function_env = _parse_env(env or [])
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     results: list[InvocationResult] = []
     with LocalLambda(

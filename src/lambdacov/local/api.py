@@ -232,7 +232,11 @@ class RuntimeApi:
             return self._runtime_queue.popleft()
 
     def _runtime_result(
-        self, request_id: str, kind: Literal["response", "error"], body: bytes, error_type: str | None
+        self,
+        request_id: str,
+        kind: Literal["response", "error"],
+        body: bytes,
+        error_type: str | None,
     ) -> bool:
         with self._cond:
             if request_id not in self._in_flight:
@@ -300,7 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class name
+    def log_message(self, format: str, *args: Any) -> None:
         """Stay silent: the emulator's core never prints."""
 
     def do_GET(self) -> None:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 
 def _lambda_sys_path() -> None:
     # Running a script puts its directory first on sys.path; here that is
     # lambdacov/local, whose module names (api, process...) would shadow the
     # function's own. Lambda's sys.path has no such entry.
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
     task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root:
         sys.path[:] = [task_root, *(entry for entry in sys.path if entry != task_root)]

@@ -142,7 +142,8 @@ class LocalLambda:
     ``layer`` is an ``/opt``-like directory or a layer .zip (extracted with its
     file modes). ``python`` is the runtime's ``3.X`` version (default: this
     interpreter's). ``env`` holds the function's environment variables,
-    ``AWS_LAMBDA_EXEC_WRAPPER`` included. ``on_log`` receives every log line as
+    ``AWS_LAMBDA_EXEC_WRAPPER`` included; ``/opt/...`` and ``/var/task/...`` in
+    them mean the layer and code directories, as in Lambda. ``on_log`` receives every log line as
     it arrives. Raises :class:`EmulatorError` when the runtime cannot be prepared.
     """
 
@@ -297,20 +298,22 @@ class LocalLambda:
         runtime_ms = _ms_since(started)
         if outcome is None:
             if runtime.running:
-                error = _timeout_error(request_id, self.config.timeout)
+                failure = _timeout_error(request_id, self.config.timeout)
                 self._reset("timeout")
             else:
-                error = _exit_error(request_id, runtime.exit_code)
+                failure = _exit_error(request_id, runtime.exit_code)
                 self._reset("failure")
-            return InvocationResult(request_id, None, error, runtime_ms, runtime_ms, init_ms, ())
+            return InvocationResult(request_id, None, failure, runtime_ms, runtime_ms, init_ms, ())
 
         payload, error = _parse_outcome(outcome.kind, outcome.body, outcome.error_type)
         # Lambda's invoke phase lasts until the runtime and every extension
         # registered for INVOKE ask for their next event.
         idle = api.wait_until(
-            lambda: (api.runtime_ready and api.extensions_ready("INVOKE"))
-            or not runtime.running
-            or environment.exited_extension() is not None,
+            lambda: (
+                (api.runtime_ready and api.extensions_ready("INVOKE"))
+                or not runtime.running
+                or environment.exited_extension() is not None
+            ),
             deadline - time.monotonic(),
         )
         if idle and runtime.running and environment.exited_extension() is None:
@@ -341,6 +344,17 @@ class LocalLambda:
             host_env=os.environ,
         )
         deadline = time.monotonic() + self.init_timeout
+        error = self._init_extensions(environment, env, deadline)
+        if error is None:
+            error = self._init_runtime(environment, env, deadline)
+        api.mark_init_done()
+        return environment, error
+
+    def _init_extensions(
+        self, environment: _Environment, env: dict[str, str], deadline: float
+    ) -> dict[str, Any] | None:
+        """Lambda's extension init: each extension registers and asks for its first event."""
+        api = environment.api
         for path in _extension_executables(self.opt_dir):
             try:
                 environment.extensions.append(
@@ -348,70 +362,80 @@ class LocalLambda:
                         f"extension:{path.name}",
                         [str(path)],
                         env=env,
-                        cwd=config.function_dir,
+                        cwd=self.config.function_dir,
                         logs=self._logs,
                     )
                 )
             except OSError as error:
-                return environment, _error("Extension.LaunchError", f"{path.name}: {error}")
+                return _error("Extension.LaunchError", f"{path.name}: {error}")
         expected = len(environment.extensions)
         api.wait_until(
-            lambda: len(api.ready_extension_names()) >= expected
-            or environment.exited_extension() is not None
-            or bool(api.extension_errors),
+            lambda: (
+                len(api.ready_extension_names()) >= expected
+                or environment.exited_extension() is not None
+                or bool(api.extension_errors)
+            ),
             deadline - time.monotonic(),
         )
+        crashed = environment.exited_extension()
         if api.extension_errors:
             name, _, body = api.extension_errors[0]
-            return environment, _error(
+            return _error(
                 str(body.get("errorType") or "Extension.InitError"),
                 f"extension {name} reported an init error: {body.get('errorMessage', '')}",
             )
-        crashed = environment.exited_extension()
         if crashed is not None and len(api.ready_extension_names()) < expected:
-            return environment, _error(
+            return _error(
                 "Extension.Crash",
                 f"{crashed.name} exited with status {crashed.exit_code} before it was ready",
             )
         if len(api.ready_extension_names()) < expected:
-            return environment, _error(
+            return _error(
                 "Extension.InitTimeout",
                 f"extensions not ready after {self.init_timeout:.2f} seconds "
                 f"(ready: {', '.join(api.ready_extension_names()) or 'none'}; "
                 f"started: {', '.join(proc.name for proc in environment.extensions)})",
             )
+        return None
 
+    def _init_runtime(
+        self, environment: _Environment, env: dict[str, str], deadline: float
+    ) -> dict[str, Any] | None:
+        """Start the runtime; its init ends at its first ``invocation/next``."""
+        api = environment.api
         try:
-            environment.runtime = ManagedProcess(
-                "runtime", self._runtime_command(), env=env, cwd=config.function_dir, logs=self._logs
+            runtime = ManagedProcess(
+                "runtime",
+                self._runtime_command(env),
+                env=env,
+                cwd=self.config.function_dir,
+                logs=self._logs,
             )
         except OSError as error:
-            return environment, _error(
-                "Runtime.InvalidEntrypoint", f"cannot start the runtime: {error}"
-            )
-        runtime = environment.runtime
+            return _error("Runtime.InvalidEntrypoint", f"cannot start the runtime: {error}")
+        environment.runtime = runtime
         api.wait_until(
             lambda: api.runtime_ready or api.init_error is not None or not runtime.running,
             deadline - time.monotonic(),
         )
-        api.mark_init_done()
         if api.init_error is not None:
-            return environment, api.init_error
+            return api.init_error
         if not runtime.running:
-            return environment, _error(
+            return _error(
                 "Runtime.ExitError",
                 f"Runtime exited with error: exit status {runtime.exit_code} "
                 "before it asked for an invocation",
             )
         if not api.runtime_ready:
-            return environment, _error(
+            return _error(
                 "Sandbox.Timedout", f"INIT timed out after {self.init_timeout:.2f} seconds"
             )
-        return environment, None
+        return None
 
-    def _runtime_command(self) -> list[str]:
+    def _runtime_command(self, env: dict[str, str]) -> list[str]:
+        # Lambda runs `$AWS_LAMBDA_EXEC_WRAPPER /var/runtime/bootstrap`.
         command = [str(self._python), str(BOOTSTRAP)]
-        wrapper = self.config.env.get("AWS_LAMBDA_EXEC_WRAPPER")
+        wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
         return [wrapper, *command] if wrapper else command
 
     def _reset(self, reason: str) -> None:
@@ -435,11 +459,13 @@ class LocalLambda:
                 runtime.signal(signal.SIGTERM)
             if subscribers or terminated:
                 api.wait_until(
-                    lambda: all(
-                        environment.extension_gone(name)
-                        for name in api.unresponsive_extensions("SHUTDOWN")
-                    )
-                    and not (terminated and runtime is not None and runtime.running),
+                    lambda: (
+                        all(
+                            environment.extension_gone(name)
+                            for name in api.unresponsive_extensions("SHUTDOWN")
+                        )
+                        and not (terminated and runtime is not None and runtime.running)
+                    ),
                     deadline - time.monotonic(),
                 )
         finally:
@@ -486,9 +512,7 @@ def _extension_executables(opt_dir: Path) -> list[Path]:
     folder = opt_dir / "extensions"
     if not folder.is_dir():
         return []
-    return sorted(
-        path for path in folder.iterdir() if path.is_file() and os.access(path, os.X_OK)
-    )
+    return sorted(path for path in folder.iterdir() if path.is_file() and os.access(path, os.X_OK))
 
 
 def _site_packages(python: Path) -> Path:
@@ -516,7 +540,10 @@ def _error(error_type: str, message: str) -> dict[str, Any]:
 
 
 def _timeout_error(request_id: str, timeout: float) -> dict[str, Any]:
-    return _error("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds")
+    return _error(
+        "Sandbox.Timedout",
+        f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds",
+    )
 
 
 def _exit_error(request_id: str, exit_code: int | None) -> dict[str, Any]:

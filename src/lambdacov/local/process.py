@@ -121,7 +121,9 @@ class _PipeReader:
         self._stopping = threading.Event()
         for fd in fds:
             os.set_blocking(fd, False)
-        self._thread = threading.Thread(target=self._run, name=f"lambdacov-log-{source}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"lambdacov-log-{source}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -142,7 +144,7 @@ class _PipeReader:
             # parent is killed, and stop() must still end this thread.
             while not self._stopping.is_set():
                 with self._lock:
-                    for fd in set(selector.get_map()) - self._open:
+                    for fd in {key.fd for key in selector.get_map().values()} - self._open:
                         selector.unregister(fd)
                     if not self._open:
                         return

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.metadata as metadata
 import os
 import re
 import shutil
@@ -25,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 from lambdacov.errors import EmulatorError, UsageError
@@ -229,7 +229,10 @@ def _pip_install(base: Path, site_packages: Path, version: str) -> None:
 
 
 def _check_runtime(python: Path, version: str) -> None:
-    _run([str(python), "-I", "-c", "import awslambdaric, boto3, runtime_client"], "import awslambdaric")
+    _run(
+        [str(python), "-I", "-c", "import awslambdaric, boto3, runtime_client"],
+        "import awslambdaric",
+    )
     # The runtime must not see coverage: only the layer may provide it.
     leaked = subprocess.run(
         [str(python), "-I", "-c", "import coverage"], capture_output=True, check=False, timeout=60

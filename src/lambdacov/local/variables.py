@@ -61,7 +61,8 @@ def lambda_environment(
 
     ``host_env`` is only consulted for credentials and AWS_ENDPOINT_URL; the
     function's own variables come last and override everything, as a test
-    asking for a particular value expects.
+    asking for a particular value expects, with ``/opt`` and ``/var/task`` in
+    them pointing at the local layer and code (see :func:`lambda_path`).
     """
     version = config.python_version
     task_root = str(config.function_dir)
@@ -98,5 +99,17 @@ def lambda_environment(
     for name in PASSED_THROUGH:
         if host_env.get(name):
             env[name] = host_env[name]
-    env.update(config.env)
+    env.update({name: lambda_path(value, opt_dir, task_root) for name, value in config.env.items()})
     return env
+
+
+def lambda_path(value: str, opt_dir: Path, task_root: str) -> str:
+    """Translate Lambda's fixed paths in a function variable to their local places.
+
+    A configuration copied from Lambda (``AWS_LAMBDA_EXEC_WRAPPER=/opt/lambdacov-wrapper``,
+    as ``lambdacov attach`` sets it) then works unchanged in the emulator.
+    """
+    for lambda_dir, local_dir in (("/opt", str(opt_dir)), ("/var/task", task_root)):
+        if value == lambda_dir or value.startswith(lambda_dir + "/"):
+            return local_dir + value[len(lambda_dir) :]
+    return value

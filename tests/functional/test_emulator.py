@@ -1,0 +1,371 @@
+"""The local Lambda emulator, with real processes: awslambdaric, extensions, signals.
+
+Every environment starts in well under a second (the runtime venv is cached),
+so most tests take a fresh one and stay independent of each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lambdacov.errors import EmulatorError, UsageError
+from lambdacov.local import LocalLambda, find_python, runtime_python
+from lambdacov.local.runtime_env import current_version
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+FUNCTION = FIXTURES / "functions" / "basic"
+RECORDER = FIXTURES / "extensions" / "recorder"
+SIGTERM_REACHES_PYTHON = sys.version_info >= (3, 12)  # awslambdaric polls in a thread from 3.12
+
+
+def make_layer(tmp_path: Path, *extensions: str, wrapper: str | None = None) -> Path:
+    """An /opt-like directory with copies of the recorder extension under the given names."""
+    opt = tmp_path / "opt"
+    (opt / "extensions").mkdir(parents=True)
+    for name in extensions:
+        shutil.copy(RECORDER, opt / "extensions" / name)
+        (opt / "extensions" / name).chmod(0o755)
+    if wrapper is not None:
+        (opt / "wrapper").write_text(wrapper)
+        (opt / "wrapper").chmod(0o755)
+    return opt
+
+
+def zip_layer(opt: Path, target: Path) -> Path:
+    """Zip a layer directory keeping unix modes in external_attr, as `zip -r` does."""
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in sorted(opt.rglob("*")):
+            info = zipfile.ZipInfo(str(path.relative_to(opt)) + ("/" if path.is_dir() else ""))
+            info.external_attr = (
+                stat.S_IMODE(path.stat().st_mode) | (0o40000 if path.is_dir() else 0o100000)
+            ) << 16
+            archive.writestr(info, b"" if path.is_dir() else path.read_bytes())
+    return target
+
+
+def recorded(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def wait_for(predicate, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """One environment shared by the read-only tests."""
+    with LocalLambda(FUNCTION, "app.main", env={"FROM_FUNCTION": "yes"}) as function:
+        yield function
+
+
+# -- invocations ----------------------------------------------------------------------
+
+
+def test_returns_the_handler_value_with_lambda_context(warm):
+    result = warm.invoke({"action": "handler", "x": 1})
+
+    assert result.ok
+    assert result.payload["event"] == {"action": "handler", "x": 1}
+    assert result.payload["request_id"] == result.request_id
+    assert result.payload["function_name"] == "local-function"
+    assert 29_000 < result.payload["remaining_ms"] <= 30_000
+    assert any(line.source == "runtime" and "handler called" in line.text for line in result.logs)
+
+
+def test_an_exception_has_lambdas_error_shape(warm):
+    result = warm.invoke({"action": "fail", "why": "testing"})
+
+    assert not result.ok
+    assert result.payload is None
+    assert result.error is not None
+    assert set(result.error) >= {"errorMessage", "errorType", "stackTrace"}
+    assert result.error["errorType"] == "ValueError"
+    assert result.error["errorMessage"] == "boom: testing"
+    assert any("raise ValueError" in frame for frame in result.error["stackTrace"])
+    assert any("[ERROR] ValueError: boom: testing" in line.text for line in result.logs)
+
+
+def test_warm_invocations_reuse_one_process():
+    with LocalLambda(FUNCTION, "app.main") as function:
+        results = [function.invoke({"action": "handler"}) for _ in range(3)]
+
+    assert [r.payload["count"] for r in results] == [1, 2, 3]
+    assert len({r.payload["pid"] for r in results}) == 1
+    assert results[0].init_duration_ms is not None
+    assert results[1].init_duration_ms is None
+    assert results[2].init_duration_ms is None
+
+
+def test_a_timeout_is_an_error_and_resets_the_environment_but_not_tmp():
+    with LocalLambda(FUNCTION, "app.main", timeout=1) as function:
+        first = function.invoke({"action": "handler"})
+        function.invoke({"action": "write_tmp", "name": "kept", "text": "survives"})
+        started = time.monotonic()
+        timed_out = function.invoke({"action": "sleep", "seconds": 10})
+        elapsed = time.monotonic() - started
+        after = function.invoke({"action": "handler"})
+        kept = function.invoke({"action": "read_tmp", "name": "kept"})
+
+    assert timed_out.error is not None
+    assert timed_out.error["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in timed_out.error["errorMessage"]
+    assert elapsed < 3
+    assert after.ok
+    assert after.payload["count"] == 1  # module state is gone: a fresh init
+    assert after.payload["pid"] != first.payload["pid"]
+    assert after.init_duration_ms is not None
+    assert kept.payload == "survives"
+
+
+def test_the_environment_is_frozen_between_invocations(tmp_path):
+    late = tmp_path / "late"
+    with LocalLambda(FUNCTION, "app.main") as function:
+        assert function.invoke({"action": "background", "path": str(late)}).ok
+        time.sleep(0.8)  # the thread wanted to write after 300 ms
+        assert not late.exists(), "a thread ran while the environment was frozen"
+
+        assert function.invoke({"action": "handler"}).ok
+
+        assert wait_for(late.exists), "the thread did not resume with the environment"
+
+
+def test_an_import_error_is_the_invocations_error_and_init_is_retried():
+    with LocalLambda(FUNCTION, "missing_module.handler") as function:
+        first = function.invoke({})
+        second = function.invoke({})
+
+    assert first.error is not None
+    assert first.error["errorType"] == "Runtime.ImportModuleError"
+    assert "No module named 'missing_module'" in first.error["errorMessage"]
+    assert second.init_duration_ms is not None
+
+
+def test_the_runtime_sees_lambdas_environment_and_nothing_of_ours(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    monkeypatch.setenv("VIRTUAL_ENV", "/some/venv")
+    monkeypatch.setenv("COVERAGE_PROCESS_START", "/some/.coveragerc")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFROMCALLER")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    with LocalLambda(
+        FUNCTION, "app.main", env={"AWS_REGION": "eu-west-1", "MINE": "1"}, memory_mb=256
+    ) as function:
+        result = function.invoke({"action": "inspect"})
+        opt_dir, tmp_dir = function.opt_dir, function.tmp_dir
+
+    env = result.payload["env"]
+    assert result.payload["coverage_importable"] is False
+    assert result.payload["version"] == current_version()
+    assert env["AWS_EXECUTION_ENV"] == f"AWS_Lambda_python{current_version()}"
+    assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/local-function"
+    assert re.fullmatch(
+        r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", env["AWS_LAMBDA_LOG_STREAM_NAME"]
+    )
+    assert env["AWS_REGION"] == "eu-west-1"  # the function's variables win
+    assert env["MINE"] == "1"
+    assert env["TZ"] == ":UTC"
+    assert env["LAMBDA_TASK_ROOT"] == str(FUNCTION.resolve())
+    assert env["_HANDLER"] == "app.main"
+    assert env["TMPDIR"] == str(tmp_dir)
+    assert env["PYTHONPATH"].split(":") == [
+        str(FUNCTION.resolve()),
+        f"{opt_dir}/python/lib/python{current_version()}/site-packages",
+        f"{opt_dir}/python",
+    ]
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIDFROMCALLER"
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
+    assert "VIRTUAL_ENV" not in env
+    assert not [name for name in env if name.startswith("COVERAGE_")]
+    assert result.payload["sys_path"][0] == str(FUNCTION.resolve())
+    local_package = str(Path(__file__).parents[2] / "src" / "lambdacov" / "local")
+    assert local_package not in result.payload["sys_path"]
+
+
+def test_the_function_reaches_the_callers_aws_endpoint(monkeypatch, moto_endpoint, s3, bucket):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    with LocalLambda(FUNCTION, "app.main") as function:
+        result = function.invoke({"action": "put_object", "bucket": bucket, "key": "k"})
+
+    assert result.ok, result.error
+    assert result.payload["endpoint"] == moto_endpoint
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"from the function"
+
+
+# -- extensions, wrapper, shutdown ---------------------------------------------------------
+
+
+def test_an_extension_gets_invoke_and_shutdown_and_delays_the_invocation(tmp_path):
+    log, sigterm = tmp_path / "events.jsonl", tmp_path / "sigterm"
+    layer = zip_layer(make_layer(tmp_path, "recorder"), tmp_path / "layer.zip")
+    env = {"RECORDER_LOG": str(log), "FIXTURE_SIGTERM_FILE": str(sigterm)}
+    with LocalLambda(FUNCTION, "app.main", layer=layer, env=env) as function:
+        results = [function.invoke({"action": "handler"}) for _ in range(2)]
+        shutdown_logs = function.shutdown()
+
+    entries = recorded(log)
+    events = [entry["event"] for entry in entries if "event" in entry]
+    assert entries[0]["registered"]["functionName"] == "local-function"
+    assert entries[0]["registered"]["handler"] == "app.main"
+    assert [e["eventType"] for e in events] == ["INVOKE", "INVOKE", "SHUTDOWN"]
+    assert [e["requestId"] for e in events[:2]] == [r.request_id for r in results]
+    assert events[2]["shutdownReason"] == "spindown"
+    assert {"done": "SHUTDOWN"}.items() <= entries[-1].items()
+    for result in results:
+        assert result.ok
+        assert result.duration_ms >= 200  # the extension's post-response work counts
+        assert result.runtime_duration_ms < result.duration_ms
+        assert any(line.source == "extension:recorder" for line in result.logs)
+    assert any("recorder got SHUTDOWN" in line.text for line in shutdown_logs)
+    if SIGTERM_REACHES_PYTHON:
+        assert sigterm.read_text() == "SIGTERM\n"
+
+
+def test_extensions_only_get_the_events_they_registered_for(tmp_path):
+    log = tmp_path / "events.jsonl"
+    layer = make_layer(tmp_path, "shutdown-only")
+    env = {"RECORDER_LOG": str(log), "RECORDER_EVENTS": "SHUTDOWN"}
+    with LocalLambda(FUNCTION, "app.main", layer=layer, env=env) as function:
+        result = function.invoke({"action": "handler"})
+        function.shutdown("failure")
+
+    events = [entry["event"] for entry in recorded(log) if "event" in entry]
+    assert [e["eventType"] for e in events] == ["SHUTDOWN"]
+    assert events[0]["shutdownReason"] == "failure"
+    assert result.duration_ms < 200
+
+
+def test_the_runtime_gets_no_sigterm_without_extensions(tmp_path):
+    sigterm = tmp_path / "sigterm"
+    with LocalLambda(FUNCTION, "app.main", env={"FIXTURE_SIGTERM_FILE": str(sigterm)}) as function:
+        assert function.invoke({"action": "handler"}).ok
+        function.shutdown()
+
+    assert not sigterm.exists()
+
+
+def test_the_exec_wrapper_runs_and_can_change_the_handler(tmp_path):
+    wrapper = '#!/bin/sh\nexport _HANDLER=app.inspect WRAPPED=yes\nexec "$@"\n'
+    layer = make_layer(tmp_path, wrapper=wrapper)
+    env = {"AWS_LAMBDA_EXEC_WRAPPER": str(layer / "wrapper")}
+    with LocalLambda(FUNCTION, "app.fail", layer=layer, env=env) as function:
+        result = function.invoke({})
+
+    assert result.ok, result.error
+    assert result.payload["env"]["WRAPPED"] == "yes"
+    assert result.payload["env"]["_HANDLER"] == "app.inspect"
+
+
+# -- configuration errors ------------------------------------------------------------------
+
+
+def test_configuration_errors_name_the_fix(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        LocalLambda(tmp_path / "nowhere", "app.main")
+    with pytest.raises(UsageError, match=r"module\.function"):
+        LocalLambda(FUNCTION, "handler")
+    with pytest.raises(UsageError, match="invalid Python version") as invalid:
+        runtime_python("python3")
+    assert "3.X" in invalid.value.hint
+    with pytest.raises(EmulatorError, match=r"Python 3\.99 was not found") as raised:
+        find_python("3.99")
+    assert "pyenv install 3.99" in raised.value.hint
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.13"])
+def test_other_python_versions(version):
+    """Opt-in (LAMBDACOV_TEST_PYTHONS=3.11,3.13): the first run pip-installs from PyPI."""
+    if version not in os.environ.get("LAMBDACOV_TEST_PYTHONS", "").split(","):
+        pytest.skip("set LAMBDACOV_TEST_PYTHONS to run the runtime on other Pythons")
+    with LocalLambda(FUNCTION, "app.main", python=version) as function:
+        counted = [function.invoke({"action": "handler"}) for _ in range(2)]
+        inspected = function.invoke({"action": "inspect"})
+
+    assert [r.payload["count"] for r in counted] == [1, 2]
+    assert inspected.payload["version"] == version
+    assert inspected.payload["coverage_importable"] is False
+
+
+# -- the CLI --------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lambdacov",
+            "local",
+            "invoke",
+            "--function-dir",
+            str(FUNCTION),
+            *args,
+        ],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_prints_each_response_and_exits_0():
+    done = run_cli("--handler", "app.main", "--event", '{"action": "handler"}', "--count", "2")
+
+    assert done.returncode == 0, done.stderr
+    counts = [json.loads(line)["count"] for line in done.stdout.splitlines()]
+    assert counts == [1, 2]
+
+
+def test_cli_prints_a_function_error_and_exits_1():
+    done = run_cli(
+        "--handler", "app.main", "--event-file", "-", stdin='{"action": "fail", "why": "cli"}'
+    )
+
+    assert done.returncode == 1
+    assert done.stdout.strip() == "ValueError: boom: cli"
+    assert "Traceback" in done.stderr  # the invocation's logs, shown on error
+
+
+def test_cli_json_output_is_one_document():
+    done = run_cli("--handler", "app.main", "--event", '{"action": "handler"}', "--json")
+
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    assert result["payload"]["count"] == 1
+    assert result["error"] is None
+    assert result["initDurationMs"] is not None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--handler", "app.main", "--event", "{not json"),
+        ("--handler", "app.main", "--event", "{}", "--event-file", "x.json"),
+        ("--handler", "app.main", "--env", "NOEQUALS"),
+        ("--handler", "app.main", "--python", "three"),
+    ],
+)
+def test_cli_usage_errors_exit_2(args):
+    done = run_cli(*args)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "lambdacov: error:" in done.stderr
