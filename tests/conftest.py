@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import platform
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +48,22 @@ def bucket(s3) -> str:  # type: ignore[no-untyped-def]
     name = f"cov-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One wheel cache per test session: each target's coverage wheel is downloaded once."""
+    return tmp_path_factory.mktemp("wheel-cache")
+
+
+HOST_ARCH = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.fixture(scope="session")
+def host_layer(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> Path:
+    """The layer zip for the Python running the tests, built as `lambdacov build-layer` does."""
+    from lambdacov.layer import build_layer
+
+    output = tmp_path_factory.mktemp("host-layer") / "layer.zip"
+    return build_layer(HOST_PYTHON, HOST_ARCH, output, cache_dir=wheel_cache).path

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 log = get_logger("coverage_wrapper.delivery")
 
+# While S3 keeps failing, passes back off (5 s, doubling, at most 5 min), so a
+# broken bucket costs one timeout now and then rather than one per invocation.
+FIRST_BACKOFF = 5.0
+MAX_BACKOFF = 300.0
+
 
 @dataclass
 class DeliveryReport:
@@ -81,10 +86,18 @@ class Deliverer:
         self.uploader = uploader
         self.function_name = function_name
         self.environment_id = spool.environment_id()
+        self._retry_at = 0.0
+        self._backoff = 0.0
 
-    def deliver(self, deadline: float) -> DeliveryReport:
-        """Deliver what is pending, starting no upload after ``deadline`` (time.monotonic)."""
+    def deliver(self, deadline: float, *, final: bool = False) -> DeliveryReport:
+        """Deliver what is pending, starting no upload after ``deadline`` (time.monotonic).
+
+        After a failed upload, passes before the backoff has elapsed only merge
+        (nothing is lost, nothing is sent); ``final`` (SHUTDOWN) always tries.
+        """
         report = DeliveryReport()
+        if not final and time.monotonic() < self._retry_at:
+            deadline = 0.0  # merge only; uploads wait for the backoff
         with self.spool.lock():
             if self.config.flush == "invocation":
                 self._deliver_each(report, deadline)
@@ -92,6 +105,11 @@ class Deliverer:
                 self._merge_pending(report)
                 if self.spool.dirty_marker.exists():
                     self._upload_aggregate(report, deadline)
+        if report.failed:
+            self._backoff = min(max(self._backoff * 2, FIRST_BACKOFF), MAX_BACKOFF)
+            self._retry_at = time.monotonic() + self._backoff
+        elif report.uploaded:
+            self._backoff = 0.0
         for error in report.failed:
             log.error(
                 str(error),

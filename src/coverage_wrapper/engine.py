@@ -28,8 +28,6 @@ log = get_logger("coverage_wrapper.wrapper")
 Mode = Literal["wrapper", "decorator", "context"]
 # Time kept back from the invocation's deadline when the runtime uploads by itself.
 _DEADLINE_MARGIN = 0.5
-_FIRST_BACKOFF = 5.0
-_MAX_BACKOFF = 300.0
 
 
 class Engine:
@@ -46,10 +44,6 @@ class Engine:
         self._carry: Delta | None = None  # a delta the spool could not take yet
         # Whether the spool may hold data an earlier pass or process left behind.
         self._backlog = True
-        # Inline delivery backs off while S3 keeps failing, so a broken bucket
-        # costs one timeout now and then, not one per invocation.
-        self._retry_at = 0.0
-        self._backoff = 0.0
         self._lock = threading.RLock()
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
 
@@ -161,16 +155,10 @@ class Engine:
         remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
         if callable(remaining_ms):
             budget = min(budget, remaining_ms() / 1000 - _DEADLINE_MARGIN)
-        now = time.monotonic()
-        if budget <= 0 or now < self._retry_at:
+        if budget <= 0:
             return
-        report = self.deliverer().deliver(now + budget)
+        report = self.deliverer().deliver(time.monotonic() + budget)
         self._backlog = bool(report.failed or report.deferred or self._carry is not None)
-        if report.failed:
-            self._backoff = min(max(self._backoff * 2, _FIRST_BACKOFF), _MAX_BACKOFF)
-            self._retry_at = time.monotonic() + self._backoff
-        else:
-            self._backoff = 0.0
 
     def deliverer(self) -> Any:
         """The Deliverer for this process, created on first use (it imports boto3 late)."""

@@ -86,7 +86,7 @@ class CoverageExtension:
         self.spool = SpoolDirectory(config.spool_dir)
         self.listener = ExtensionListener(self.spool.socket_path)
         function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
-        self.deliverer = Deliverer(config, self.spool, S3Uploader(config, attempts=3), function)
+        self.deliverer = Deliverer(config, self.spool, S3Uploader(config, attempts=2), function)
         self.armed = False
 
     def _note(self, messages: list[list[str]]) -> None:
@@ -95,6 +95,7 @@ class CoverageExtension:
 
     def on_invoke(self, event: dict[str, Any]) -> None:
         """Wait for the runtime's checkpoint, then deliver within the invocation's time."""
+        self.listener.forget_done()  # ids from earlier invocations can no longer matter
         self._note(self.listener.drain())
         left = _seconds_left(event) - _MARGIN
         if self.armed:
@@ -113,14 +114,14 @@ class CoverageExtension:
     def on_shutdown(self, event: dict[str, Any]) -> None:
         """Deliver everything left before the environment goes away."""
         self._note(self.listener.drain())
-        self._deliver(_seconds_left(event) - _MARGIN)
+        self._deliver(_seconds_left(event) - _MARGIN, final=True)
         self.listener.close()
 
-    def _deliver(self, budget: float) -> None:
+    def _deliver(self, budget: float, *, final: bool = False) -> None:
         if budget <= 0 or not self.deliverer.has_pending():
             return
         try:
-            self.deliverer.deliver(time.monotonic() + budget)
+            self.deliverer.deliver(time.monotonic() + budget, final=final)
         except Exception as error:  # noqa: BLE001 - the extension must keep serving events
             log.error(f"Coverage delivery failed: {type(error).__name__}: {error}")
 

@@ -52,6 +52,9 @@ class ExtensionListener:
             path.unlink()  # left by an extension process that was killed
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.bind(str(path))
+        # Request ids reported done before the extension asked: a fast handler can
+        # finish before the extension has even read its INVOKE event.
+        self._done: set[str] = set()
 
     def receive(self, timeout: float) -> list[str] | None:
         """Return the next message's words, or None when ``timeout`` seconds pass."""
@@ -68,6 +71,9 @@ class ExtensionListener:
         Returns whether it arrived, and every other message seen meanwhile.
         """
         others: list[list[str]] = []
+        if request_id in self._done:
+            self._done.discard(request_id)
+            return True, others
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -80,11 +86,17 @@ class ExtensionListener:
             others.append(words)
 
     def drain(self) -> list[list[str]]:
-        """Every message already queued, without waiting."""
+        """Every message already queued, without waiting (``done`` ones are remembered)."""
         messages = []
         while (words := self.receive(0)) is not None:
+            if words[:1] == [DONE] and len(words) > 1:
+                self._done.add(words[1])
             messages.append(words)
         return messages
+
+    def forget_done(self) -> None:
+        """Drop remembered ``done`` ids (called when a new invocation starts)."""
+        self._done.clear()
 
     def close(self) -> None:
         """Close and remove the socket."""

@@ -32,16 +32,6 @@ RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
 # A target that is not the interpreter running the tests, to prove .pyc come from the target.
 OTHER = "3.13" if RUNNING != "3.13" else "3.12"
 # Wheels already on this machine, used to spare a download when present.
-_LOCAL_WHEELS = Path("/tmp/dl")
-
-
-@pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.mktemp("wheel-cache")
-    if _LOCAL_WHEELS.is_dir():
-        for wheel in _LOCAL_WHEELS.rglob(f"coverage-{COVERAGE_VERSION}-*.whl"):
-            shutil.copy(wheel, cache / wheel.name)
-    return cache
 
 
 @pytest.fixture(scope="session")

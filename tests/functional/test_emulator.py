@@ -264,7 +264,7 @@ def test_the_runtime_gets_no_sigterm_without_extensions(tmp_path):
 def test_the_exec_wrapper_runs_and_can_change_the_handler(tmp_path):
     wrapper = '#!/bin/sh\nexport _HANDLER=app.inspect WRAPPED=yes\nexec "$@"\n'
     layer = make_layer(tmp_path, wrapper=wrapper)
-    env = {"AWS_LAMBDA_EXEC_WRAPPER": str(layer / "wrapper")}
+    env = {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper"}  # as in Lambda: /opt is the layer
     with LocalLambda(FUNCTION, "app.fail", layer=layer, env=env) as function:
         result = function.invoke({})
 

@@ -149,7 +149,7 @@ def test_s3_faults_change_nothing_and_data_arrives_once_s3_is_back(
     kind, code = FAULTS[fault]
     expected, expected_results = run_oracle(ORDERS, events, tmp_path, branch=False)
     spool = tmp_path / "spool"
-    with FaultyS3(code="AccessDenied", status=403, delay=5.0 if kind == "slow" else 0.0) as bad:
+    with FaultyS3("slow" if kind == "slow" else "deny") as bad:
         endpoint = {"moto": moto_endpoint, "down": unused_port_endpoint()}.get(kind, bad.endpoint)
         target = "missing-bucket-xyz" if kind == "moto" else bucket
         results, logs, elapsed = drive(

@@ -1,46 +1,92 @@
 """A misbehaving S3 endpoint on loopback, for the faults moto cannot produce.
 
-It answers every request the same configured way: an S3 error document
-(AccessDenied, NoSuchBucket...) with its HTTP status, or silence for a given
-time (a slow S3 beyond the upload timeout). Requests are counted.
+``FaultyS3`` answers every request according to its ``mode``, which a test
+may change at any time:
+
+``deny``     an S3 error document (``code``, HTTP ``status``), AccessDenied by default
+``slow``     silence for ``delay`` seconds, then the error (S3 slower than the timeout)
+``reset``    the connection closed without an answer (S3 down)
+``forward``  the request passed to ``upstream`` (moto server) and its answer returned:
+             S3 is back
 """
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FaultyS3:
-    def __init__(self, code: str = "AccessDenied", status: int = 403, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        mode: str = "deny",
+        *,
+        code: str = "AccessDenied",
+        status: int = 403,
+        delay: float = 5.0,
+        upstream: str | None = None,
+    ) -> None:
+        self.mode = mode
         self.code = code
         self.status = status
         self.delay = delay
+        self.upstream = upstream
         self.requests = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def _answer(self) -> None:
                 owner.requests += 1
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                if owner.delay:
-                    time.sleep(owner.delay)
-                body = (
+                body = self.rfile.read(length) if length else b""
+                try:
+                    if owner.mode == "forward":
+                        self._forward(body)
+                        return
+                    if owner.mode == "reset":
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                    if owner.mode == "slow":
+                        time.sleep(owner.delay)
+                    self._error()
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    pass  # the client gave up waiting: that is the point of a delay
+
+            def _error(self) -> None:
+                payload = (
                     '<?xml version="1.0" encoding="UTF-8"?>'
                     f"<Error><Code>{owner.code}</Code><Message>{owner.code} (test)</Message>"
                     "<RequestId>TEST</RequestId></Error>"
                 ).encode()
-                try:
-                    self.send_response(owner.status)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting: that is the point of a delay
+                self.send_response(owner.status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _forward(self, body: bytes) -> None:
+                assert owner.upstream is not None
+                target = urllib.parse.urlsplit(owner.upstream)
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = f"{target.hostname}:{target.port}"
+                connection.request(self.command, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                connection.close()
 
             do_PUT = do_GET = do_POST = do_HEAD = do_DELETE = _answer
 

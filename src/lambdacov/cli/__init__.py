@@ -50,7 +50,7 @@ _register_commands()
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; expected failures print one line and exit with their code."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except LambdacovError as error:
         print(f"lambdacov: error: {error.message}", file=sys.stderr)
         if error.hint:
@@ -71,4 +71,4 @@ def main(argv: list[str] | None = None) -> None:
             error.show()
             sys.exit(int(ExitCode.USAGE))
         raise
-    sys.exit(int(ExitCode.OK))
+    sys.exit(code if isinstance(code, int) else int(ExitCode.OK))

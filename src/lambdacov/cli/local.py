@@ -38,7 +38,7 @@ def invoke(
     ] = None,
     event: Annotated[
         str | None,
-        typer.Option("--event", help="The event as a JSON document.", show_default="{}"),
+        typer.Option("--event", help="The event as a JSON document (default: {})."),
     ] = None,
     event_file: Annotated[
         str | None,
