@@ -1,7 +1,7 @@
 """Developer and CI sessions: tests on every supported Lambda Python, lint, types.
 
-    ./scripts/test              everything CI runs
-    ./scripts/test -s tests-3.12 -- -k delivery     one session, pytest arguments after --
+./scripts/test              everything CI runs
+./scripts/test -s tests-3.12 -- -k delivery     one session, pytest arguments after --
 """
 
 from __future__ import annotations

@@ -134,8 +134,16 @@ def site_packages(python: str) -> str:
 
             version = importlib.metadata.version("coverage")
             subprocess.run(
-                [python, "-m", "pip", "install", "--quiet", "--target", str(target),
-                 f"coverage=={version}"],
+                [
+                    python,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--target",
+                    str(target),
+                    f"coverage=={version}",
+                ],
                 check=True,
             )
         _SITE[python] = str(target)
@@ -146,7 +154,10 @@ def run_variant(python: str, variant: str, calls: int, extra: dict[str, str]) ->
     with tempfile.TemporaryDirectory() as spool:
         out = subprocess.run(
             [python, "-c", CHILD, variant, str(calls), str(ORDERS)],
-            env=child_env(python, spool, extra), capture_output=True, text=True, check=True,
+            env=child_env(python, spool, extra),
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     doc = json.loads(out.strip().splitlines()[-1])
     result = {"ms": statistics.mean(doc["samples"]) / 1e6}

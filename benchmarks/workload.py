@@ -12,7 +12,7 @@ from pathlib import Path
 
 MODULES = 10
 
-_MODULE = '''
+_MODULE = """
 from __future__ import annotations
 
 RATE_{n} = {n} + 1
@@ -46,9 +46,9 @@ def summarise_{n}(items, coupon):
     best = max(totals) if totals else 0
     kinds = sorted({{line["sku"][:2] for line in lines}})
     return {{"module": {n}, "total": sum(totals), "best": best, "kinds": kinds}}
-'''
+"""
 
-_HANDLER = '''
+_HANDLER = """
 from __future__ import annotations
 
 import json
@@ -67,7 +67,7 @@ def handler(event, context):
     results = [stage(items, coupon) for stage in STAGES]
     total = sum(result["total"] for result in results)
     return {{"statusCode": 200, "body": json.dumps({{"total": total, "parts": len(results)}})}}
-'''
+"""
 
 
 def events() -> list[dict[str, object]]:
@@ -77,7 +77,10 @@ def events() -> list[dict[str, object]]:
         items = [
             {"sku": f"sku-{variant}-{i}", "quantity": (i * variant) % 13 - 1} for i in range(40)
         ]
-        body = {"items": items if variant != 5 else [], "coupon": f"P{variant}" if variant % 2 else None}
+        body = {
+            "items": items if variant != 5 else [],
+            "coupon": f"P{variant}" if variant % 2 else None,
+        }
         out.append({"httpMethod": "POST", "path": "/orders", "body": json.dumps(body)})
     return out
 

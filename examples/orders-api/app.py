@@ -20,8 +20,11 @@ def route(method: str, path: str):  # type: ignore[no-untyped-def]
 
 
 def respond(status: int, body: Any) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"content-type": "application/json"},
-            "body": json.dumps(body, sort_keys=True)}
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps(body, sort_keys=True),
+    }
 
 
 @route("POST", "/orders")

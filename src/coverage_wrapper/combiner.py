@@ -36,9 +36,7 @@ def combine_coverage_files(
 
     client = s3_client or boto3.client("s3")
     keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket_name, Prefix=prefix
-    ):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket_name, Prefix=prefix):
         keys += [
             item["Key"]
             for item in page.get("Contents", [])
@@ -60,8 +58,7 @@ def combine_coverage_files(
                 with contextlib.suppress(FileNotFoundError):
                     local.unlink()
         files = {
-            name: sorted(combined.lines(name) or [])
-            for name in sorted(combined.measured_files())
+            name: sorted(combined.lines(name) or []) for name in sorted(combined.measured_files())
         }
         summary: dict[str, Any] = {
             "bucket": bucket_name,

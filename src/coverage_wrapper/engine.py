@@ -69,7 +69,7 @@ class Engine:
                 return self._disable("COVERAGE_ENABLED=false", level="debug")
             if config.sample_rate < 1.0 and random.random() >= config.sample_rate:  # noqa: S311
                 return self._disable("not sampled (COVERAGE_SAMPLE_RATE)", level="debug")
-            task_root = Path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
+            task_root = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path.cwd())
             recorder = Recorder(config, task_root)
             try:
                 recorder.start()

@@ -32,7 +32,8 @@ def load_handler(spec: str) -> Callable[[Any, Any], Any]:
     module = importlib.import_module(module_name.replace("/", "."))
     handler = getattr(module, function_name, None)
     if not callable(handler):
-        raise ImportError(f"Handler {function_name!r} missing on module {module_name!r}")
+        # ImportError, as the runtime reports a missing handler: Runtime.ImportModuleError.
+        raise ImportError(f"Handler {function_name!r} missing on module {module_name!r}")  # noqa: TRY004
     return handler  # type: ignore[no-any-return]
 
 

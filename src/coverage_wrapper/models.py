@@ -8,6 +8,7 @@ meaning; the others follow the same style.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -58,7 +59,9 @@ class CoverageConfig:
                 " (put the path in COVERAGE_S3_PREFIX)"
             )
         if not _BUCKET_NAME.match(bucket):
-            raise ConfigurationError(f"COVERAGE_S3_BUCKET is not a valid S3 bucket name: {bucket!r}")
+            raise ConfigurationError(
+                f"COVERAGE_S3_BUCKET is not a valid S3 bucket name: {bucket!r}"
+            )
         flush = env.get("COVERAGE_FLUSH", "environment").strip().lower()
         if flush not in ("environment", "invocation"):
             raise ConfigurationError(
@@ -130,7 +133,7 @@ def _number(
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, not {raw!r}") from None
     too_low = value < low if inclusive_low else value <= low
-    if too_low or value > high or value != value:  # value != value: NaN
+    if too_low or value > high or math.isnan(value):
         bound = "[" if inclusive_low else "("
         raise ConfigurationError(f"{name} must be in {bound}{low:g}, {high:g}], not {raw!r}")
     return value

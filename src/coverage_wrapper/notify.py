@@ -11,7 +11,6 @@ delivers by itself.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import time
 from pathlib import Path
@@ -102,4 +101,4 @@ class ExtensionListener:
         """Close and remove the socket."""
         self._socket.close()
         with contextlib.suppress(OSError):
-            os.unlink(self.path)
+            self.path.unlink()

@@ -86,9 +86,7 @@ def _vendored_packages(task_root: Path) -> list[str]:
     return sorted(names)
 
 
-def measurement_scope(
-    config: CoverageConfig, task_root: Path
-) -> tuple[list[str], list[str]]:
+def measurement_scope(config: CoverageConfig, task_root: Path) -> tuple[list[str], list[str]]:
     """Return coverage's (include, omit) patterns for the function's code.
 
     Without COVERAGE_INCLUDE_PATTERNS the function's own code is everything
@@ -215,7 +213,7 @@ class Recorder:
 
     def _collect_fast(self) -> Iterable[tuple[str, Iterable[Any]]]:
         assert self._cov is not None
-        collector: Any = self._cov._collector  # noqa: SLF001 - see the module docstring
+        collector: Any = self._cov._collector
         packed = self.kind == "arcs" and collector.core.packed_arcs
         for name, live in list(collector.data.items()):
             if not live:

@@ -128,7 +128,7 @@ class SpoolDirectory:
         delta = Delta(kind)
         for name, items in files.items():
             if not isinstance(name, str) or not isinstance(items, list):
-                raise ValueError("malformed delta: bad file entry")
+                raise ValueError("malformed delta: bad file entry")  # noqa: TRY004 - one error type for "unreadable"
             if kind == "arcs":
                 delta.files[name] = {(int(a), int(b)) for a, b in items}
             else:

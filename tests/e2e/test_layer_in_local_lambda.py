@@ -78,14 +78,20 @@ def json_logs(result_logs: Any) -> list[dict[str, Any]]:
 
 
 def test_zero_code_change_matches_coverage_run_and_is_delivered_before_the_freeze(
-    host_layer: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path,
-    events: list[dict[str, Any]], oracle: tuple[dict[str, Any], list[Any]],
+    host_layer: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    events: list[dict[str, Any]],
+    oracle: tuple[dict[str, Any], list[Any]],
     plain_results: list[dict[str, Any]],
 ) -> None:
     expected, _ = oracle
     env = {**WRAPPER, "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint}
-    with LocalLambda(ORDERS, "app.handler", layer=host_layer, env=env,
-                     function_name="orders") as function:
+    with LocalLambda(
+        ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
+    ) as function:
         first = function.invoke(events[0])
         # Delivered by the extension after the response and before the freeze:
         # the object is there while the environment is frozen, before any shutdown.
@@ -125,8 +131,13 @@ def test_decorator_mode_is_delivered_at_shutdown(
     host_layer: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     env = {"COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint}
-    with LocalLambda(FIXTURES / "decorated", "app.lambda_handler", layer=host_layer,
-                     env=env, function_name="decorated") as function:
+    with LocalLambda(
+        FIXTURES / "decorated",
+        "app.lambda_handler",
+        layer=host_layer,
+        env=env,
+        function_name="decorated",
+    ) as function:
         assert function.invoke({"name": "test"}).payload == {"message": "Hello, test!"}
         assert function.invoke({}).payload == {"message": "Hello, World!"}
         function.shutdown()
@@ -143,16 +154,27 @@ def test_decorator_mode_is_delivered_at_shutdown(
 
 @pytest.mark.parametrize("mode", ["deny", "slow", "reset"])
 def test_s3_faults_leave_results_unchanged_and_data_arrives_when_s3_is_back(
-    mode: str, host_layer: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path,
-    events: list[dict[str, Any]], oracle: tuple[dict[str, Any], list[Any]],
+    mode: str,
+    host_layer: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    events: list[dict[str, Any]],
+    oracle: tuple[dict[str, Any], list[Any]],
     plain_results: list[dict[str, Any]],
 ) -> None:
     expected, _ = oracle
     with FaultyS3(mode, delay=3.0, upstream=moto_endpoint) as proxy:
-        env = {**WRAPPER, "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": proxy.endpoint,
-               "COVERAGE_UPLOAD_TIMEOUT": "1"}
-        with LocalLambda(ORDERS, "app.handler", layer=host_layer, env=env,
-                         function_name="orders") as function:
+        env = {
+            **WRAPPER,
+            "COVERAGE_S3_BUCKET": bucket,
+            "AWS_ENDPOINT_URL": proxy.endpoint,
+            "COVERAGE_UPLOAD_TIMEOUT": "1",
+        }
+        with LocalLambda(
+            ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
+        ) as function:
             faulty = [function.invoke(event) for event in events]
             assert [outcome(r) for r in faulty] == plain_results
             # The response is not held back by a failing S3: the runtime's part ends
@@ -173,12 +195,15 @@ def test_s3_faults_leave_results_unchanged_and_data_arrives_when_s3_is_back(
 
 
 def test_missing_configuration_changes_nothing(
-    host_layer: Path, moto_endpoint: str, events: list[dict[str, Any]],
+    host_layer: Path,
+    moto_endpoint: str,
+    events: list[dict[str, Any]],
     plain_results: list[dict[str, Any]],
 ) -> None:
     env = {**WRAPPER, "AWS_ENDPOINT_URL": moto_endpoint}  # no COVERAGE_S3_BUCKET
-    with LocalLambda(ORDERS, "app.handler", layer=host_layer, env=env,
-                     function_name="orders") as function:
+    with LocalLambda(
+        ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
+    ) as function:
         results = [outcome(function.invoke(event)) for event in events]
     assert results == plain_results
     errors = [e for e in json_logs(function.logs) if e.get("level") == "ERROR"]

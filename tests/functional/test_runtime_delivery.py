@@ -58,7 +58,11 @@ def drive(
     started = time.monotonic()
     process = subprocess.run(
         [sys.executable, str(SUPPORT / "drive_handler.py"), str(ORDERS), str(events), str(output)],
-        env=environment, capture_output=True, text=True, timeout=120, check=False,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     elapsed = time.monotonic() - started
     assert process.returncode == 0, process.stderr
@@ -79,8 +83,12 @@ def downloaded(s3: Any, bucket: str, key: str, tmp_path: Path, branch: bool) -> 
 
 
 def test_one_object_per_environment_equals_coverage_run(
-    oracle: tuple[bool, dict[str, Any], list[Any]], events: Path, tmp_path: Path,
-    moto_endpoint: str, s3: Any, bucket: str,
+    oracle: tuple[bool, dict[str, Any], list[Any]],
+    events: Path,
+    tmp_path: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
 ) -> None:
     branch, expected, expected_results = oracle
     results, logs, _ = drive(
@@ -98,8 +106,11 @@ def test_one_object_per_environment_equals_coverage_run(
 def test_one_object_per_invocation_with_new_lines(
     events: Path, tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str
 ) -> None:
-    expected, expected_results = run_oracle(ORDERS, events, tmp_path / "o", branch=False) if (
-        (tmp_path / "o").mkdir() is None) else ({}, [])
+    expected, expected_results = (
+        run_oracle(ORDERS, events, tmp_path / "o", branch=False)
+        if ((tmp_path / "o").mkdir() is None)
+        else ({}, [])
+    )
     results, _, _ = drive(tmp_path, events, moto_endpoint, bucket, COVERAGE_FLUSH="invocation")
     assert results == expected_results
     keys = objects(s3, bucket)
@@ -192,15 +203,22 @@ def test_full_tmp_keeps_data_in_memory_until_space_returns(
     )
     environment = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     environment.update(
-        AWS_ENDPOINT_URL=moto_endpoint, AWS_LAMBDA_FUNCTION_NAME="orders",
-        LAMBDA_TASK_ROOT=str(ORDERS), LAMBDACOV_ORIGINAL_HANDLER="app.handler",
-        COVERAGE_S3_BUCKET=bucket, COVERAGE_SPOOL_DIR=str(tiny / "spool"),
+        AWS_ENDPOINT_URL=moto_endpoint,
+        AWS_LAMBDA_FUNCTION_NAME="orders",
+        LAMBDA_TASK_ROOT=str(ORDERS),
+        LAMBDACOV_ORIGINAL_HANDLER="app.handler",
+        COVERAGE_S3_BUCKET=bucket,
+        COVERAGE_SPOOL_DIR=str(tiny / "spool"),
         LAMBDACOV_TEST_UNLINK_AFTER=f"3:{tiny}/fill",
     )
     unshare = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "-rm"]
     process = subprocess.run(
-        [*unshare, "sh", "-c", script], env=environment, capture_output=True, text=True,
-        timeout=120, check=False,
+        [*unshare, "sh", "-c", script],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert process.returncode == 0, process.stderr
     assert json.loads(output.read_text()) == expected_results

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import uuid
+from pathlib import Path
 
 
 class Context:
@@ -43,10 +44,10 @@ def main() -> None:
     results = []
     for number, event in enumerate(events, 1):
         if unlink_after and number == int(unlink_after) + 1:
-            os.unlink(unlink_path)
+            Path(unlink_path).unlink()
         try:
             results.append({"ok": handler(event, Context())})
-        except Exception as error:  # noqa: BLE001 - the outcome is the data
+        except Exception as error:
             results.append({"raised": type(error).__name__, "message": str(error)})
     with open(output_path, "w", encoding="utf-8") as handle:
         json.dump(results, handle, sort_keys=True)

@@ -30,18 +30,34 @@ def measured(data: coverage.CoverageData, root: Path, branch: bool) -> dict[str,
 
 
 def run_oracle(
-    function_dir: Path, events: Path, workdir: Path, *, handler: str = "app.handler",
+    function_dir: Path,
+    events: Path,
+    workdir: Path,
+    *,
+    handler: str = "app.handler",
     branch: bool = False,
 ) -> tuple[dict[str, list[Any]], list[Any]]:
     """Run the events under `coverage run`; return (measured, results)."""
     data_file = workdir / "oracle.coverage"
     output = workdir / "oracle-results.json"
-    command = [sys.executable, "-m", "coverage", "run", f"--data-file={data_file}",
-               f"--include={function_dir}/*"]
+    command = [
+        sys.executable,
+        "-m",
+        "coverage",
+        "run",
+        f"--data-file={data_file}",
+        f"--include={function_dir}/*",
+    ]
     if branch:
         command.append("--branch")
-    command += [str(SUPPORT / "drive_handler.py"), str(function_dir), str(events), str(output),
-                "--plain", handler]
+    command += [
+        str(SUPPORT / "drive_handler.py"),
+        str(function_dir),
+        str(events),
+        str(output),
+        "--plain",
+        handler,
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
     subprocess.run(command, check=True, env=env, cwd=workdir, timeout=120)
     data = coverage.CoverageData(basename=str(data_file))

@@ -26,7 +26,6 @@ def test_guide_imports_work_verbatim() -> None:
     from coverage_wrapper.models import CoverageConfig as Config  # noqa: F401
     from coverage_wrapper.s3_uploader import (  # noqa: F401
         generate_s3_key as key,
-        upload_coverage_file,
     )
 
 
@@ -132,8 +131,11 @@ def _logger_lines(debug: str) -> list[dict[str, object]]:
         "try:\n    1/0\nexcept ZeroDivisionError:\n    log.exception('failed')\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], env={"COVERAGE_DEBUG": debug, "PATH": "/usr/bin"},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", script],
+        env={"COVERAGE_DEBUG": debug, "PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [json.loads(line) for line in out.splitlines()]
 

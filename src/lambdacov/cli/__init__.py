@@ -52,19 +52,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, standalone_mode=False)
     except LambdacovError as error:
-        print(f"lambdacov: error: {error.message}", file=sys.stderr)
+        sys.stderr.write(f"lambdacov: error: {error.message}\n")
         if error.hint:
-            print(f"  hint: {error.hint}", file=sys.stderr)
+            sys.stderr.write(f"  hint: {error.hint}\n")
         sys.exit(int(error.exit_code))
     except KeyboardInterrupt:
-        print("lambdacov: interrupted", file=sys.stderr)
+        sys.stderr.write("lambdacov: interrupted\n")
         sys.exit(130)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
-        print("lambdacov: aborted", file=sys.stderr)
+        sys.stderr.write("lambdacov: aborted\n")
         sys.exit(1)
-    except Exception as error:  # noqa: BLE001 - click's usage errors arrive here too
+    except Exception as error:
         import click
 
         if isinstance(error, click.ClickException):
