@@ -19,16 +19,41 @@ pytestmark = pytest.mark.e2e
 def test_local_invoke_with_the_layer_lands_coverage_in_s3(
     host_layer: Path, moto_endpoint: str, s3: Any, bucket: str
 ) -> None:
-    event = {"httpMethod": "POST", "path": "/orders",
-             "body": json.dumps({"items": [{"sku": "pear", "quantity": 2}]})}
+    event = {
+        "httpMethod": "POST",
+        "path": "/orders",
+        "body": json.dumps({"items": [{"sku": "pear", "quantity": 2}]}),
+    }
     process = subprocess.run(
-        [sys.executable, "-m", "lambdacov", "local", "invoke", "--function-dir", str(ORDERS),
-         "--handler", "app.handler", "--layer", str(host_layer), "--event", json.dumps(event),
-         "--count", "2", "--function-name", "orders", "--json",
-         "--env", f"COVERAGE_S3_BUCKET={bucket}",
-         "--env", "AWS_LAMBDA_EXEC_WRAPPER=/opt/lambdacov-wrapper"],
+        [
+            sys.executable,
+            "-m",
+            "lambdacov",
+            "local",
+            "invoke",
+            "--function-dir",
+            str(ORDERS),
+            "--handler",
+            "app.handler",
+            "--layer",
+            str(host_layer),
+            "--event",
+            json.dumps(event),
+            "--count",
+            "2",
+            "--function-name",
+            "orders",
+            "--json",
+            "--env",
+            f"COVERAGE_S3_BUCKET={bucket}",
+            "--env",
+            "AWS_LAMBDA_EXEC_WRAPPER=/opt/lambdacov-wrapper",
+        ],
         env={**os.environ, "AWS_ENDPOINT_URL": moto_endpoint},
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert process.returncode == 0, process.stderr
     results = json.loads(process.stdout)

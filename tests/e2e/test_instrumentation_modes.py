@@ -24,8 +24,12 @@ def run(layer: Path, handler: str, env: dict[str, str]) -> tuple[Any, list[str]]
 
 
 def test_chains_to_the_exec_wrapper_it_replaced(host_layer: Path, bucket: str, moto_endpoint: str):
-    env = {"AWS_LAMBDA_EXEC_WRAPPER": WRAPPER, "LAMBDACOV_NEXT_WRAPPER": "/var/task/vendor-wrapper",
-           "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint}
+    env = {
+        "AWS_LAMBDA_EXEC_WRAPPER": WRAPPER,
+        "LAMBDACOV_NEXT_WRAPPER": "/var/task/vendor-wrapper",
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
     payload, _ = run(host_layer, "app.handler", env)
     assert payload["vendor_wrapped"] == "1"
     assert payload["coverage_loaded_before_import"] is True
@@ -33,8 +37,12 @@ def test_chains_to_the_exec_wrapper_it_replaced(host_layer: Path, bucket: str, m
 
 
 def test_wraps_another_tools_handler_redirect(host_layer: Path, bucket: str, moto_endpoint: str):
-    env = {"AWS_LAMBDA_EXEC_WRAPPER": WRAPPER, "VENDOR_ORIGINAL_HANDLER": "app.handler",
-           "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint}
+    env = {
+        "AWS_LAMBDA_EXEC_WRAPPER": WRAPPER,
+        "VENDOR_ORIGINAL_HANDLER": "app.handler",
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
     payload, _ = run(host_layer, "vendor.handler", env)
     assert payload["vendor_handler"] is True  # the vendor's redirect still runs
     assert payload["original"] == "vendor.handler"
@@ -43,28 +51,39 @@ def test_wraps_another_tools_handler_redirect(host_layer: Path, bucket: str, mot
 
 def test_never_redirects_the_handler_to_itself(host_layer: Path, bucket: str, moto_endpoint: str):
     # A function whose handler already points at lambdacov (attach's handler mode).
-    env = {"AWS_LAMBDA_EXEC_WRAPPER": WRAPPER, "LAMBDACOV_ORIGINAL_HANDLER": "app.handler",
-           "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint}
+    env = {
+        "AWS_LAMBDA_EXEC_WRAPPER": WRAPPER,
+        "LAMBDACOV_ORIGINAL_HANDLER": "app.handler",
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
     payload, _ = run(host_layer, SELF, env)
     assert payload["original"] == "app.handler"
     assert payload["coverage_loaded_before_import"] is True
 
 
 def test_kill_switch_leaves_the_function_untouched(host_layer: Path, bucket: str):
-    env = {"AWS_LAMBDA_EXEC_WRAPPER": WRAPPER, "COVERAGE_ENABLED": "false",
-           "COVERAGE_S3_BUCKET": bucket}
+    env = {
+        "AWS_LAMBDA_EXEC_WRAPPER": WRAPPER,
+        "COVERAGE_ENABLED": "false",
+        "COVERAGE_S3_BUCKET": bucket,
+    }
     payload, _ = run(host_layer, "app.handler", env)
     assert payload["handler_env"] == "app.handler"
     assert payload["coverage_loaded_before_import"] is False
 
 
 def test_a_self_pointing_original_handler_fails_clearly(host_layer: Path, bucket: str):
-    env = {"AWS_LAMBDA_EXEC_WRAPPER": WRAPPER, "LAMBDACOV_ORIGINAL_HANDLER": SELF,
-           "COVERAGE_S3_BUCKET": bucket}
+    env = {
+        "AWS_LAMBDA_EXEC_WRAPPER": WRAPPER,
+        "LAMBDACOV_ORIGINAL_HANDLER": SELF,
+        "COVERAGE_S3_BUCKET": bucket,
+    }
     with LocalLambda(CHAIN, SELF, layer=host_layer, env=env) as function:
         result = function.invoke({})
     assert result.error is not None
     assert result.error["errorType"] == "Runtime.ImportModuleError"
-    assert "LAMBDACOV_ORIGINAL_HANDLER must name the function's own handler" in (
-        result.error["errorMessage"]
+    assert (
+        "LAMBDACOV_ORIGINAL_HANDLER must name the function's own handler"
+        in (result.error["errorMessage"])
     )
