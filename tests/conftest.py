@@ -24,7 +24,11 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """The URL of a moto server started for this test session."""
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -65,10 +65,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("lambdacov: aborted\n")
         sys.exit(1)
     except Exception as error:
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
+        # click's usage errors; typer may ship its own copy of click, so match by shape.
+        show = getattr(error, "show", None)
+        if callable(show) and hasattr(error, "exit_code"):
+            show()
             sys.exit(int(ExitCode.USAGE))
         raise
     sys.exit(code if isinstance(code, int) else int(ExitCode.OK))
