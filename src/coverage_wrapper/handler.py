@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from coverage_wrapper.engine import get_engine
-
-SELF = "coverage_wrapper.handler.lambda_handler"
+from coverage_wrapper.handler_names import ORIGINAL_HANDLER_VAR, SELF
 
 
 def load_handler(spec: str) -> Callable[[Any, Any], Any]:
@@ -39,7 +38,7 @@ def load_handler(spec: str) -> Callable[[Any, Any], Any]:
 
 _engine = get_engine()
 _engine.start("wrapper")
-_original = load_handler(os.environ.get("LAMBDACOV_ORIGINAL_HANDLER", ""))
+_original = load_handler(os.environ.get(ORIGINAL_HANDLER_VAR, ""))
 
 
 def lambda_handler(event: Any, context: Any) -> Any:

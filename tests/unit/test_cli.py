@@ -38,3 +38,14 @@ def test_usage_errors_exit_2_without_a_traceback() -> None:
         done = lambdacov(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_runtime_and_cli_agree_on_the_wrapper_names() -> None:
+    from coverage_wrapper import handler_names
+    from lambdacov import conventions
+
+    assert handler_names.SELF == conventions.REDIRECT_HANDLER
+    assert handler_names.ORIGINAL_HANDLER_VAR == conventions.ORIGINAL_HANDLER_VAR
+    wrapper = (ROOT / "src/lambdacov/layer/files/lambdacov-wrapper").read_text()
+    assert f'redirect="{conventions.REDIRECT_HANDLER}"' in wrapper
+    assert conventions.NEXT_WRAPPER_VAR in wrapper and conventions.ORIGINAL_HANDLER_VAR in wrapper

@@ -1,0 +1,59 @@
+"""Names shared by the commands that deploy, check and read lambdacov: one definition each.
+
+The layer's name per runtime, its description format, the variables attach sets,
+and the metric namespace. `attach`, `doctor`, `publish-layer` and the runtime
+agree because they all read them from here (the runtime has its own copies of
+the two runtime-side names, checked by a test).
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Lambda's exec wrapper path for the layer's wrapper script.
+WRAPPER_PATH = "/opt/lambdacov-wrapper"
+#: The handler that zero-code instrumentation redirects to.
+REDIRECT_HANDLER = "coverage_wrapper.handler.lambda_handler"
+#: Variables of the runtime's chain: the function's own handler, and a wrapper to hand over to.
+ORIGINAL_HANDLER_VAR = "LAMBDACOV_ORIGINAL_HANDLER"
+NEXT_WRAPPER_VAR = "LAMBDACOV_NEXT_WRAPPER"
+EXEC_WRAPPER_VAR = "AWS_LAMBDA_EXEC_WRAPPER"
+#: CloudWatch namespace of the runtime's embedded metrics (CoverageFailure...).
+METRICS_NAMESPACE = "Lambda/Coverage"
+#: Lambda runtimes lambdacov supports, and architectures.
+PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13")
+ARCHITECTURES = ("x86_64", "arm64")
+
+_DESCRIPTION = re.compile(r"^lambdacov (?P<version>\S+) (?P<hash>sha256:[0-9a-f]{64})")
+_LAYER_NAME = re.compile(r"^lambdacov-python(?P<py>3\d+)-(?P<arch>x86_64|arm64)$")
+
+
+def layer_name(python: str, arch: str) -> str:
+    """The layer's name for a runtime: ``lambdacov-python312-x86_64``."""
+    return f"lambdacov-python{python.replace('python', '').replace('.', '')}-{arch}"
+
+
+def parse_layer_name(name: str) -> tuple[str, str] | None:
+    """(``3.12``, ``x86_64``) for a lambdacov layer name, else None."""
+    match = _LAYER_NAME.match(name)
+    if not match:
+        return None
+    digits = match["py"]
+    return f"{digits[0]}.{digits[1:]}", match["arch"]
+
+
+def layer_description(version: str, content_hash: str) -> str:
+    """A layer version's description: the lambdacov version and the content hash."""
+    return f"lambdacov {version} {content_hash}"
+
+
+def parse_layer_description(text: str) -> tuple[str, str] | None:
+    """(version, content hash) from a layer version's description, else None."""
+    match = _DESCRIPTION.match(text or "")
+    return (match["version"], match["hash"]) if match else None
+
+
+def is_lambdacov_layer_arn(arn: str) -> bool:
+    """True for the ARN of any version of a lambdacov layer."""
+    parts = arn.split(":")
+    return len(parts) >= 8 and parts[5] == "layer" and parse_layer_name(parts[6]) is not None
