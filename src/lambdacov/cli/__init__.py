@@ -38,9 +38,12 @@ def _root(
 
 
 def _register_commands() -> None:
-    from lambdacov.cli import layer, local
+    from lambdacov.cli import combine, deploy, diagnose, layer, local
 
-    layer.register(app)
+    layer.register(app)  # build-layer
+    deploy.register(app)  # publish-layer, attach, detach
+    combine.register(app)  # combine
+    diagnose.register(app)  # doctor, logs, alarms
     app.add_typer(local.app, name="local")
 
 
