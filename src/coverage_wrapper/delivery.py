@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,13 @@ if TYPE_CHECKING:
     import coverage
 
 log = get_logger("coverage_wrapper.delivery")
+
+
+def _data_errors() -> tuple[type[Exception], ...]:
+    from coverage.exceptions import CoverageException
+
+    return (CoverageException, sqlite3.DatabaseError)
+
 
 # While S3 keeps failing, passes back off (5 s, doubling, at most 5 min), so a
 # broken bucket costs one timeout now and then rather than one per invocation.
@@ -151,13 +159,27 @@ class Deliverer:
         items = self._readable(report)
         if not items:
             return
-        combined = Delta(items[0][1].kind)
-        for _, delta, _ in items:
-            if delta.kind == combined.kind:
+        kind = "arcs" if self.config.branch else "lines"
+        combined = Delta(kind)
+        for path, delta, _ in items:
+            if delta.kind == kind:
                 combined.merge(delta)
-        data = _data_file(self.spool.aggregate_path)
-        _add(data, combined)
-        data.close()
+            else:  # written under another COVERAGE_BRANCH: cannot join this data file
+                report.corrupt.append(str(self.spool.quarantine(path)))
+        try:
+            self._add_to_aggregate(combined)
+        except _data_errors() as error:
+            # The aggregate was damaged (a process killed while writing it). Keep it
+            # aside and start a new one under a new id, so the object already in S3,
+            # which holds the earlier data, is not overwritten with less.
+            broken = self.spool.quarantine(self.spool.aggregate_path)
+            self.environment_id = self.spool.rotate_environment_id()
+            self.spool.dirty_marker.unlink(missing_ok=True)
+            log.error(
+                "The environment's coverage data file was unreadable: starting a new one",
+                extra={"data": {"path": str(broken), "cause": str(error)}},
+            )
+            self._add_to_aggregate(combined)
         # The marker goes down before the deltas go away: a crash in between
         # re-merges them (a set union, harmless) instead of losing them.
         self.spool.dirty_marker.touch()
@@ -165,6 +187,11 @@ class Deliverer:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         report.merged += len(items)
+
+    def _add_to_aggregate(self, delta: Delta) -> None:
+        data = _data_file(self.spool.aggregate_path)
+        _add(data, delta)
+        data.close()
 
     def _upload_aggregate(self, report: DeliveryReport, deadline: float) -> None:
         if time.monotonic() >= deadline:

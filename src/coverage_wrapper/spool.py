@@ -83,6 +83,15 @@ class SpoolDirectory:
             handle.write(candidate)
         return candidate
 
+    def rotate_environment_id(self) -> str:
+        """Give this environment a new id (its next object gets a new key) and return it."""
+        self.ensure()
+        fresh = uuid.uuid4().hex
+        temp = self.root / f".environment-id.{os.getpid()}.tmp"
+        temp.write_text(fresh, encoding="ascii")
+        temp.replace(self.root / "environment-id")
+        return fresh
+
     def write(self, delta: Delta, request_id: str) -> Path:
         """Write ``delta`` atomically and return its path; OSError if the disk is full."""
         self.ensure()
@@ -143,7 +152,7 @@ class SpoolDirectory:
     def quarantine(self, path: Path) -> Path:
         """Move an unreadable delta aside so it is reported once, not retried forever."""
         self.ensure()
-        target = self.corrupt_dir / path.name
+        target = self.corrupt_dir / f"{time.time_ns()}-{path.name}"
         path.replace(target)
         return target
 
