@@ -29,7 +29,7 @@ from coverage_wrapper._version import __version__
 from coverage_wrapper.errors import S3UploadError
 from coverage_wrapper.logging_utils import get_logger
 from coverage_wrapper.models import CoverageConfig
-from coverage_wrapper.recorder import Delta
+from coverage_wrapper.recorder import Delta, Kind
 from coverage_wrapper.s3_uploader import S3Uploader, generate_s3_key
 from coverage_wrapper.spool import SpoolDirectory
 
@@ -159,7 +159,7 @@ class Deliverer:
         items = self._readable(report)
         if not items:
             return
-        kind = "arcs" if self.config.branch else "lines"
+        kind: Kind = "arcs" if self.config.branch else "lines"
         combined = Delta(kind)
         for path, delta, _ in items:
             if delta.kind == kind:
