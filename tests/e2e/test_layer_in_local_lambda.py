@@ -208,3 +208,30 @@ def test_missing_configuration_changes_nothing(
     assert results == plain_results
     errors = [e for e in json_logs(function.logs) if e.get("level") == "ERROR"]
     assert len(errors) == 1 and "COVERAGE_S3_BUCKET is required" in errors[0]["message"]
+
+
+def test_a_coverage_error_is_one_log_line_and_changes_nothing(
+    host_layer: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    events: list[dict[str, Any]],
+    plain_results: list[dict[str, Any]],
+) -> None:
+    # coverage.py refuses to start (an unknown core): the function runs unmeasured.
+    env = {
+        **WRAPPER,
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_CORE": "no-such-core",
+    }
+    with LocalLambda(
+        ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
+    ) as function:
+        results = [outcome(function.invoke(event)) for event in events]
+    assert results == plain_results
+    errors = [e for e in json_logs(function.logs) if e.get("level") == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0]["message"].startswith("CoverageInitializationError")
+    assert "Unknown core value" in errors[0]["message"]
+    assert keys(s3, bucket) == []
