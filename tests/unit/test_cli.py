@@ -13,8 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def lambdacov(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lambdacov", *args], capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "lambdacov", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_cli_reference_is_up_to_date() -> None:

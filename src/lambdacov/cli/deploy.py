@@ -1,9 +1,565 @@
-"""Commands of this group are added by their issue's work (stub)."""
+"""`lambdacov publish-layer`, `attach` and `detach`: parse, call the core, render.
+
+Plans and results come from lambdacov.layer.publish and lambdacov.fleet as
+frozen values; this module only turns them into a rich table and diffs for
+people, or one JSON document for ``--json``.
+"""
 
 from __future__ import annotations
 
+import json
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from lambdacov import fleet
+from lambdacov.attach import AttachSettings, FunctionPlan
+from lambdacov.aws import AwsContext, Retrier
+from lambdacov.cli._options import (
+    EndpointUrl,
+    JsonOutput,
+    Profile,
+    Region,
+    Regions,
+    Verbose,
+    aws_context,
+    console,
+    print_json,
+    progress_console,
+)
+from lambdacov.errors import UsageError
+from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, build_layer, default_output_name
+from lambdacov.layer.publish import (
+    Grant,
+    LayerArtifact,
+    PublishedLayer,
+    PublishFailure,
+    publish_everywhere,
+)
+from lambdacov.selection import Selection, select_functions
+
+Concurrency = Annotated[
+    int,
+    typer.Option("--concurrency", min=1, max=64, help="How many functions to update at once."),
+]
+DryRun = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print what would change, per function, and change nothing."),
+]
+Functions = Annotated[
+    list[str] | None,
+    typer.Argument(help="Function names or ARNs.", show_default=False),
+]
+Patterns = Annotated[
+    list[str] | None,
+    typer.Option("--pattern", help="Select the region's functions whose name matches this regex."),
+]
+Tags = Annotated[
+    list[str] | None,
+    typer.Option("--tag", help="Select the region's functions with this tag (KEY=VALUE or KEY)."),
+]
+Everything = Annotated[bool, typer.Option("--all", help="Select every function of the region.")]
+Excludes = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="Leave out functions whose name matches this regex."),
+]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add publish-layer, attach and detach to the root app."""
+    app.command("publish-layer")(publish_layer_command)
+    app.command("attach")(attach_command)
+    app.command("detach")(detach_command)
+
+
+class _Clients:
+    """Lambda clients per region from one session; made under a lock (sessions are not
+    thread-safe), then shared by worker threads (clients are)."""
+
+    def __init__(self, context: AwsContext) -> None:
+        self._context = context
+        self._session = context.session()
+        self._lock = threading.Lock()
+        self._clients: dict[str | None, Any] = {}
+        self.default_region = str(self.lambda_client(None).meta.region_name)
+
+    def lambda_client(self, region: str | None) -> Any:
+        with self._lock:
+            if region not in self._clients:
+                self._clients[region] = self._context.client("lambda", self._session, region=region)
+            return self._clients[region]
+
+    def iam(self) -> Any:
+        with self._lock:
+            return self._context.client("iam", self._session)
+
+
+# publish-layer ------------------------------------------------------------------------------
+
+
+def publish_layer_command(
+    *,
+    python: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--python",
+            help=f"Python version to publish for (repeatable): {', '.join(SUPPORTED_PYTHONS)}.",
+            show_default="all of them",
+        ),
+    ] = None,
+    arch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arch",
+            help=f"Architecture to publish for (repeatable): {', '.join(SUPPORTED_ARCHS)}.",
+            show_default="both",
+        ),
+    ] = None,
+    zips: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--zip",
+            help="Publish this zip from `lambdacov build-layer` instead of building (repeatable).",
+        ),
+    ] = None,
+    wheel_dir: Annotated[
+        Path | None,
+        typer.Option(help="Take coverage wheels from this directory, never from PyPI."),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where downloaded wheels are kept.", show_default="the user's cache"),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="Let every AWS account use the layer versions.")
+    ] = False,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--principal",
+            help="Let this account id or organization id (o-...) use the layer (repeatable).",
+        ),
+    ] = None,
+    concurrency: Concurrency = 8,
+    profile: Profile = None,
+    region: Regions = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: JsonOutput = False,
+    verbose: Verbose = False,
+) -> None:
+    """Build the layers and publish each in every region, unless that version is already there."""
+    grants = ([Grant.public()] if public else []) + [Grant.parse(p) for p in principal or []]
+    if zips and (python or arch):
+        raise UsageError("--zip publishes existing zips: leave out --python and --arch")
+    clients = _Clients(aws_context(profile, None, endpoint_url))
+    regions = list(dict.fromkeys(region or [clients.default_region]))
+    err = progress_console()
+    shown = err if err is not None and not as_json else None
+    with tempfile.TemporaryDirectory(prefix="lambdacov-publish-") as scratch:
+        if zips:
+            artifacts = [LayerArtifact.from_zip(path) for path in zips]
+        else:
+            artifacts = _build_all(
+                python or list(SUPPORTED_PYTHONS),
+                arch or list(SUPPORTED_ARCHS),
+                Path(scratch),
+                wheel_dir,
+                cache_dir,
+                verbose=verbose,
+            )
+        with _progress(shown, "Publishing", len(artifacts) * len(regions)) as advance:
+            published, failures = publish_everywhere(
+                artifacts,
+                regions,
+                clients.lambda_client,
+                retrier=Retrier(),
+                grants=grants,
+                concurrency=concurrency,
+                on_done=lambda _outcome: advance(),
+            )
+    if as_json:
+        print_json(
+            {
+                "layers": [layer.to_dict() for layer in _ordered(published)],
+                "failures": [vars(failure) for failure in failures],
+            }
+        )
+    else:
+        _render_published(published, failures)
+    if failures:
+        raise typer.Exit(3)
+
+
+def _build_all(
+    pythons: list[str],
+    archs: list[str],
+    scratch: Path,
+    wheel_dir: Path | None,
+    cache_dir: Path | None,
+    *,
+    verbose: bool,
+) -> list[LayerArtifact]:
+    artifacts = []
+    err = progress_console()
+    for version in dict.fromkeys(pythons):
+        for architecture in dict.fromkeys(archs):
+            output = scratch / default_output_name(version, architecture)
+            if err is not None:
+                with err.status(f"Building the layer for Python {version} {architecture}..."):
+                    build = build_layer(
+                        version, architecture, output, wheel_dir=wheel_dir, cache_dir=cache_dir
+                    )
+            else:
+                build = build_layer(
+                    version, architecture, output, wheel_dir=wheel_dir, cache_dir=cache_dir
+                )
+            # stderr, like build-layer: a layer without .pyc is slower to start, worth knowing.
+            for warning in build.warnings:
+                typer.echo(f"warning: {warning}", err=True)
+            if verbose:
+                typer.echo(
+                    f"built {build.runtime} {build.arch}: {build.size_bytes:,} bytes, "
+                    f"{build.content_hash}, coverage {build.coverage_version}",
+                    err=True,
+                )
+            artifacts.append(LayerArtifact.from_build(build))
+    return artifacts
+
+
+def _ordered(published: tuple[PublishedLayer, ...]) -> list[PublishedLayer]:
+    return sorted(published, key=lambda layer: (layer.region, layer.layer_name))
+
+
+def _render_published(
+    published: tuple[PublishedLayer, ...], failures: tuple[PublishFailure, ...]
+) -> None:
+    # One line per layer, never a table: ARNs are for copying and must stay whole.
+    out = console()
+    for layer in _ordered(published):
+        result = "published" if layer.published else "unchanged"
+        if layer.granted:
+            result += f", granted {', '.join(layer.granted)}"
+        out.print(f"{layer.arn}  [dim]({result})[/dim]", soft_wrap=True, highlight=False)
+    for failure in failures:
+        out.print(
+            f"[red]failed[/red] {escape(failure.layer_name)} in {escape(failure.region)}: "
+            f"{escape(failure.message)}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        if failure.hint:
+            out.print(f"  hint: {escape(failure.hint)}", soft_wrap=True, highlight=False)
+
+
+@contextmanager
+def _progress(err: Any, label: str, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on a terminal, nothing on a pipe; yields the function that advances it."""
+    if err is None or total == 0:
+        yield lambda: None
+        return
+    lock = threading.Lock()
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task(label, total=total)
+
+        def advance() -> None:
+            with lock:
+                progress.advance(task)
+
+        yield advance
+
+
+# attach / detach ----------------------------------------------------------------------------
+
+
+def attach_command(
+    functions: Functions = None,
+    *,
+    bucket: Annotated[
+        str, typer.Option("--bucket", help="S3 bucket that receives the coverage data.")
+    ],
+    prefix: Annotated[
+        str | None,
+        typer.Option("--prefix", help="Key prefix of the coverage data.", show_default="coverage/"),
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Measure only files matching this glob (repeatable)."),
+    ] = None,
+    omit: Annotated[
+        list[str] | None,
+        typer.Option("--omit", help="Do not measure files matching this glob (repeatable)."),
+    ] = None,
+    sample_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--sample-rate", help="Fraction of execution environments that record, in [0, 1]."
+        ),
+    ] = None,
+    branch: Annotated[
+        bool | None,
+        typer.Option("--branch/--no-branch", help="Measure branches as well as lines."),
+    ] = None,
+    flush: Annotated[
+        str | None,
+        typer.Option("--flush", help="One data object per 'environment' or per 'invocation'."),
+    ] = None,
+    kms_key_id: Annotated[
+        str | None,
+        typer.Option("--kms-key-id", help="Encrypt the data objects with this KMS key."),
+    ] = None,
+    upload_timeout: Annotated[
+        float | None,
+        typer.Option("--upload-timeout", help="Seconds one upload may take."),
+    ] = None,
+    debug: Annotated[
+        bool | None,
+        typer.Option("--debug/--no-debug", help="Log the runtime's DEBUG records."),
+    ] = None,
+    layer_arn: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layer-arn",
+            help="Use this layer version instead of the latest published one (repeatable).",
+        ),
+    ] = None,
+    grant: Annotated[
+        bool,
+        typer.Option(
+            "--grant", help="Put the least-privilege coverage policy on each function's role."
+        ),
+    ] = False,
+    pattern: Patterns = None,
+    tag: Tags = None,
+    everything: Everything = False,
+    exclude: Excludes = None,
+    dry_run: DryRun = False,
+    concurrency: Concurrency = 8,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: JsonOutput = False,
+    verbose: Verbose = False,
+) -> None:
+    """Add the layer and the COVERAGE_* variables to functions, recording what changed."""
+    settings = AttachSettings.create(
+        bucket,
+        prefix=prefix,
+        include=tuple(include or ()),
+        omit=tuple(omit or ()),
+        sample_rate=sample_rate,
+        branch=branch,
+        flush=flush,
+        kms_key_id=kms_key_id,
+        upload_timeout=upload_timeout,
+        debug=debug,
+        grant=grant,
+    )
+    selection = Selection.create(
+        functions or (),
+        patterns=pattern or (),
+        tags=tag or (),
+        everything=everything,
+        excludes=exclude or (),
+    )
+    clients = _Clients(aws_context(profile, region, endpoint_url))
+    retrier = Retrier()
+    selected = select_functions(
+        selection, clients.lambda_client, retrier=retrier, concurrency=concurrency
+    )
+    layers = fleet.find_layers(
+        selected.functions, clients.lambda_client, retrier, layer_arns=layer_arn or ()
+    )
+    plans = fleet.plan_attach_all(selected.functions, settings, layers)
+    iam_client = clients.iam() if any(plan.action != "skip" for plan in plans) else None
+    policies = (
+        fleet.missing_policies(
+            plans, selected.functions, settings, iam_client, concurrency=concurrency
+        )
+        if iam_client is not None
+        else {}
+    )
+    _run_and_render(
+        plans,
+        clients,
+        retrier,
+        iam_client=iam_client,
+        missing=selected.missing,
+        policies=policies,
+        dry_run=dry_run,
+        concurrency=concurrency,
+        as_json=as_json,
+        verbose=verbose,
+    )
+
+
+def detach_command(
+    functions: Functions = None,
+    *,
+    pattern: Patterns = None,
+    tag: Tags = None,
+    everything: Everything = False,
+    exclude: Excludes = None,
+    dry_run: DryRun = False,
+    concurrency: Concurrency = 8,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: JsonOutput = False,
+    verbose: Verbose = False,
+) -> None:
+    """Undo exactly what attach recorded: layer, variables, exec wrapper, record and policy."""
+    selection = Selection.create(
+        functions or (),
+        patterns=pattern or (),
+        tags=tag or (),
+        everything=everything,
+        excludes=exclude or (),
+    )
+    clients = _Clients(aws_context(profile, region, endpoint_url))
+    retrier = Retrier()
+    selected = select_functions(
+        selection, clients.lambda_client, retrier=retrier, concurrency=concurrency
+    )
+    plans = fleet.plan_detach_all(selected.functions)
+    _run_and_render(
+        plans,
+        clients,
+        retrier,
+        iam_client=clients.iam() if any(plan.revoke for plan in plans) else None,
+        missing=selected.missing,
+        policies={},
+        dry_run=dry_run,
+        concurrency=concurrency,
+        as_json=as_json,
+        verbose=verbose,
+    )
+
+
+def _run_and_render(
+    plans: tuple[FunctionPlan, ...],
+    clients: _Clients,
+    retrier: Retrier,
+    *,
+    iam_client: Any,
+    missing: Any,
+    policies: Any,
+    dry_run: bool,
+    concurrency: int,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    err = progress_console()
+    shown = err if err is not None and not as_json and not dry_run else None
+    updates = sum(plan.action == "update" for plan in plans)
+    with _progress(shown, "Updating", updates) as advance:
+        result = fleet.execute(
+            plans,
+            clients.lambda_client,
+            retrier,
+            iam_client=iam_client,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            missing=missing,
+            policies=policies,
+            on_result=lambda r: advance() if r.plan and r.plan.action == "update" else None,
+        )
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _render_fleet(result, verbose=verbose)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+_STYLE = {
+    "changed": "green",
+    "planned": "cyan",
+    "unchanged": "dim",
+    "skipped": "yellow",
+    "refused": "red",
+    "failed": "red",
+}
+
+
+def _render_fleet(result: fleet.FleetResult, *, verbose: bool) -> None:
+    out = console()
+    if result.dry_run or verbose:
+        for item in result.results:
+            if item.plan is not None and item.plan.action == "update":
+                out.print(_diff(item.plan), soft_wrap=True, markup=False, highlight=False)
+    table = Table(box=None)
+    for column in ("Function", "Region", "Result", "Detail"):
+        table.add_column(column, overflow="fold")
+    for item in result.results:
+        style = _STYLE.get(item.status, "")
+        table.add_row(
+            escape(item.function),
+            item.region,
+            f"[{style}]{item.status}[/{style}]",
+            escape(item.detail),
+        )
+    out.print(table, soft_wrap=True)
+    counts = result.counts()
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    verb = "would change nothing" if result.dry_run and not counts.get("planned") else ""
+    out.print(f"{result.kind}: {summary or 'no functions'} {verb}".rstrip(), highlight=False)
+    shown: set[str] = set()
+    for item in result.results:
+        if item.missing_policy is None:
+            continue
+        document = json.dumps(item.missing_policy, indent=2, sort_keys=True)
+        if document in shown:
+            continue
+        shown.add(document)
+        out.print(
+            f"\nThe role of {escape(item.function)} (and maybe others) cannot deliver coverage; "
+            "add this policy to it, or run attach again with --grant:",
+            highlight=False,
+        )
+        out.print(document, markup=False, highlight=False, soft_wrap=True)
+
+
+def _diff(plan: FunctionPlan) -> str:
+    lines = [f"{plan.kind} {plan.function} ({plan.region})"]
+    removed = [layer for layer in plan.layers_before if layer not in plan.layers_after]
+    if removed or plan.layers_before != plan.layers_after:
+        lines.append("  layers:")
+        lines.extend(
+            f"    {'+' if layer not in plan.layers_before else ' '} {layer}"
+            for layer in plan.layers_after
+        )
+        lines.extend(f"    - {layer}" for layer in removed)
+    diffs = plan.env_diff()
+    if diffs:
+        lines.append("  environment:")
+        for diff in diffs:
+            if diff.before is None:
+                lines.append(f"    + {diff.name}={diff.after}")
+            elif diff.after is None:
+                lines.append(f"    - {diff.name}={diff.before}")
+            else:
+                lines.append(f"    ~ {diff.name}: {diff.before} -> {diff.after}")
+    lines.append(
+        f"  handler: {plan.handler} (unchanged; the exec wrapper redirects it at run time)"
+        if plan.kind == "attach"
+        else f"  handler: {plan.handler} (unchanged)"
+    )
+    if plan.set_tags or plan.remove_tags:
+        lines.append(
+            f"  record: {len(plan.set_tags)} tag(s) written, {len(plan.remove_tags)} removed"
+        )
+    if plan.grant:
+        lines.append(f"  policy: put {plan.grant.policy_name} on role {plan.grant.role_name}")
+    if plan.revoke:
+        lines.append(f"  policy: delete {plan.revoke[1]} from role {plan.revoke[0]}")
+    return "\n".join(lines)

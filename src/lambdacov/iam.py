@@ -1,0 +1,217 @@
+"""The least-privilege policy a function's role needs to deliver coverage, and checks of it.
+
+The runtime only writes objects under the configured prefix, so the policy
+allows ``s3:PutObject`` on ``arn:aws:s3:::BUCKET/PREFIX*`` and, when objects are
+encrypted with a KMS key, ``kms:GenerateDataKey`` on that key. Nothing else.
+
+:func:`role_allows` evaluates the role's inline and attached policies locally
+(IAM's policy simulator is not available everywhere, moto included): an Allow
+statement grants an action on a resource when both match with IAM's ``*`` and
+``?`` wildcards. The evaluation is deliberately simple and errs on the side of
+"not allowed": statements with a Condition, NotAction or NotResource never
+count as granting, and any matching Deny wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambdacov.aws import translating
+
+POLICY_VERSION = "2012-10-17"
+
+
+@dataclass(frozen=True)
+class PolicyGrant:
+    """An inline policy to put on a role: ``--grant``."""
+
+    role_name: str
+    policy_name: str
+    document: Mapping[str, Any] = field(compare=False)
+
+    @property
+    def document_json(self) -> str:
+        """The policy document as IAM stores it."""
+        return json.dumps(self.document, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class FunctionArn:
+    """The parts of a Lambda function ARN that a policy needs."""
+
+    partition: str
+    region: str
+    account: str
+
+    @classmethod
+    def parse(cls, arn: str) -> FunctionArn:
+        """Split ``arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME``."""
+        parts = arn.split(":")
+        if len(parts) < 7 or parts[0] != "arn":
+            raise ValueError(f"not a function ARN: {arn!r}")
+        return cls(parts[1], parts[3], parts[4])
+
+
+def coverage_policy(
+    bucket: str, prefix: str, kms_key_id: str | None, function_arn: str
+) -> dict[str, Any]:
+    """The policy document that lets a function deliver its coverage, and nothing more.
+
+    ``prefix`` is the normalised key prefix (``coverage/``). A KMS key given
+    by ARN or by id is named exactly; a key given by alias can only be named
+    as "any key of this account and region", because IAM authorises
+    GenerateDataKey on the key, not on its alias (pass the key's ARN for the
+    tightest policy).
+    """
+    where = FunctionArn.parse(function_arn)
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "LambdacovPutCoverage",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": f"arn:{where.partition}:s3:::{bucket}/{prefix}*",
+        }
+    ]
+    if kms_key_id:
+        statements.append(
+            {
+                "Sid": "LambdacovEncryptCoverage",
+                "Effect": "Allow",
+                "Action": "kms:GenerateDataKey",
+                "Resource": kms_key_resource(kms_key_id, where),
+            }
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def kms_key_resource(kms_key_id: str, where: FunctionArn) -> str:
+    """The ARN that names a KMS key given as an ARN, an id or an alias."""
+    keys = f"arn:{where.partition}:kms:{where.region}:{where.account}:key/"
+    if kms_key_id.startswith("arn:"):
+        if ":alias/" not in kms_key_id:
+            return kms_key_id
+        parts = kms_key_id.split(":")
+        return f"arn:{parts[1]}:kms:{parts[3]}:{parts[4]}:key/*"
+    if kms_key_id.startswith("alias/"):
+        return f"{keys}*"
+    return f"{keys}{kms_key_id}"
+
+
+def role_name(role_arn: str) -> str:
+    """The role's name from its ARN (the last part of a path like ``service-role/x``)."""
+    return role_arn.rsplit("/", 1)[-1]
+
+
+def policy_name(function_name: str) -> str:
+    """The inline policy's name for a function: one per function, so detach removes only its own."""
+    return f"lambdacov-{function_name}"[:128]
+
+
+def required_permissions(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (action, resource) pairs a policy document grants."""
+    pairs: list[tuple[str, str]] = []
+    for statement in _statements(document):
+        for action in _as_list(statement.get("Action")):
+            pairs.extend((action, resource) for resource in _as_list(statement.get("Resource")))
+    return pairs
+
+
+def allows(statements: list[Mapping[str, Any]], action: str, resource: str) -> bool:
+    """Whether these statements allow ``action`` on ``resource`` (simple, conservative)."""
+    allowed = False
+    for statement in statements:
+        effect = statement.get("Effect")
+        matches = any(
+            _wildcard(pattern, action, ignore_case=True)
+            for pattern in _as_list(statement.get("Action"))
+        ) and any(
+            _wildcard(pattern, resource, ignore_case=False)
+            for pattern in _as_list(statement.get("Resource"))
+        )
+        if not matches:
+            continue
+        if effect == "Deny":
+            return False
+        if effect == "Allow" and "Condition" not in statement:
+            allowed = True
+    return allowed
+
+
+def role_statements(iam: Any, role: str) -> list[Mapping[str, Any]]:
+    """Every statement of the role's inline and attached managed policies."""
+    statements: list[Mapping[str, Any]] = []
+    with translating("read the role's policies", role):
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=role):
+            for name in page["PolicyNames"]:
+                document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+                statements.extend(_statements(_document(document)))
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role):
+            for attached in page["AttachedPolicies"]:
+                arn = attached["PolicyArn"]
+                version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+                document = iam.get_policy_version(PolicyArn=arn, VersionId=version)
+                statements.extend(_statements(_document(document["PolicyVersion"]["Document"])))
+    return statements
+
+
+def role_allows(iam: Any, role: str, document: Mapping[str, Any]) -> bool:
+    """Whether the role's own policies already grant everything ``document`` grants."""
+    statements = role_statements(iam, role)
+    return all(
+        allows(statements, action, resource) for action, resource in required_permissions(document)
+    )
+
+
+def put_grant(iam: Any, grant: PolicyGrant) -> None:
+    """Put the inline policy on the role (idempotent: IAM replaces a policy of that name)."""
+    with translating("put the coverage policy on the role", grant.role_name):
+        iam.put_role_policy(
+            RoleName=grant.role_name,
+            PolicyName=grant.policy_name,
+            PolicyDocument=grant.document_json,
+        )
+
+
+def delete_grant(iam: Any, role: str, name: str) -> None:
+    """Delete the inline policy --grant put on the role; already gone is fine."""
+    with (
+        translating("delete the coverage policy from the role", role),
+        contextlib.suppress(iam.exceptions.NoSuchEntityException),
+    ):
+        iam.delete_role_policy(RoleName=role, PolicyName=name)
+
+
+def _document(raw: Any) -> Mapping[str, Any]:
+    # boto3 decodes policy documents; a raw API response holds URL-encoded JSON.
+    if isinstance(raw, str):
+        decoded: Mapping[str, Any] = json.loads(urllib.parse.unquote(raw))
+        return decoded
+    return raw  # type: ignore[no-any-return]
+
+
+def _statements(document: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    for statement in _as_list(document.get("Statement")):
+        if isinstance(statement, Mapping):
+            yield statement
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _wildcard(pattern: Any, value: str, *, ignore_case: bool) -> bool:
+    if not isinstance(pattern, str):
+        return False
+    regex = "".join(
+        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
+    )
+    flags = re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL
+    return re.fullmatch(regex, value, flags) is not None
