@@ -1,0 +1,70 @@
+"""The CI, SAM and Terraform examples say what lambdacov really does and accepts."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import typer.main
+import yaml
+
+from lambdacov import conventions
+from lambdacov.cli import app
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads !Ref / !Sub / !GetAtt as plain values."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    return loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else None
+
+
+_CloudFormationLoader.add_multi_constructor("!", _tag)
+
+
+def _commands(workflow: dict[str, Any]) -> list[list[str]]:
+    found = []
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            run = " ".join(str(step.get("run", "")).split())
+            if run.startswith("lambdacov "):
+                expanded = re.sub(r'"?\$\{?[A-Z_]+\}?"?', "value", run)
+                found.append(shlex.split(expanded)[1:])
+    return found
+
+
+def test_every_lambdacov_command_in_the_workflow_parses_with_the_real_cli() -> None:
+    workflow = yaml.safe_load((EXAMPLES / "github-actions" / "coverage.yml").read_text())
+    commands = _commands(workflow)
+    assert [c[0] for c in commands] == ["attach", "combine", "detach"]
+    root = typer.main.get_command(app)
+    for args in commands:
+        command = root.commands[args[0]]  # type: ignore[attr-defined]
+        command.make_context(args[0], list(args[1:]))  # raises on an unknown option
+
+
+def test_sam_template_sets_what_attach_sets() -> None:
+    template = yaml.load(  # noqa: S506 - a safe loader with CloudFormation tags
+        (EXAMPLES / "sam" / "template.yaml").read_text(), Loader=_CloudFormationLoader
+    )
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables[conventions.EXEC_WRAPPER_VAR] == conventions.WRAPPER_PATH
+    assert "COVERAGE_S3_BUCKET" in variables
+    statement = template["Resources"]["OrdersApi"]["Properties"]["Policies"][0]["Statement"][0]
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"].endswith("/coverage/*")
+
+
+def test_terraform_snippet_sets_what_attach_sets() -> None:
+    text = (EXAMPLES / "terraform" / "lambdacov.tf").read_text()
+    assert f'{conventions.EXEC_WRAPPER_VAR} = "{conventions.WRAPPER_PATH}"' in text
+    assert "COVERAGE_S3_BUCKET" in text
+    assert re.search(r'Action\s*=\s*"s3:PutObject"', text)
+    assert "${var.coverage_bucket}/coverage/*" in text
