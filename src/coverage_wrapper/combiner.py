@@ -1,21 +1,51 @@
 """``combine_coverage_files``: merge the coverage objects under a prefix into one.
 
 This is the core of the guide's "combiner function": a Lambda handler (or any
-script) calls it with a bucket, a prefix and an output key. Unreadable objects
-are skipped and reported, never fatal.
+script) calls it with a bucket, a prefix and an output key. It uses the same
+engine as ``lambdacov combine`` (:mod:`coverage_wrapper.combine_engine`), with
+one coverage context per function. Paths stay as Lambda recorded them
+(``/var/task/...``): remapping to a checkout is the CLI's job. Unreadable
+objects are skipped and reported, never fatal.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from coverage_wrapper.combine_engine import (
+    InvalidDataFileError,
+    Merger,
+    function_context,
+    function_from_key,
+    read_data_file,
+)
 from coverage_wrapper.logging_utils import get_logger
 
 log = get_logger("coverage_wrapper.combiner")
+
+# Threads, not processes: Lambda has no /dev/shm, so multiprocessing's queues fail there.
+DOWNLOAD_THREADS = 8
+
+
+def _keys(client: Any, bucket_name: str, prefix: str, output_key: str) -> list[str]:
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket_name, Prefix=prefix):
+        keys += [
+            item["Key"]
+            for item in page.get("Contents", [])
+            if item["Key"].endswith(".coverage") and item["Key"] != output_key
+        ]
+    return sorted(keys)
+
+
+def _fetch(client: Any, bucket_name: str, key: str, path: Path) -> Path:
+    client.download_file(bucket_name, key, str(path))
+    return path
 
 
 def combine_coverage_files(
@@ -32,34 +62,30 @@ def combine_coverage_files(
     receives the combined coverage.py data file. Returns the summary.
     """
     import boto3
-    import coverage
 
     client = s3_client or boto3.client("s3")
-    keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket_name, Prefix=prefix):
-        keys += [
-            item["Key"]
-            for item in page.get("Contents", [])
-            if item["Key"].endswith(".coverage") and item["Key"] != output_key
-        ]
+    keys = _keys(client, bucket_name, prefix, output_key)
     skipped: list[dict[str, str]] = []
+    merger = Merger()
     with tempfile.TemporaryDirectory(prefix="lambdacov-combine-") as workdir:
-        combined = coverage.CoverageData(basename=str(Path(workdir) / "combined.coverage"))
-        for index, key in enumerate(sorted(keys)):
-            local = Path(workdir) / f"input-{index}.coverage"
-            try:
-                client.download_file(bucket_name, key, str(local))
-                part = coverage.CoverageData(basename=str(local))
-                part.read()
-                combined.update(part)
-            except Exception as error:  # noqa: BLE001 - one bad object must not stop the rest
-                skipped.append({"key": key, "reason": f"{type(error).__name__}: {error}"})
-            finally:
-                with contextlib.suppress(FileNotFoundError):
+        paths = [Path(workdir) / f"input-{index}.coverage" for index in range(len(keys))]
+        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+            futures = [
+                pool.submit(_fetch, client, bucket_name, key, path)
+                for key, path in zip(keys, paths, strict=True)
+            ]
+            for key, future in zip(keys, futures, strict=True):
+                label = functools.partial(function_context, function_from_key(key))
+                try:
+                    local = future.result()
+                    merger.add(read_data_file(local), label)
                     local.unlink()
-        files = {
-            name: sorted(combined.lines(name) or []) for name in sorted(combined.measured_files())
-        }
+                except InvalidDataFileError as error:
+                    skipped.append({"key": key, "reason": str(error)})
+                except Exception as error:  # noqa: BLE001 - one bad object must not stop the rest
+                    skipped.append({"key": key, "reason": f"{type(error).__name__}: {error}"})
+        combined = merger.result()
+        files = {name: sorted(combined.executed_lines(name)) for name in combined.measured_files()}
         summary: dict[str, Any] = {
             "bucket": bucket_name,
             "prefix": prefix,
@@ -67,12 +93,13 @@ def combine_coverage_files(
             "inputs": len(keys) - len(skipped),
             "skipped": skipped,
             "files": files,
+            "kind": combined.kind,
+            "mixed_line_and_branch_data": combined.mixed,
         }
         if output_key.endswith(".json"):
             body = json.dumps(summary, indent=2).encode()
         else:
-            combined.close()
-            body = Path(combined.data_filename()).read_bytes()
+            body = combined.write(Path(workdir) / "combined.coverage").read_bytes()
         client.put_object(
             Bucket=bucket_name, Key=output_key, Body=body, ServerSideEncryption="AES256"
         )

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from coverage_wrapper._version import __version__
 from coverage_wrapper.errors import S3UploadError
 from coverage_wrapper.logging_utils import get_logger
+from coverage_wrapper.metrics import FAILURE, emit_metric
 from coverage_wrapper.models import CoverageConfig
 from coverage_wrapper.recorder import Delta, Kind
 from coverage_wrapper.s3_uploader import S3Uploader, generate_s3_key
@@ -131,6 +132,8 @@ class Deliverer:
                     }
                 },
             )
+        if report.failed:
+            emit_metric(FAILURE, self.function_name, cause=report.failed[0].code)
         if report.uploaded:
             log.debug("Coverage delivered", extra={"data": {"keys": report.uploaded}})
         return report

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from coverage_wrapper.errors import CoverageInitializationError, CoverageWrapperError
 from coverage_wrapper.logging_utils import get_logger
+from coverage_wrapper.metrics import FAILURE, emit_metric
 from coverage_wrapper.models import CoverageConfig
 from coverage_wrapper.notify import ARMED, DONE, RuntimeNotifier
 from coverage_wrapper.recorder import Delta, Recorder
@@ -104,6 +105,7 @@ class Engine:
                 f"{name}: coverage is off for this execution environment: {reason}",
                 extra={"data": {"function_name": self.function_name}},
             )
+            emit_metric(FAILURE, self.function_name, cause=name)
         else:
             log.debug(f"Coverage is off: {reason}")
         return False

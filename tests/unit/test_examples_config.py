@@ -51,7 +51,7 @@ def test_every_lambdacov_command_in_the_workflow_parses_with_the_real_cli() -> N
 
 
 def test_sam_template_sets_what_attach_sets() -> None:
-    template = yaml.load(  # noqa: S506 - a safe loader with CloudFormation tags
+    template = yaml.load(
         (EXAMPLES / "sam" / "template.yaml").read_text(), Loader=_CloudFormationLoader
     )
     variables = template["Globals"]["Function"]["Environment"]["Variables"]

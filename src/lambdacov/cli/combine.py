@@ -1,9 +1,284 @@
-"""Commands of this group are added by their issue's work (stub)."""
+"""``lambdacov combine``: S3 objects -> combined coverage -> the reports developers use."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lambdacov.aws import translating
+from lambdacov.cli._options import (
+    EndpointUrl,
+    Profile,
+    Region,
+    Verbose,
+    aws_context,
+    console,
+    print_json,
+    progress_console,
+)
+from lambdacov.collect import default_cache_dir, normalise_prefix, parse_when
+from lambdacov.combine import CombineRequest, CombineResult, combine
+from lambdacov.errors import ExitCode, UsageError
+from lambdacov.reports import ReportPlan, Reports, write_reports
+
+SHOWN = 20  # paths and keys listed in a warning before "... and N more"
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    """A progress callback drawing bars on a terminal's stderr, or None on a pipe."""
+    target = progress_console() if enabled else None
+    if target is None:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=target, transient=True) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bars.add_task(phase, total=total)
+            bars.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def _warn(result: CombineResult, reports: Reports, verbose: bool) -> None:
+    err = _err()
+    if result.skipped:
+        err.print(f"[yellow]warning:[/] {len(result.skipped)} object(s) skipped:")
+        for item in result.skipped[: None if verbose else SHOWN]:
+            err.print(f"  {item.key}: {item.reason}", markup=False)
+        if not verbose and len(result.skipped) > SHOWN:
+            err.print(f"  ... and {len(result.skipped) - SHOWN} more (--verbose lists all)")
+    for title, paths in (
+        (
+            f"file(s) ran in Lambda but are not under {result.source_root} (pass --source-root)",
+            result.missing_files,
+        ),
+        ("measured path(s) resolve outside the source root and were dropped", result.outside_files),
+    ):
+        if paths:
+            err.print(f"[yellow]warning:[/] {len(paths)} {title}:")
+            for path in paths[: None if verbose else SHOWN]:
+                err.print(f"  {path}", markup=False)
+            if not verbose and len(paths) > SHOWN:
+                err.print(f"  ... and {len(paths) - SHOWN} more")
+    if result.combined.mixed:
+        err.print("[yellow]warning:[/] line and branch data were mixed: combined as line data")
+    for note in reports.notes:
+        err.print(f"[yellow]warning:[/] {note}", markup=False)
+
+
+def _table(result: CombineResult, reports: Reports) -> None:
+    out = console()
+    summary = reports.summary
+    files = Table(title="Coverage by file", show_footer=True)
+    files.add_column("File", footer="Total")
+    files.add_column("Statements", justify="right", footer=str(summary.statements))
+    files.add_column("Missing", justify="right", footer=str(summary.missing))
+    files.add_column("Cover", justify="right", footer=f"{summary.percent_display}%")
+    for row in summary.files:
+        files.add_row(row.name, str(row.statements), str(row.missing), f"{row.percent_display}%")
+    out.print(files)
+    functions = Table(title="Coverage by function")
+    for name in ("Function", "Objects", "Statements run", "Of all statements"):
+        functions.add_column(name, justify="left" if name == "Function" else "right")
+    for fn in summary.functions:
+        functions.add_row(
+            fn.name, str(fn.objects), f"{fn.covered}/{fn.statements}", f"{fn.percent:.1f}%"
+        )
+    out.print(functions)
+    out.print(
+        f"{len(result.inputs)} objects combined ({result.downloaded} downloaded, "
+        f"{result.cache_hits} cached, {len(result.skipped)} skipped)"
+    )
+
+
+def _upload(client: Any, bucket: str, key: str, data: Path, document: dict[str, Any]) -> list[str]:
+    json_key = key.removesuffix(".coverage") + ".json"
+    with translating("s3:PutObject", f"s3://{bucket}/{key}"):
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=data.read_bytes(),
+            ServerSideEncryption="AES256",
+            ContentType="application/vnd.sqlite3",
+        )
+        client.put_object(
+            Bucket=bucket,
+            Key=json_key,
+            Body=json.dumps(document, indent=2).encode(),
+            ServerSideEncryption="AES256",
+            ContentType="application/json",
+        )
+    return [key, json_key]
+
+
+def combine_command(
+    *,
+    bucket: Annotated[str, typer.Option("--bucket", help="The bucket the layer writes to.")],
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="Key prefix of the objects.")
+    ] = "coverage/",
+    function: Annotated[
+        list[str] | None,
+        typer.Option("--function", help="Only this function's objects; repeat for several."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Start of the window: 2024-01-15, an ISO datetime, or 24h / 7d ago."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End of the window (a date includes that day).")
+    ] = None,
+    source_root: Annotated[
+        Path | None,
+        typer.Option("--source-root", help="Local checkout of the functions' code (default: .)."),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the HTML report to DIR.")
+    ] = None,
+    xml: Annotated[Path | None, typer.Option("--xml", help="Write a Cobertura XML report.")] = None,
+    json_report: Annotated[
+        str | None,
+        typer.Option("--json", help="Write the JSON report to FILE; '-' prints it on stdout."),
+    ] = None,
+    lcov: Annotated[Path | None, typer.Option("--lcov", help="Write an LCOV report.")] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option("--markdown", help="Write a markdown summary (e.g. $GITHUB_STEP_SUMMARY)."),
+    ] = None,
+    data_file: Annotated[
+        Path | None, typer.Option("--data-file", help="Write the combined coverage.py data file.")
+    ] = None,
+    fail_under: Annotated[
+        float | None, typer.Option("--fail-under", help="Exit 1 if total coverage is below PCT.")
+    ] = None,
+    upload_key: Annotated[
+        str | None,
+        typer.Option("--upload-key", help="Also write the data file (and KEY.json) to this key."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 if any object had to be skipped.")
+    ] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            envvar="LAMBDACOV_CACHE_DIR",
+            help="Local cache of objects by ETag (default: ~/.cache/lambdacov/objects).",
+        ),
+    ] = None,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    verbose: Verbose = False,
+) -> None:
+    """Combine the coverage objects in S3 and write reports (a table when no report is asked)."""
+    now = datetime.now(UTC)
+    start = parse_when(since, now=now) if since else None
+    end = parse_when(until, now=now, end_of_day=True) if until else None
+    if start and end and end < start:
+        raise UsageError("--until is before --since", "swap them")
+    if fail_under is not None and not 0 <= fail_under <= 100:
+        raise UsageError("--fail-under takes a percentage from 0 to 100")
+    root = (source_root or Path.cwd()).resolve()
+    if not root.is_dir():
+        raise UsageError(f"--source-root {root} is not a directory")
+    to_stdout = json_report == "-"
+    client = aws_context(profile, region, endpoint_url).client("s3")
+    request = CombineRequest(
+        bucket=bucket,
+        prefix=normalise_prefix(prefix),
+        functions=tuple(function or ()),
+        since=start,
+        until=end or (now if start else None),
+        source_root=root,
+        cache_dir=cache_dir or default_cache_dir(),
+        exclude_keys=(upload_key,) if upload_key else (),
+    )
+    with _progress(not to_stdout) as progress:
+        result = combine(client, request, progress)
+    plan = ReportPlan(
+        html=html,
+        xml=xml,
+        json=None if to_stdout or json_report is None else Path(json_report),
+        lcov=lcov,
+        markdown=markdown,
+        data_file=data_file,
+    )
+    with tempfile.TemporaryDirectory(prefix="lambdacov-upload-") as scratch:
+        if upload_key and data_file is None:
+            plan = dataclasses.replace(plan, data_file=Path(scratch) / "combined.coverage")
+        reports = write_reports(result, plan)
+        uploaded = []
+        if upload_key and plan.data_file:
+            uploaded = _upload(client, bucket, upload_key, plan.data_file, reports.document)
+            reports.document["lambdacov"]["uploaded"] = uploaded
+    _warn(result, reports, verbose)
+    if to_stdout:
+        print_json(reports.document)
+    elif plan == ReportPlan() and not json_report:
+        _table(result, reports)
+    else:
+        _written(reports, bucket, uploaded)
+    _exit_status(result, reports, fail_under, strict)
+
+
+def _written(reports: Reports, bucket: str, uploaded: list[str]) -> None:
+    out = console()
+    out.print(f"Total coverage: {reports.summary.percent_display}%")
+    for path in reports.written:
+        out.print(f"  wrote {path}", markup=False)
+    for key in uploaded:
+        out.print(f"  uploaded s3://{bucket}/{key}", markup=False)
+
+
+def _exit_status(
+    result: CombineResult, reports: Reports, fail_under: float | None, strict: bool
+) -> None:
+    """Exit 1 below --fail-under, or with --strict when objects were skipped (partial)."""
+    failed = False
+    if fail_under is not None and reports.summary.percent < fail_under:
+        _err().print(
+            f"lambdacov: total coverage {reports.summary.percent:.2f}% "
+            f"is below --fail-under {fail_under:g}%",
+            markup=False,
+        )
+        failed = True
+    if strict and result.skipped:
+        _err().print(
+            f"lambdacov: partial: {len(result.skipped)} object(s) skipped (--strict)",
+            markup=False,
+        )
+        failed = True
+    if failed:
+        raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add ``combine`` to the root app."""
+    app.command("combine")(combine_command)
