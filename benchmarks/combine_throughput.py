@@ -1,0 +1,266 @@
+"""Combine throughput: lambdacov against `coverage combine`, side by side in one run.
+
+1. Merge of N distinct local data files (N = 1,000 and 5,000; lines and branches):
+   ``coverage combine --keep`` against lambdacov's engine (read + merge + write),
+   each a whole process; files/s, peak RSS, and whether the results are identical.
+2. End to end from a moto server in its own process (E objects):
+   ``lambdacov combine --html`` (list + download + merge + HTML) against
+   ``aws s3 sync`` then ``coverage combine`` + ``coverage html``; the transfer floor
+   (GET every object, 32 threads, nothing else) is measured too, so the ratio of
+   the time beyond it is reported beside the whole-run ratio.
+3. A second ``lambdacov combine`` with the ETag cache.
+
+    python benchmarks/combine_throughput.py [--sizes 1000,5000] [--e2e 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from coverage_datagen import generate  # noqa: E402
+
+WORK = Path(os.environ.get("LAMBDACOV_BENCH_DIR", Path(tempfile.gettempdir()) / "lambdacov-bench"))
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+
+# Each side is a whole process, timed from outside: interpreter start and imports included.
+LAMBDACOV_MERGE = r"""
+import json, resource, sys
+from pathlib import Path
+from lambdacov.combine import merge_local
+paths = sorted(Path(sys.argv[1]).glob("*.coverage"))
+combined, skipped = merge_local(paths, workers=int(sys.argv[3]))
+combined.write(Path(sys.argv[2]))
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"skipped": len(skipped), "rss_mb": max(own, workers) / 1024}))
+"""
+
+COVERAGE_COMBINE = r"""
+import json, resource, subprocess, sys
+subprocess.run([sys.executable, "-m", "coverage", "combine", "--keep", "-q",
+                "--data-file=" + sys.argv[2], *sys.argv[3:]], check=True)
+print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def run_json(code: str, *args: str) -> dict[str, float]:
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, env=ENV
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def union(path: Path) -> dict[str, list[object]]:
+    import coverage
+
+    data = coverage.CoverageData(basename=str(path))
+    data.read()
+    return {
+        name: sorted((data.arcs(name) if data.has_arcs() else data.lines(name)) or [])
+        for name in data.measured_files()
+    }
+
+
+def merge_benchmark(sizes: list[int]) -> list[dict[str, object]]:
+    rows = []
+    for branch in (False, True):
+        for size in sizes:
+            folder = WORK / f"files-{'arcs' if branch else 'lines'}-{size}"
+            paths = generate(folder, size, branch=branch)
+            ours_out = WORK / "ours.coverage"
+            theirs_out = WORK / "theirs.coverage"
+            theirs_out.unlink(missing_ok=True)
+            single = run_json(LAMBDACOV_MERGE, str(folder), str(ours_out), "1")
+            ours = run_json(LAMBDACOV_MERGE, str(folder), str(ours_out), "2")
+            theirs = run_json(COVERAGE_COMBINE, str(folder), str(theirs_out), *map(str, paths))
+            rows.append(
+                {
+                    "kind": "branch" if branch else "line",
+                    "files": size,
+                    "coverage_s": theirs["seconds"],
+                    "lambdacov_s": ours["seconds"],
+                    "lambdacov_1_process_s": single["seconds"],
+                    "coverage_files_per_s": size / theirs["seconds"],
+                    "lambdacov_files_per_s": size / ours["seconds"],
+                    "ratio": theirs["seconds"] / ours["seconds"],
+                    "coverage_rss_mb": theirs["rss_mb"],
+                    "lambdacov_rss_mb": ours["rss_mb"],
+                    "identical": union(ours_out) == union(theirs_out),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            time.sleep(0.1)
+        else:
+            return server, endpoint
+    raise RuntimeError("moto server did not start")
+
+
+def timed(command: list[str], **kwargs: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=ENV, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+    return time.perf_counter() - start
+
+
+def e2e_benchmark(count: int) -> dict[str, float]:
+    import boto3
+
+    os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
+    folder = WORK / f"files-lines-e2e-{count}"
+    paths = generate(folder, count, branch=False, seed=11)
+    source = folder / "source"
+    server, endpoint = start_moto()
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="bench")
+        with ThreadPoolExecutor(16) as pool:
+            list(
+                pool.map(
+                    lambda p: s3.put_object(
+                        Bucket="bench",
+                        Key=f"coverage/2024/01/{15 + hash(p.name) % 3:02d}/{p.name}",
+                        Body=p.read_bytes(),
+                    ),
+                    paths,
+                )
+            )
+
+        def floor() -> float:
+            start = time.perf_counter()
+            keys = [
+                item["Key"]
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench")
+                for item in page.get("Contents", [])
+            ]
+            with ThreadPoolExecutor(32) as pool:
+                list(pool.map(lambda k: s3.get_object(Bucket="bench", Key=k)["Body"].read(), keys))
+            return time.perf_counter() - start
+
+        transfer = floor()
+        scratch = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=WORK))
+        cache = scratch / "cache"
+        lambdacov = [
+            sys.executable, "-m", "lambdacov", "combine", "--bucket", "bench",
+            "--endpoint-url", endpoint, "--region", "us-east-1", "--cache-dir", str(cache),
+            "--source-root", str(source), "--html", str(scratch / "html-lambdacov"),
+        ]  # fmt: skip
+        first = timed(lambdacov)
+        second = timed(lambdacov)
+        synced = scratch / "synced"
+        rc = scratch / "rc"
+        rc.write_text(f"[paths]\nsource =\n    {source}/\n    /var/task/\n")
+        aws = shutil.which("aws")
+        start = time.perf_counter()
+        if aws:
+            subprocess.run(
+                [aws, "s3", "sync", "s3://bench/coverage/", str(synced), "--endpoint-url", endpoint,
+                 "--only-show-errors"],
+                check=True, env=ENV,
+            )  # fmt: skip
+        else:  # the same transfer with boto3's managed downloads, 10 at a time as the CLI does
+            raise SystemExit("the AWS CLI (`aws`) is needed for the baseline")
+        inputs = [str(p) for p in synced.rglob("*.coverage")]
+        data_file = scratch / "baseline.coverage"
+        subprocess.run(
+            [sys.executable, "-m", "coverage", "combine", "--keep", "-q", f"--rcfile={rc}",
+             f"--data-file={data_file}", *inputs],
+            check=True, env=ENV, cwd=scratch,
+        )  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "coverage", "html", "-q", f"--rcfile={rc}",
+             f"--data-file={data_file}", "-d", str(scratch / "html-baseline")],
+            check=True, env=ENV, cwd=scratch,
+        )  # fmt: skip
+        baseline = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait(10)
+    result = {
+        "objects": count,
+        "transfer_floor_s": transfer,
+        "baseline_s": baseline,
+        "lambdacov_s": first,
+        "lambdacov_cached_s": second,
+        "whole_run_ratio": baseline / first,
+        "beyond_floor_ratio": (baseline - transfer) / max(first - transfer, 1e-3),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000")
+    parser.add_argument("--e2e", type=int, default=1000)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    rows = merge_benchmark([int(n) for n in args.sizes.split(",")])
+    print(
+        "\n| data | files | coverage combine | lambdacov (2 proc) | ratio | lambdacov (1 proc) "
+        "| files/s (cov / lc) | peak RSS MB (cov / lc) | identical |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(
+            f"| {r['kind']} | {r['files']:,} | {r['coverage_s']:.2f} s | {r['lambdacov_s']:.2f} s "
+            f"| {r['ratio']:.1f}x | {r['lambdacov_1_process_s']:.2f} s "
+            f"| {r['coverage_files_per_s']:.0f} / {r['lambdacov_files_per_s']:.0f} "
+            f"| {r['coverage_rss_mb']:.0f} / {r['lambdacov_rss_mb']:.0f} | {r['identical']} |"
+        )
+    if args.e2e:
+        e = e2e_benchmark(args.e2e)
+        print(
+            f"\nend to end, {e['objects']:,} objects from moto: transfer floor "
+            f"{e['transfer_floor_s']:.1f} s; aws s3 sync + coverage combine + html "
+            f"{e['baseline_s']:.1f} s; lambdacov combine --html {e['lambdacov_s']:.1f} s "
+            f"({e['whole_run_ratio']:.2f}x whole run, "
+            f"{e['beyond_floor_ratio']:.1f}x beyond the floor); "
+            f"second run with the cache {e['lambdacov_cached_s']:.1f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

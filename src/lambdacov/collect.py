@@ -1,0 +1,404 @@
+"""Finding and fetching coverage objects: partition-pruned listing, parallel download, cache.
+
+Objects live at ``PREFIX/YYYY/MM/DD/<function>-<id>.coverage`` (UTC dates).
+A ``--since/--until`` window becomes the list of date partitions to list, so a
+one-day window costs one list call however large the bucket; wider windows and
+no window walk the year and month levels with a delimiter and descend only
+where the window reaches. Partitions are listed concurrently.
+
+Downloads run in a thread pool, each retried with backoff on network faults
+and checked against the listed size. Every object is kept in a local cache
+named by its key and ETag: a second run fetches only objects that are new or
+were rewritten since (an environment's object is rewritten as it grows).
+A key that cannot be fetched (AccessDenied, deleted meanwhile) is skipped with
+its reason; the caller decides what a partial result means.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from lambdacov.aws import RETRYABLE_CODES, Retrier, error_code, translating
+from lambdacov.errors import UsageError
+
+# Windows up to this many days are listed one day partition at a time, with no
+# discovery calls; wider ones walk the year/month levels first.
+MAX_DIRECT_DAYS = 62
+# Objects are a few KB; anything this large is not a coverage data file.
+MAX_OBJECT_BYTES = 256 * 1024 * 1024
+# Faults worth another try: botocore's network exceptions and S3's "try again".
+NETWORK_FAULTS = frozenset(
+    {
+        "ConnectionClosedError",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+        "ProtocolError",
+        "ConnectionError",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "ShortReadError",
+    }
+)
+DOWNLOAD_RETRIER = Retrier(
+    attempts=5, base_delay=0.2, max_delay=5.0, retry_on=RETRYABLE_CODES | NETWORK_FAULTS
+)
+
+_RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DAY_KEY = re.compile(r"(\d{4})/(\d{2})/(\d{2})/([^/]+\.coverage)$")
+
+
+class ShortReadError(Exception):
+    """An object's body was shorter than S3 said: the transfer broke off."""
+
+
+def parse_when(text: str, *, now: datetime, end_of_day: bool = False) -> datetime:
+    """A UTC datetime from ``2024-01-15``, an ISO datetime, or ``24h``/``7d``/``2w``/``30m`` ago.
+
+    A bare date means the start of that day, or its end with ``end_of_day``
+    (``--until 2024-01-15`` includes the 15th).
+    """
+    value = text.strip()
+    match = _RELATIVE.match(value.lower())
+    if match:
+        amount, unit = int(match[1]), _UNITS[match[2]]
+        return now - timedelta(**{unit: amount})
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return moment + timedelta(days=1, microseconds=-1) if end_of_day else moment
+        parsed = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise UsageError(
+            f"cannot read {text!r} as a date",
+            "use a date (2024-01-15), a datetime (2024-01-15T10:00Z) or an age (24h, 7d, 2w)",
+        ) from error
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def normalise_prefix(prefix: str) -> str:
+    """``coverage`` -> ``coverage/``; no leading slash (as the runtime writes keys)."""
+    base = prefix.lstrip("/")
+    return base if not base or base.endswith("/") else base + "/"
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """One coverage object as listed."""
+
+    key: str
+    etag: str
+    size: int
+    day: date
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What listing found: the objects in the window, and what it cost."""
+
+    objects: tuple[RemoteObject, ...]
+    list_calls: int
+    prefixes: tuple[str, ...]  # the partitions listed
+
+
+def _days(since: date, until: date) -> Iterator[date]:
+    day = since
+    while day <= until:
+        yield day
+        day += timedelta(days=1)
+
+
+def partition_prefixes(prefix: str, since: date, until: date) -> list[str] | None:
+    """The day partitions of a short window, or None when the window needs a walk."""
+    if until < since:
+        return []
+    if (until - since).days + 1 > MAX_DIRECT_DAYS:
+        return None
+    return [f"{prefix}{day:%Y/%m/%d}/" for day in _days(since, until)]
+
+
+class Lister:
+    """Lists coverage objects under a prefix, pruned by date window and function names."""
+
+    def __init__(self, client: Any, bucket: str, *, workers: int = 8) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.workers = workers
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def _list(self, prefix: str, delimiter: str = "") -> tuple[list[dict[str, Any]], list[str]]:
+        contents: list[dict[str, Any]] = []
+        common: list[str] = []
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if delimiter:
+                args["Delimiter"] = delimiter
+            if token:
+                args["ContinuationToken"] = token
+            with translating("s3:ListBucket", f"s3://{self.bucket}/{prefix}"):
+                page = self.client.list_objects_v2(**args)
+            with self._lock:
+                self._calls += 1
+            contents += page.get("Contents", [])
+            common += [entry["Prefix"] for entry in page.get("CommonPrefixes", [])]
+            if not page.get("IsTruncated"):
+                return contents, common
+            token = page.get("NextContinuationToken")
+
+    def _walk(self, prefix: str, since: date | None, until: date | None) -> list[str]:
+        """Year and month partitions that meet the window, as listing prefixes."""
+        low = since or date.min
+        high = until or date.max
+        _, years = self._list(prefix, "/")
+        wanted_years = [
+            year
+            for year in years
+            if (y := _number(year, prefix)) is not None and low.year <= y <= high.year
+        ]
+        result: list[str] = []
+        with ThreadPoolExecutor(self.workers) as pool:
+            for year, (_, months) in zip(
+                wanted_years, pool.map(lambda p: self._list(p, "/"), wanted_years), strict=True
+            ):
+                y = _number(year, prefix)
+                assert y is not None
+                for month in months:
+                    m = _number(month, year)
+                    if m is None or not 1 <= m <= 12:
+                        continue
+                    first = date(y, m, 1)
+                    last = date(y, m, calendar.monthrange(y, m)[1])
+                    if last < low or first > high:
+                        continue
+                    if low <= first and last <= high:
+                        result.append(month)  # the whole month is in the window
+                    else:
+                        result += [
+                            f"{month}{day:%d}/" for day in _days(max(first, low), min(last, high))
+                        ]
+        return result
+
+    def list(
+        self,
+        prefix: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        functions: Sequence[str] = (),
+        exclude: Iterable[str] = (),
+    ) -> Listing:
+        """List the coverage objects in the window whose function is one of ``functions``."""
+        prefix = normalise_prefix(prefix)
+        low = since.date() if since else None
+        high = until.date() if until else None
+        direct = partition_prefixes(prefix, low, high) if low and high else None
+        partitions = direct if direct is not None else self._walk(prefix, low, high)
+        if functions and direct is not None:
+            # Keys start with the function's name: list just its objects in each day.
+            partitions = [f"{day}{name}-" for day in partitions for name in sorted(set(functions))]
+        wanted = set(functions)
+        skip = set(exclude)
+        with ThreadPoolExecutor(self.workers) as pool:
+            pages = list(pool.map(lambda p: self._list(p)[0], partitions))
+        found: dict[str, RemoteObject] = {}
+        for entries in pages:
+            for entry in entries:
+                remote = _remote(entry, prefix)
+                if remote is None or remote.key in skip:
+                    continue
+                if (low and remote.day < low) or (high and remote.day > high):
+                    continue
+                if wanted and _function(remote.key) not in wanted:
+                    continue
+                found[remote.key] = remote
+        objects = tuple(found[key] for key in sorted(found))
+        return Listing(objects, self._calls, tuple(partitions))
+
+
+def _number(child: str, parent: str) -> int | None:
+    part = child[len(parent) :].rstrip("/")
+    return int(part) if part.isdigit() else None
+
+
+def _function(key: str) -> str:
+    from coverage_wrapper.combine_engine import function_from_key
+
+    return function_from_key(key)
+
+
+def _remote(entry: dict[str, Any], prefix: str) -> RemoteObject | None:
+    """The listed object if its key follows the layout ``PREFIX/YYYY/MM/DD/name.coverage``."""
+    key = str(entry["Key"])
+    match = _DAY_KEY.fullmatch(key[len(prefix) :]) if key.startswith(prefix) else None
+    if not match:
+        return None
+    try:
+        day = date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+    return RemoteObject(key, str(entry.get("ETag", "")).strip('"'), int(entry.get("Size", 0)), day)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An object available as a local file (downloaded now, or from the cache)."""
+
+    key: str
+    path: Path
+    cached: bool
+    size: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An object left out, and why."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Download:
+    """What fetching the listed objects did."""
+
+    fetched: tuple[Fetched, ...]
+    skipped: tuple[Skipped, ...]
+    downloaded: int
+    cache_hits: int
+    bytes_downloaded: int
+
+
+@dataclass(frozen=True)
+class ObjectCache:
+    """Local copies of objects, one file per (bucket, key, ETag)."""
+
+    directory: Path
+
+    def _stem(self, bucket: str, key: str) -> str:
+        return hashlib.sha256(f"{bucket}\0{key}".encode()).hexdigest()[:40]
+
+    def path(self, bucket: str, key: str, etag: str) -> Path:
+        """Where the version of ``key`` with ``etag`` is (or will be) kept."""
+        tag = re.sub(r"[^0-9A-Za-z-]", "", etag)[:80] or "none"
+        return self.directory / f"{self._stem(bucket, key)}-{tag}.coverage"
+
+    def store(self, bucket: str, key: str, etag: str, body: bytes) -> Path:
+        """Keep ``body`` as this version of ``key``; drop older versions of it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.path(bucket, key, etag)
+        handle, temporary = tempfile.mkstemp(prefix=".part-", dir=self.directory)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(body)
+            Path(temporary).replace(target)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        for older in self.directory.glob(f"{self._stem(bucket, key)}-*.coverage"):
+            if older != target:
+                older.unlink(missing_ok=True)
+        return target
+
+
+def default_cache_dir() -> Path:
+    """``$LAMBDACOV_CACHE_DIR``, else ``$XDG_CACHE_HOME/lambdacov/objects`` (~/.cache)."""
+    explicit = os.environ.get("LAMBDACOV_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lambdacov" / "objects"
+
+
+@dataclass
+class Downloader:
+    """Fetches objects in parallel through the cache, retrying network faults."""
+
+    client: Any
+    bucket: str
+    cache: ObjectCache
+    workers: int = 16
+    retrier: Retrier = field(default=DOWNLOAD_RETRIER)
+
+    def _get(self, remote: RemoteObject) -> Fetched:
+        def attempt() -> tuple[bytes, str]:
+            response = self.client.get_object(Bucket=self.bucket, Key=remote.key)
+            body: bytes = response["Body"].read()
+            expected = response.get("ContentLength")
+            if expected is not None and len(body) != int(expected):
+                raise ShortReadError(f"{len(body)} of {expected} bytes")
+            return body, str(response.get("ETag", remote.etag)).strip('"')
+
+        body, etag = self.retrier.call(attempt)
+        path = self.cache.store(self.bucket, remote.key, etag, body)
+        return Fetched(remote.key, path, cached=False, size=len(body))
+
+    def fetch(
+        self,
+        objects: Sequence[RemoteObject],
+        on_ready: Callable[[Fetched], None] | None = None,
+    ) -> Download:
+        """Make every object local; ``on_ready`` runs (in this thread) as each one arrives.
+
+        Calling back as downloads complete lets the caller merge while the
+        rest are still in flight.
+        """
+        fetched: list[Fetched] = []
+        skipped: list[Skipped] = []
+        missing: list[RemoteObject] = []
+        hits: list[Fetched] = []
+        for remote in objects:
+            if remote.size > MAX_OBJECT_BYTES:
+                skipped.append(Skipped(remote.key, f"too large: {remote.size} bytes"))
+                continue
+            local = self.cache.path(self.bucket, remote.key, remote.etag)
+            if remote.etag and local.is_file():
+                hits.append(Fetched(remote.key, local, cached=True, size=remote.size))
+            else:
+                missing.append(remote)
+        downloaded = 0
+        size = 0
+        with ThreadPoolExecutor(max(1, self.workers)) as pool:
+            futures: dict[Future[Fetched], RemoteObject] = {
+                pool.submit(self._get, remote): remote for remote in missing
+            }
+            for hit in hits:  # merged while the downloads run
+                fetched.append(hit)
+                if on_ready:
+                    on_ready(hit)
+            for future in as_completed(futures):
+                remote = futures[future]
+                try:
+                    item = future.result()
+                except Exception as error:  # noqa: BLE001 - one object must not stop the rest
+                    skipped.append(Skipped(remote.key, _reason(error)))
+                    continue
+                downloaded += 1
+                size += item.size
+                fetched.append(item)
+                if on_ready:
+                    on_ready(item)
+        return Download(tuple(fetched), tuple(skipped), downloaded, len(hits), size)
+
+
+def _reason(error: BaseException) -> str:
+    code = error_code(error)
+    message = str(error).splitlines()[0] if str(error) else code
+    return message if message.startswith(code) else f"{code}: {message}"

@@ -1,0 +1,268 @@
+"""``lambdacov combine``'s core: objects in S3 -> one combined, remapped coverage data set.
+
+The merge is the runtime's engine (:mod:`coverage_wrapper.combine_engine`),
+so the combiner Lambda and the CLI agree. Around it this module adds what a
+developer's machine needs:
+
+- coverage.py's ``[paths]`` remapping (:class:`coverage.files.PathAliases`)
+  of the Lambda task root ``/var/task`` onto ``--source-root``;
+- dropping what is not the function's code: Lambda's runtime, the layer
+  (``/opt``), installed packages, and any path that would land outside the
+  source root once remapped (``..``, other absolute paths);
+- one coverage context per function, so the HTML report shows which function
+  ran each line;
+- merging objects as they arrive from the downloader.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from coverage_wrapper.combine_engine import (
+    Combined,
+    InvalidDataFileError,
+    Merger,
+    function_context,
+    function_from_key,
+    read_data_file,
+)
+from lambdacov.collect import (
+    Downloader,
+    Fetched,
+    Lister,
+    ObjectCache,
+    Skipped,
+    normalise_prefix,
+)
+
+#: Where Lambda puts the function's code (LAMBDA_TASK_ROOT), also for container images.
+TASK_ROOT = "/var/task/"
+# Lambda's runtime, its Python, the layer: never the function's own code.
+RUNTIME_PREFIXES = ("/opt/", "/var/runtime/", "/var/lang/", "/usr/lib/python", "/usr/local/lib/")
+RUNTIME_PARTS = ("/site-packages/", "/dist-packages/", "/coverage_wrapper/")
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+def is_runtime_path(path: str) -> bool:
+    """True for files of Lambda's runtime, the layer or installed packages."""
+    return path.startswith(RUNTIME_PREFIXES) or any(part in path for part in RUNTIME_PARTS)
+
+
+class PathRemapper:
+    """Maps measured paths onto the source root, as coverage's ``[paths]`` does.
+
+    Called once per distinct measured path. It returns the local path, the
+    Lambda path unchanged when the file is not in the source root (kept in the
+    data, listed as missing), or None to drop the path (runtime and layer
+    files, anything that would resolve outside the source root).
+    """
+
+    def __init__(self, source_root: Path) -> None:
+        from coverage.files import PathAliases
+
+        self.root = Path(os.path.realpath(source_root))
+        self._aliases = PathAliases(relative=False)
+        self._aliases.add(TASK_ROOT, str(self.root) + os.sep)
+        self.missing: set[str] = set()
+        self.outside: set[str] = set()
+        self.runtime: set[str] = set()
+
+    def inside(self, path: str) -> bool:
+        """True if ``path`` (symlinks resolved) is within the source root."""
+        return Path(os.path.realpath(path)).is_relative_to(self.root)
+
+    def __call__(self, path: str) -> str | None:
+        if is_runtime_path(path):
+            self.runtime.add(path)
+            return None
+        mapped = self._aliases.map(path)
+        if mapped == path and path.startswith(TASK_ROOT):
+            # Not in the local checkout. Keep it (nothing is silently lost) unless
+            # it only pretends to be under the task root ("/var/task/../etc").
+            if not posixpath.normpath(path).startswith(TASK_ROOT):
+                self.outside.add(path)
+                return None
+            self.missing.add(path)
+            return path
+        if not (Path(mapped).is_absolute() and self.inside(mapped) and Path(mapped).is_file()):
+            self.outside.add(path)
+            return None
+        return mapped
+
+    def reportable(self, path: str) -> bool:
+        """True for combined paths that are real files in the source root."""
+        return path not in self.missing and self.inside(path)
+
+
+@dataclass(frozen=True)
+class CombineRequest:
+    """What to combine: the bucket, the window, the functions and where the source is."""
+
+    bucket: str
+    prefix: str = "coverage/"
+    functions: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    source_root: Path = Path()
+    cache_dir: Path | None = None  # None: a temporary directory for this run only
+    exclude_keys: tuple[str, ...] = ()
+    workers: int = 16
+
+
+@dataclass(frozen=True)
+class CombineResult:
+    """The combined data, where it came from, and what was left out and why."""
+
+    combined: Combined
+    source_root: Path
+    inputs: tuple[str, ...]  # keys combined
+    skipped: tuple[Skipped, ...]
+    objects_by_function: dict[str, int]
+    listed: int
+    list_calls: int
+    downloaded: int
+    cache_hits: int
+    bytes_downloaded: int
+    missing_files: tuple[str, ...]  # in the data, not in the source root
+    outside_files: tuple[str, ...]  # dropped: would resolve outside the source root
+    runtime_files: int  # dropped: Lambda's runtime, the layer, installed packages
+    since: datetime | None
+    until: datetime | None
+    reportable: Callable[[str], bool]
+
+
+class _Accumulator:
+    """Merges each object as it arrives; bad ones become Skipped entries."""
+
+    def __init__(self, remapper: PathRemapper, progress: Progress | None, total: int) -> None:
+        self.merger = Merger(remapper)
+        self.inputs: list[str] = []
+        self.skipped: list[Skipped] = []
+        self.functions: Counter[str] = Counter()
+        self.progress = progress
+        self.total = total
+
+    def __call__(self, item: Fetched) -> None:
+        function = function_from_key(item.key)
+        try:
+            self.merger.add(
+                read_data_file(item.path), functools.partial(function_context, function)
+            )
+        except InvalidDataFileError as error:
+            self.skipped.append(Skipped(item.key, str(error)))
+        else:
+            self.inputs.append(item.key)
+            self.functions[function] += 1
+        if self.progress:
+            self.progress("combine", len(self.inputs) + len(self.skipped), self.total)
+
+
+def combine(
+    client: Any, request: CombineRequest, progress: Progress | None = None
+) -> CombineResult:
+    """List, fetch and merge the request's objects; return the combined data."""
+    lister = Lister(client, request.bucket, workers=min(request.workers, 16))
+    listing = lister.list(
+        request.prefix,
+        since=request.since,
+        until=request.until,
+        functions=request.functions,
+        exclude=request.exclude_keys,
+    )
+    if progress:
+        progress("list", len(listing.objects), len(listing.objects))
+    remapper = PathRemapper(request.source_root)
+    accumulator = _Accumulator(remapper, progress, len(listing.objects))
+    with tempfile.TemporaryDirectory(prefix="lambdacov-objects-") as scratch:
+        cache = ObjectCache(request.cache_dir or Path(scratch))
+        download = Downloader(client, request.bucket, cache, workers=request.workers).fetch(
+            listing.objects, accumulator
+        )
+    skipped = sorted([*download.skipped, *accumulator.skipped], key=lambda item: item.key)
+    return CombineResult(
+        combined=accumulator.merger.result(),
+        source_root=remapper.root,
+        inputs=tuple(sorted(accumulator.inputs)),
+        skipped=tuple(skipped),
+        objects_by_function=dict(sorted(accumulator.functions.items())),
+        listed=len(listing.objects),
+        list_calls=listing.list_calls,
+        downloaded=download.downloaded,
+        cache_hits=download.cache_hits,
+        bytes_downloaded=download.bytes_downloaded,
+        missing_files=tuple(sorted(remapper.missing)),
+        outside_files=tuple(sorted(remapper.outside)),
+        runtime_files=len(remapper.runtime),
+        since=request.since,
+        until=request.until,
+        reportable=remapper.reportable,
+    )
+
+
+def _merge_chunk(paths: Sequence[Path]) -> tuple[Merger, list[Skipped]]:
+    """Merge some files with per-function contexts and no path map (a worker's share)."""
+    merger = Merger()
+    skipped = []
+    for path in paths:
+        label = functools.partial(function_context, function_from_key(path.name))
+        try:
+            merger.add(read_data_file(path), label)
+        except InvalidDataFileError as error:
+            skipped.append(Skipped(str(path), str(error)))
+    return merger, skipped
+
+
+# Below this many files a second process costs more than it saves.
+PARALLEL_THRESHOLD = 400
+
+
+def merge_local(
+    paths: Sequence[Path], source_root: Path | None = None, *, workers: int = 1
+) -> tuple[Combined, tuple[Skipped, ...]]:
+    """Merge local data files named like objects (``<function>-<id>.coverage``).
+
+    With ``source_root``, paths are remapped and filtered as in :func:`combine`.
+    With ``workers`` > 1 and enough files, the files are read in that many
+    processes (reading is CPU-bound: SQLite and set building) and reduced here.
+    """
+    merger = Merger(PathRemapper(source_root) if source_root else None)
+    skipped: list[Skipped] = []
+    if workers > 1 and len(paths) >= PARALLEL_THRESHOLD:
+        chunks = [list(paths[index::workers]) for index in range(workers)]
+        with ProcessPoolExecutor(workers, mp_context=_process_context()) as pool:
+            for part, bad in pool.map(_merge_chunk, chunks):
+                merger.absorb(part)
+                skipped += bad
+    else:
+        part, skipped = _merge_chunk(paths)
+        merger.absorb(part)
+    return merger.result(), tuple(sorted(skipped, key=lambda item: item.key))
+
+
+def _process_context() -> Any:
+    import multiprocessing
+
+    # fork: the workers inherit the imported modules, so they start in milliseconds.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+__all__ = [
+    "CombineRequest",
+    "CombineResult",
+    "PathRemapper",
+    "combine",
+    "merge_local",
+    "normalise_prefix",
+]

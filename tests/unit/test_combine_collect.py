@@ -1,0 +1,87 @@
+"""Windows, partitions, path remapping and atomic outputs: combine's pure parts."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from lambdacov.collect import ObjectCache, normalise_prefix, parse_when, partition_prefixes
+from lambdacov.combine import PathRemapper, is_runtime_path
+from lambdacov.errors import UsageError
+from lambdacov.reports import atomic_directory, atomic_file
+
+NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "end", "expected"),
+    [
+        ("24h", False, datetime(2024, 1, 14, 12, 0, tzinfo=UTC)),
+        ("7d", False, datetime(2024, 1, 8, 12, 0, tzinfo=UTC)),
+        ("2w", False, datetime(2024, 1, 1, 12, 0, tzinfo=UTC)),
+        ("2024-01-10", False, datetime(2024, 1, 10, tzinfo=UTC)),
+        ("2024-01-10", True, datetime(2024, 1, 10, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2024-01-10T10:00:00+02:00", False, datetime(2024, 1, 10, 8, 0, tzinfo=UTC)),
+    ],
+)
+def test_parse_when(text: str, end: bool, expected: datetime) -> None:
+    assert parse_when(text, now=NOW, end_of_day=end) == expected
+
+
+def test_parse_when_refuses_nonsense() -> None:
+    with pytest.raises(UsageError, match="cannot read"):
+        parse_when("yesterday-ish", now=NOW)
+
+
+def test_short_windows_list_day_partitions_and_long_ones_walk() -> None:
+    assert partition_prefixes("c/", date(2024, 1, 31), date(2024, 2, 1)) == [
+        "c/2024/01/31/",
+        "c/2024/02/01/",
+    ]
+    assert partition_prefixes("c/", date(2024, 1, 2), date(2024, 1, 1)) == []
+    assert partition_prefixes("c/", date(2023, 1, 1), date(2024, 1, 1)) is None
+    assert normalise_prefix("/coverage") == "coverage/" and normalise_prefix("") == ""
+
+
+def test_cache_names_are_confined_whatever_the_key_and_etag(tmp_path: Path) -> None:
+    cache = ObjectCache(tmp_path)
+    path = cache.path("b", "../../etc/passwd", '"../x"')
+    assert path.parent == tmp_path
+    stored = cache.store("b", "k", "abc", b"one")
+    newer = cache.store("b", "k", "def", b"two")
+    assert not stored.exists() and newer.read_bytes() == b"two"
+
+
+def test_remapper(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("x = 1\n")
+    outside = tmp_path.parent / "outside.py"
+    remap = PathRemapper(tmp_path)
+    assert remap("/var/task/pkg/mod.py") == str(tmp_path / "pkg" / "mod.py")
+    assert remap("/var/task/pkg/gone.py") == "/var/task/pkg/gone.py"
+    assert remap("/var/task/../../etc/passwd") is None
+    assert remap(str(outside)) is None
+    assert remap("/opt/python/coverage_wrapper/handler.py") is None
+    assert remap.missing == {"/var/task/pkg/gone.py"}
+    assert is_runtime_path("/var/lang/lib/python3.12/site-packages/boto3/session.py")
+    assert not remap.reportable("/var/task/pkg/gone.py")
+
+
+def test_interrupted_outputs_leave_the_previous_ones(tmp_path: Path) -> None:
+    report = tmp_path / "html"
+    report.mkdir()
+    (report / "index.html").write_text("old")
+    with pytest.raises(KeyboardInterrupt), atomic_directory(report) as work:
+        (work / "index.html").write_text("half")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_file(tmp_path / "r.xml") as temporary:
+        temporary.write_text("half")
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["html"]
+    assert (report / "index.html").read_text() == "old"
+    with atomic_directory(report) as work:
+        (work / "index.html").write_text("new")
+    assert (report / "index.html").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["html"]

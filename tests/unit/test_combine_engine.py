@@ -1,0 +1,198 @@
+"""The combine engine against `coverage combine` as the oracle, and against bad files."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import coverage
+import pytest
+
+from coverage_wrapper import combine_engine
+from coverage_wrapper.combine_engine import (
+    InvalidDataFileError,
+    Merger,
+    function_from_key,
+    read_data_file,
+)
+from lambdacov.combine import PathRemapper, merge_local
+from tests.support.combine_data import (
+    ORDERS,
+    as_dict,
+    object_name,
+    oracle_combine,
+    random_measurement,
+    read,
+    write_data,
+)
+
+
+def _inputs(tmp_path: Path, count: int, *, branch: bool, seed: int = 1) -> list[Path]:
+    rng = random.Random(seed)
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    return [
+        write_data(
+            folder / object_name(f"fn-{n % 3}"),
+            random_measurement(ORDERS, rng, branch=branch),
+            branch=branch,
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "arcs"])
+def test_same_result_as_coverage_combine(tmp_path: Path, branch: bool) -> None:
+    files = _inputs(tmp_path, 40, branch=branch)
+    oracle = oracle_combine(files, ORDERS, tmp_path)
+
+    # Contexts as the files have them: identical data, contexts included.
+    merger = Merger(PathRemapper(ORDERS))
+    for path in files:
+        merger.add(read_data_file(path))
+    exact = merger.result().write(tmp_path / "exact.coverage")
+    ours = read(exact)
+    assert as_dict(ours) == as_dict(oracle)
+    assert ours.has_arcs() == oracle.has_arcs() == branch
+    assert ours.measured_contexts() == oracle.measured_contexts()
+
+    # Per-function contexts: the same lines, and each function's own lines.
+    combined, skipped = merge_local(files, ORDERS)
+    assert not skipped
+    labelled = read(combined.write(tmp_path / "labelled.coverage"))
+    assert as_dict(labelled) == as_dict(oracle)
+    assert labelled.measured_contexts() == {"fn-0", "fn-1", "fn-2"}
+
+
+def test_fallback_reader_for_another_schema_gives_the_same_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _inputs(tmp_path, 5, branch=True)
+    direct = [read_data_file(path) for path in files]
+    monkeypatch.setattr(combine_engine, "KNOWN_SCHEMA_VERSION", -1)  # every file is "other"
+    via_api = [read_data_file(path) for path in files]
+    assert via_api == direct
+
+
+def test_mixed_line_and_branch_files_combine_as_lines(tmp_path: Path) -> None:
+    lines = write_data(tmp_path / "a-1.coverage", {"/var/task/app.py": [1, 2]})
+    arcs = write_data(
+        tmp_path / "b-1.coverage", {"/var/task/app.py": [(-1, 5), (5, 7), (7, -1)]}, branch=True
+    )
+    combined, skipped = merge_local([lines, arcs])
+    assert not skipped
+    assert combined.mixed and combined.kind == "lines"
+    assert combined.executed_lines("/var/task/app.py") == {1, 2, 5, 7}
+
+
+def _sqlite_without_coverage(path: Path) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute("create table t (x)")
+    connection.close()
+
+
+def _bad_numbits(path: Path) -> None:
+    write_data(path, {"/var/task/app.py": [1]})
+    with sqlite3.connect(path) as connection:
+        connection.execute("update line_bits set numbits = 'text'")
+    connection.close()
+
+
+def _dangling_file_id(path: Path) -> None:
+    write_data(path, {"/var/task/app.py": [1]})
+    with sqlite3.connect(path) as connection:
+        connection.execute("delete from file")
+    connection.close()
+
+
+def _truncated(path: Path) -> None:
+    write_data(path, {f"/var/task/m{n}.py": list(range(1, 200)) for n in range(200)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _old_schema(path: Path) -> None:
+    write_data(path, {"/var/task/app.py": [1]})
+    with sqlite3.connect(path) as connection:
+        connection.execute("update coverage_schema set version = 3")
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: p.write_bytes(b""), "empty object"),
+        (lambda p: p.write_bytes(b"not sqlite at all"), "not SQLite"),
+        (lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200), "corrupt"),
+        (_sqlite_without_coverage, "no coverage_schema"),
+        (_truncated, "truncated"),
+        (_bad_numbits, "not a numbits blob"),
+        (_dangling_file_id, "missing file"),
+        (_old_schema, "unreadable by coverage.py"),
+    ],
+    ids=[
+        "empty",
+        "text",
+        "garbage-sqlite",
+        "other-sqlite",
+        "truncated",
+        "bad-numbits",
+        "dangling",
+        "old-schema",
+    ],
+)
+def test_bad_files_are_refused_with_a_reason(tmp_path: Path, make, reason: str) -> None:
+    path = tmp_path / "bad.coverage"
+    make(path)
+    with pytest.raises(InvalidDataFileError, match=reason):
+        read_data_file(path)
+
+
+def test_a_bad_file_is_skipped_and_the_rest_combined(tmp_path: Path) -> None:
+    good = write_data(tmp_path / "fn-1.coverage", {"/var/task/app.py": [1, 3]})
+    bad = tmp_path / "fn-2.coverage"
+    bad.write_bytes(b"\x00" * 10)
+    combined, skipped = merge_local([good, bad])
+    assert [item.key for item in skipped] == [str(bad)]
+    assert combined.executed_lines("/var/task/app.py") == {1, 3}
+
+
+def test_too_many_paths_in_one_object_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(combine_engine, "MAX_FILES_PER_OBJECT", 10)
+    path = write_data(tmp_path / "x.coverage", {f"/var/task/{n}.py": [1] for n in range(11)})
+    with pytest.raises(InvalidDataFileError, match="implausible"):
+        read_data_file(path)
+
+
+def test_write_is_atomic_and_readable_by_coverage(tmp_path: Path) -> None:
+    combined, _ = merge_local([write_data(tmp_path / "f-1.coverage", {"/var/task/a.py": [2]})])
+    target = tmp_path / "out" / "combined.coverage"
+    combined.write(target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["combined.coverage"]
+    data = coverage.CoverageData(basename=str(target))
+    data.read()
+    assert data.lines("/var/task/a.py") == [2]
+
+
+@pytest.mark.parametrize(
+    ("key", "function"),
+    [
+        ("coverage/2024/01/15/orders-api-0123456789abcdef0123456789abcdef.coverage", "orders-api"),
+        ("p/2024/01/15/my-fn-1b4e28ba-2fa1-11d2-883f-0016d3cca427.coverage", "my-fn"),
+        ("p/2024/01/15/fn-0.coverage", "fn"),
+        ("plain.coverage", "plain"),
+    ],
+)
+def test_function_from_key(key: str, function: str) -> None:
+    assert function_from_key(key) == function
+
+
+def test_numbits_helpers_agree_with_coverage() -> None:
+    from coverage.numbits import nums_to_numbits
+
+    nums = [1, 7, 8, 63, 64, 65, 1000]
+    bits = int.from_bytes(nums_to_numbits(nums), "little")
+    assert combine_engine._bits_to_lines(bits) == nums
