@@ -63,3 +63,33 @@ def run_oracle(
     data = coverage.CoverageData(basename=str(data_file))
     data.read()
     return measured(data, function_dir, branch), json.loads(output.read_text())
+
+
+def run_oracle_report(function_dir: Path, events: Path, workdir: Path) -> dict[str, list[int]]:
+    """Executed statements per file, as `coverage json` reports them for `coverage run`."""
+    run_oracle(function_dir, events, workdir)
+    output = workdir / "oracle-report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coverage",
+            "json",
+            f"--data-file={workdir / 'oracle.coverage'}",
+            "-o",
+            str(output),
+        ],
+        check=True,
+        env=env,
+        cwd=function_dir,
+        timeout=120,
+    )
+    report = json.loads(output.read_text())
+    return {
+        str((function_dir / name).resolve().relative_to(function_dir.resolve())): sorted(
+            entry["executed_lines"]
+        )
+        for name, entry in report["files"].items()
+        if entry["executed_lines"]
+    }

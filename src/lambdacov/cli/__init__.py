@@ -38,12 +38,13 @@ def _root(
 
 
 def _register_commands() -> None:
-    from lambdacov.cli import combine, deploy, diagnose, layer, local
+    from lambdacov.cli import combine, demo, deploy, diagnose, layer, local
 
     layer.register(app)  # build-layer
     deploy.register(app)  # publish-layer, attach, detach
     combine.register(app)  # combine
     diagnose.register(app)  # doctor, logs, alarms
+    demo.register(app)  # demo
     app.add_typer(local.app, name="local")
 
 

@@ -18,7 +18,7 @@ from lambdacov.errors import UsageError
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "lambdacov-local",
-    "AWS_SECRET_ACCESS_KEY": "lambdacov-local",  # noqa: S105 - moto accepts any key
+    "AWS_SECRET_ACCESS_KEY": "lambdacov-local",  # moto accepts any key
 }
 
 
@@ -52,7 +52,9 @@ class EmbeddedAws:
                 "the embedded AWS needs moto's server",
                 "pip install 'lambdacov[local]'",
             ) from error
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+        # moto's server logs a line per request, and a traceback for every API it lacks
+        # (which lambdacov expects and handles): keep both out of the user's terminal.
+        logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
         for name, value in {
             **FAKE_CREDENTIALS,
             "AWS_DEFAULT_REGION": self.region,
