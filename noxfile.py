@@ -13,7 +13,7 @@ from pathlib import Path
 import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "package", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -52,6 +52,19 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/."""
     session.install("-e", ".[test]", "mypy>=1.11", "boto3-stubs[s3,lambda]")
     session.run("mypy")
+
+
+@nox.session(python="3.12")
+def package(session: nox.Session) -> None:
+    """The built wheel installs into a fresh environment and works: what `pipx install` gets."""
+    session.install("build>=1", "pytest>=8")
+    dist = Path(session.create_tmp()) / "dist"
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), ".")
+    wheel = next(dist.glob("lambdacov-*.whl"))
+    session.install(str(wheel))
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "tests/package", env={"WHEEL": str(wheel)}
+    )
 
 
 @nox.session(python="3.12")
