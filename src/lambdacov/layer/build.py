@@ -63,7 +63,7 @@ class LayerBuild:
     coverage_version: str
     coverage_wheel: str
     coverage_wheel_sha256: str
-    wheel_source: str  # "wheel-dir", "cache" or "download"
+    wheel_source: str  # "wheel-dir", "cache", "download" or "installed"
     sha256: str  # of the zip file's bytes
     content_hash: str  # "sha256:..." over the entries, also in the manifest
     size_bytes: int

@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import importlib.metadata
 import io
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -50,7 +52,7 @@ class ResolvedWheel:
 
     path: Path
     sha256: str
-    source: str  # "wheel-dir", "cache" or "download"
+    source: str  # "wheel-dir", "cache", "download" or "installed"
 
 
 def parse_wheel_name(filename: str) -> WheelName | None:
@@ -117,7 +119,15 @@ def resolve_wheel(
     cached = _from_cache(target, version, cache_dir)
     if cached is not None:
         return cached
-    return _download(target, version, cache_dir, scratch, download_timeout)
+    try:
+        return _download(target, version, cache_dir, scratch, download_timeout)
+    except BuildError:
+        # Offline: the coverage installed beside lambdacov is the right wheel when
+        # this machine is the target (same Python and architecture, compatible glibc).
+        installed = _from_installed(target, version, scratch)
+        if installed is None:
+            raise
+        return installed
 
 
 def _matching_wheels(target: Target, version: str, directory: Path) -> Iterator[Path]:
@@ -220,6 +230,45 @@ def _download(
         )
     sha256 = verify_wheel(found[0], target)
     return _store_in_cache(found[0], sha256, cache_dir)
+
+
+def _from_installed(target: Target, version: str, scratch: Path) -> ResolvedWheel | None:
+    """Rebuild the coverage wheel from its installed files, when they suit ``target``."""
+    try:
+        distribution = importlib.metadata.distribution(PROJECT)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if (
+        distribution.version != version
+        or target.python != running
+        or target.machine != platform.machine()
+    ):
+        return None
+    tags = [
+        line.split(":", 1)[1].strip()
+        for line in (distribution.read_text("WHEEL") or "").splitlines()
+        if line.startswith("Tag:")
+    ]
+    usable = [tag for tag in tags if target.accepts_platform(tag.rsplit("-", 1)[-1])]
+    if not usable or not distribution.files:
+        return None  # built from source here: nothing says it runs on Lambda's glibc
+    wheel = scratch / f"{PROJECT}-{version}-{usable[0]}.whl"
+    records = []
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(distribution.files, key=str):
+            name = file.as_posix()
+            if name.endswith((".pyc", "/RECORD")) or "__pycache__" in name:
+                continue
+            if name.startswith("..") or name.endswith(".pth"):
+                continue  # scripts and .pth files live outside the package
+            content = Path(str(file.locate())).read_bytes()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=")
+            records.append(f"{name},sha256={digest.decode()},{len(content)}")
+            archive.writestr(name, content)
+        record = f"{PROJECT}-{version}.dist-info/RECORD"
+        archive.writestr(record, "\n".join([*records, f"{record},,"]) + "\n")
+    return ResolvedWheel(wheel, verify_wheel(wheel, target), "installed")
 
 
 def _store_in_cache(path: Path, sha256: str, cache_dir: Path) -> ResolvedWheel:
