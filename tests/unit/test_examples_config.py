@@ -68,3 +68,26 @@ def test_terraform_snippet_sets_what_attach_sets() -> None:
     assert "COVERAGE_S3_BUCKET" in text
     assert re.search(r'Action\s*=\s*"s3:PutObject"', text)
     assert "${var.coverage_bucket}/coverage/*" in text
+
+
+def _markdown_commands(text: str) -> list[list[str]]:
+    """`lambdacov ...` lines of the bash blocks, continuations joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = block.replace("\\\n", " ")
+        for raw in joined.splitlines():
+            line = raw.split("  #", 1)[0].strip()
+            if line.startswith("lambdacov "):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_every_command_in_the_readme_and_quickstart_parses_with_the_real_cli() -> None:
+    root = typer.main.get_command(app)
+    seen = []
+    for document in (EXAMPLES.parent / "README.md", EXAMPLES.parent / "docs" / "quickstart.md"):
+        for args in _markdown_commands(document.read_text()):
+            command = root.commands[args[0]]  # type: ignore[attr-defined]
+            command.make_context(args[0], list(args[1:]))  # raises on an unknown option
+            seen.append(args[0])
+    assert {"publish-layer", "attach", "doctor", "combine", "detach"} <= set(seen)
