@@ -85,7 +85,8 @@ def demo(
                 "  lambdacov doctor orders-api\n"
                 "  lambdacov combine --bucket lambdacov-demo\n"
                 "  lambdacov detach orders-api\n"
-                "Ctrl-C to stop."
+                "Ctrl-C to stop.",
+                soft_wrap=True,  # the export line is meant to be copied whole
             )
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             try:
