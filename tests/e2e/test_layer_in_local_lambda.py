@@ -235,3 +235,32 @@ def test_a_coverage_error_is_one_log_line_and_changes_nothing(
     assert errors[0]["message"].startswith("CoverageInitializationError")
     assert "Unknown core value" in errors[0]["message"]
     assert keys(s3, bucket) == []
+
+
+def test_data_left_behind_by_a_timed_out_environment_is_delivered_by_the_next(
+    host_layer: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    with FaultyS3("deny", upstream=moto_endpoint) as proxy:
+        env = {**WRAPPER, "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": proxy.endpoint}
+        with LocalLambda(
+            FIXTURES / "sleepy",
+            "app.handler",
+            layer=host_layer,
+            env=env,
+            timeout=2,
+            function_name="sleepy",
+        ) as function:
+            assert function.invoke({"path": 1}).payload == "first"  # spooled; upload denied
+            timed_out = function.invoke({"sleep": 5})
+            assert timed_out.error is not None and "timed out" in timed_out.error["errorMessage"]
+            proxy.mode = "forward"  # S3 is back; the environment was reset, /tmp kept
+            assert function.invoke({"path": 2}).payload == "second"
+            delivered = keys(s3, bucket)
+    assert len(delivered) == 1 and "/sleepy-" in delivered[0]
+    path = tmp_path / "sleepy.coverage"
+    s3.download_file(bucket, delivered[0], str(path))
+    data = coverage.CoverageData(basename=str(path))
+    data.read()
+    app = next(name for name in data.measured_files() if name.endswith("sleepy/app.py"))
+    executed = set(data.lines(app) or [])
+    assert {7, 11} <= executed  # first_path (before the timeout) and second_path (after)
