@@ -55,6 +55,11 @@ NETWORK_FAULTS = frozenset(
         "ShortReadError",
     }
 )
+# Parallel downloads: botocore's default connection pool size (10). More threads than
+# pooled connections open and discard a connection per extra request, and each
+# thread's share of botocore's per-request CPU competes with the merge for the GIL;
+# S3's per-object latency is covered by 10 requests in flight.
+DOWNLOAD_WORKERS = 10
 DOWNLOAD_RETRIER = Retrier(
     attempts=5, base_delay=0.2, max_delay=5.0, retry_on=RETRYABLE_CODES | NETWORK_FAULTS
 )
@@ -292,6 +297,16 @@ class ObjectCache:
     """Local copies of objects, one file per (bucket, key, ETag)."""
 
     directory: Path
+    # The versions on disk by key hash, from one scan of the directory on the first
+    # store: finding a key's older versions by globbing the directory on every store
+    # made a run quadratic in the cache's size (half a second per 1,000 objects).
+    _versions: dict[str, set[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _scanned: list[bool] = field(default_factory=list, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def _stem(self, bucket: str, key: str) -> str:
         return hashlib.sha256(f"{bucket}\0{key}".encode()).hexdigest()[:40]
@@ -300,6 +315,20 @@ class ObjectCache:
         """Where the version of ``key`` with ``etag`` is (or will be) kept."""
         tag = re.sub(r"[^0-9A-Za-z-]", "", etag)[:80] or "none"
         return self.directory / f"{self._stem(bucket, key)}-{tag}.coverage"
+
+    def _scan(self) -> None:
+        """Index the versions on disk (call with the lock held)."""
+        if self._scanned:
+            return
+        self._scanned.append(True)
+        try:
+            names = os.listdir(self.directory)  # noqa: PTH208 - plain names, no Path per entry
+        except OSError:
+            return
+        for name in names:
+            stem, dash, _ = name.partition("-")
+            if dash and name.endswith(".coverage"):
+                self._versions.setdefault(stem, set()).add(name)
 
     def store(self, bucket: str, key: str, etag: str, body: bytes) -> Path:
         """Keep ``body`` as this version of ``key``; drop older versions of it."""
@@ -312,9 +341,13 @@ class ObjectCache:
             Path(temporary).replace(target)
         finally:
             Path(temporary).unlink(missing_ok=True)
-        for older in self.directory.glob(f"{self._stem(bucket, key)}-*.coverage"):
-            if older != target:
-                older.unlink(missing_ok=True)
+        stem = self._stem(bucket, key)
+        with self._lock:
+            self._scan()
+            older = self._versions.get(stem, set()) - {target.name}
+            self._versions[stem] = {target.name}
+        for name in older:
+            (self.directory / name).unlink(missing_ok=True)
         return target
 
 
@@ -334,7 +367,7 @@ class Downloader:
     client: Any
     bucket: str
     cache: ObjectCache
-    workers: int = 16
+    workers: int = DOWNLOAD_WORKERS
     retrier: Retrier = field(default=DOWNLOAD_RETRIER)
 
     def _get(self, remote: RemoteObject) -> Fetched:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import subprocess
+import sys
 import threading
 import urllib.parse
 import uuid
@@ -479,3 +481,38 @@ def test_fail_under_and_upload_key(
     # The uploaded file is not an input of the next combine.
     code, stdout, _ = run_cli(cli_args(moto_endpoint, bucket, tmp_path, "--json", "-"), capsys)
     assert json.loads(stdout)["lambdacov"]["objects"]["listed"] == 5
+
+
+def test_a_large_combine_in_its_own_process_merges_in_a_forked_process_and_matches(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str
+) -> None:
+    # The CLI as users run it: a process with no other threads, enough objects for
+    # the merge to move to a forked process (the in-process tests merge in-thread).
+    from lambdacov.combine import MERGE_PROCESS_THRESHOLD
+
+    files = put_many(s3, bucket, tmp_path, MERGE_PROCESS_THRESHOLD + 6, seed=11)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lambdacov",
+            *cli_args(
+                moto_endpoint,
+                bucket,
+                tmp_path,
+                "--data-file",
+                str(out / "all.coverage"),
+                "--json",
+                str(out / "all.json"),
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert as_dict(read(out / "all.coverage")) == as_dict(oracle_combine(files, ORDERS, tmp_path))
+    section = json.loads((out / "all.json").read_text())["lambdacov"]
+    assert section["objects"]["combined"] == len(files)

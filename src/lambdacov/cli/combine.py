@@ -13,8 +13,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from lambdacov.aws import translating
 from lambdacov.cli._options import (
@@ -46,6 +44,15 @@ def _progress(enabled: bool) -> Iterator[Any]:
     if target is None:
         yield None
         return
+    # Imported here: bars are drawn only on a terminal, and rich.progress is slow to import.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -91,6 +98,8 @@ def _warn(result: CombineResult, reports: Reports, verbose: bool) -> None:
 
 
 def _table(result: CombineResult, reports: Reports) -> None:
+    from rich.table import Table  # only when no report is asked for
+
     out = console()
     summary = reports.summary
     files = Table(title="Coverage by file", show_footer=True)
