@@ -3,15 +3,19 @@
 Three ways to measure a function, one engine: the exec wrapper
 (``AWS_LAMBDA_EXEC_WRAPPER=/opt/lambdacov-wrapper``, no code change),
 ``@coverage_handler``, and ``with CoverageContext():``. Importing this package
-is cheap: coverage.py is imported when recording starts, boto3 on the first
-upload.
+is cheap: the engine is imported when one of them is first used (PEP 562),
+coverage.py when recording starts, boto3 on the first upload.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from coverage_wrapper._version import __version__
 from coverage_wrapper.errors import CoverageInitializationError, S3UploadError
-from coverage_wrapper.wrapper import CoverageContext, coverage_handler
+
+if TYPE_CHECKING:
+    from coverage_wrapper.wrapper import CoverageContext, coverage_handler
 
 __all__ = [
     "CoverageContext",
@@ -20,3 +24,11 @@ __all__ = [
     "__version__",
     "coverage_handler",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("CoverageContext", "coverage_handler"):
+        from coverage_wrapper import wrapper
+
+        return getattr(wrapper, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
