@@ -371,8 +371,8 @@ class Combined:
                             if ctx == context and (only is None or only(name))
                         }
                     )
-            if self.kind is not None and not self.contexts():
-                # An empty result still records whether it is line or branch data.
+            if not self.contexts():
+                # An empty result is still a valid data file, of line or branch data.
                 if self.kind == "arcs":
                     data.add_arcs({})
                 else:

@@ -154,22 +154,40 @@ class AwsContext:
                 "check ~/.aws/config or drop --profile",
             ) from error
 
-    def client(self, service: str, session: Any = None, *, region: str | None = None) -> Any:
-        """A client with standard retries and lambdacov's user agent."""
+    def client(
+        self,
+        service: str,
+        session: Any = None,
+        *,
+        region: str | None = None,
+        read_timeout: float | None = None,
+        max_pool_connections: int | None = None,
+    ) -> Any:
+        """A client with standard retries and lambdacov's user agent.
+
+        ``read_timeout`` is for calls that legitimately wait long (a synchronous
+        invocation of a 15-minute function); ``max_pool_connections`` for many
+        concurrent calls on one client.
+        """
         from botocore.config import Config
 
         session = session or self.session()
         region_name = region or self.region or session.region_name
         if not region_name:
             raise UsageError("no AWS region", "pass --region or set AWS_REGION")
+        options: dict[str, Any] = {
+            "retries": {"max_attempts": 6, "mode": "standard"},
+            "user_agent_extra": f"lambdacov/{__version__}",
+        }
+        if read_timeout is not None:
+            options["read_timeout"] = read_timeout
+        if max_pool_connections is not None:
+            options["max_pool_connections"] = max_pool_connections
         return session.client(
             service,
             region_name=region_name,
             endpoint_url=self.endpoint_url or None,
-            config=Config(
-                retries={"max_attempts": 6, "mode": "standard"},
-                user_agent_extra=f"lambdacov/{__version__}",
-            ),
+            config=Config(**options),
         )
 
     def for_region(self, region: str) -> AwsContext:

@@ -58,6 +58,13 @@ class AwsError(LambdacovError):
     slug = "aws"
 
 
+class NoDataError(LambdacovError):
+    """There is nothing to report (as `coverage report` says "No data to report.")."""
+
+    exit_code = ExitCode.CHECK_FAILED
+    slug = "no-data"
+
+
 class EmulatorError(LambdacovError):
     """The local Lambda emulator could not run the function."""
 

@@ -516,3 +516,16 @@ def test_a_large_combine_in_its_own_process_merges_in_a_forked_process_and_match
     assert as_dict(read(out / "all.coverage")) == as_dict(oracle_combine(files, ORDERS, tmp_path))
     section = json.loads((out / "all.json").read_text())["lambdacov"]
     assert section["objects"]["combined"] == len(files)
+
+
+def test_nothing_to_report_is_one_line_and_exit_1(
+    tmp_path: Path, moto_endpoint: str, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(
+        cli_args(moto_endpoint, bucket, tmp_path, "--html", str(out / "html")), capsys
+    )
+    assert code == 1
+    assert stderr.startswith("lambdacov: error: no coverage data to report")
+    assert "lambdacov doctor" in stderr and "Traceback" not in stderr
+    assert not out.exists()

@@ -2,24 +2,36 @@
 
 The CLI only parses, calls the core and renders. ``main`` is the single place
 where expected errors become one line on stderr and a documented exit code.
+
+Command modules are imported on demand: each pulls in its own heavy libraries
+(boto3, coverage.py, the local emulator...), and a run of one command should
+pay only for that one. ``main`` registers just the module of the command named
+on the command line; ``--help``, no command, an unknown one, and ``app`` (the
+complete app, for tools and tests) register every module.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 import typer
 
 from lambdacov import __version__
 from lambdacov.errors import ExitCode, LambdacovError
 
-app = typer.Typer(
-    name="lambdacov",
-    help="Code coverage for Python functions running in AWS Lambda.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+# Each module under lambdacov.cli with the top-level commands it adds. A module adds
+# them with ``register(app)``; one without it is a sub-app added under its name.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "layer": ("build-layer",),
+    "deploy": ("publish-layer", "attach", "detach"),
+    "combine": ("combine",),
+    "combiner": ("combiner",),
+    "diagnose": ("doctor", "logs", "alarms"),
+    "demo": ("demo",),
+    "local": ("local",),
+}
 
 
 def _version_callback(value: bool) -> None:
@@ -28,7 +40,6 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
@@ -37,24 +48,61 @@ def _root(
     """Code coverage for Python functions running in AWS Lambda."""
 
 
-def _register_commands() -> None:
-    from lambdacov.cli import combine, demo, deploy, diagnose, layer, local
-
-    layer.register(app)  # build-layer
-    deploy.register(app)  # publish-layer, attach, detach
-    combine.register(app)  # combine
-    diagnose.register(app)  # doctor, logs, alarms
-    demo.register(app)  # demo
-    app.add_typer(local.app, name="local")
+def _register(target: typer.Typer, module_name: str) -> None:
+    module = importlib.import_module(f"lambdacov.cli.{module_name}")
+    register = getattr(module, "register", None)
+    if register is not None:
+        register(target)
+    else:
+        target.add_typer(module.app, name=module_name)
 
 
-_register_commands()
+def build_app(modules: tuple[str, ...] = tuple(COMMAND_MODULES)) -> typer.Typer:
+    """The root app with the commands of ``modules`` (default: all of them)."""
+    root = typer.Typer(
+        name="lambdacov",
+        help="Code coverage for Python functions running in AWS Lambda.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    root.callback()(_root)
+    for module_name in modules:
+        _register(root, module_name)
+    return root
+
+
+_full_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``app``: the complete app, built on first use."""
+    global _full_app  # noqa: PLW0603 - a lazily built module attribute
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _full_app is None:
+        _full_app = build_app()
+    return _full_app
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app for this command line: only the named command's module when there is one."""
+    for arg in args:
+        if arg.startswith("-"):
+            break  # a root option (--help, --version) comes first: the complete app
+        for module_name, commands in COMMAND_MODULES.items():
+            if arg in commands:
+                return build_app((module_name,))
+        break
+    app: typer.Typer = __getattr__("app")
+    return app
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; expected failures print one line and exit with their code."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = _app_for(args)(args=args, standalone_mode=False)
     except LambdacovError as error:
         sys.stderr.write(f"lambdacov: error: {error.message}\n")
         if error.hint:

@@ -27,7 +27,7 @@ from lambdacov.cli._options import (
 )
 from lambdacov.collect import default_cache_dir, normalise_prefix, parse_when
 from lambdacov.combine import CombineRequest, CombineResult, combine
-from lambdacov.errors import ExitCode, UsageError
+from lambdacov.errors import ExitCode, NoDataError, UsageError
 from lambdacov.reports import ReportPlan, Reports, write_reports
 
 SHOWN = 20  # paths and keys listed in a warning before "... and N more"
@@ -201,12 +201,38 @@ def combine_command(
             help="Local cache of objects by ETag (default: ~/.cache/lambdacov/objects).",
         ),
     ] = None,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="Fan out to the combiner function (lambdacov combiner deploy) in AWS Lambda.",
+        ),
+    ] = False,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards", min=1, help="With --remote: about this many shards (default: by size)."
+        ),
+    ] = None,
+    combiner_function: Annotated[
+        str,
+        typer.Option("--combiner-function", help="With --remote: the combiner function's name."),
+    ] = "lambdacov-combiner",
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="With --remote: 'aws' (Lambda), or 'local' (local Lambda emulators, for tests).",
+        ),
+    ] = "aws",
     profile: Profile = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
     verbose: Verbose = False,
 ) -> None:
     """Combine the coverage objects in S3 and write reports (a table when no report is asked)."""
+    if not remote and (shards is not None or executor != "aws"):
+        raise UsageError("--shards and --executor go with --remote", "add --remote")
     now = datetime.now(UTC)
     start = parse_when(since, now=now) if since else None
     end = parse_when(until, now=now, end_of_day=True) if until else None
@@ -230,7 +256,19 @@ def combine_command(
         exclude_keys=(upload_key,) if upload_key else (),
     )
     with _progress(not to_stdout) as progress:
-        result = combine(client, request, progress)
+        if remote:
+            from lambdacov.cli.combiner import remote_combine
+
+            result = remote_combine(
+                aws_context(profile, region, endpoint_url),
+                request,
+                shards=shards,
+                combiner_function=combiner_function,
+                executor=executor,
+                progress=progress,
+            )
+        else:
+            result = combine(client, request, progress)
     plan = ReportPlan(
         html=html,
         xml=xml,
@@ -242,6 +280,15 @@ def combine_command(
     with tempfile.TemporaryDirectory(prefix="lambdacov-upload-") as scratch:
         if upload_key and data_file is None:
             plan = dataclasses.replace(plan, data_file=Path(scratch) / "combined.coverage")
+        if not result.inputs:
+            window = " in the --since/--until window" if start or end else ""
+            raise NoDataError(
+                f"no coverage data to report: no readable objects under "
+                f"s3://{bucket}/{request.prefix}{window}"
+                + (f" ({len(result.skipped)} skipped)" if result.skipped else ""),
+                "check --bucket/--prefix, or run `lambdacov doctor FUNCTION` to see why "
+                "the functions deliver nothing",
+            )
         reports = write_reports(result, plan)
         uploaded = []
         if upload_key and plan.data_file:

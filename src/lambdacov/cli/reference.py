@@ -65,9 +65,9 @@ def render() -> str:
 
 
 def _app() -> typer.Typer:
-    from lambdacov.cli import app
+    from lambdacov.cli import build_app
 
-    return app
+    return build_app()  # every command module
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""Combining at scale on AWS Lambda: ``lambdacov combine --remote`` and the combiner function.
+
+- :mod:`lambdacov.remote.plan`: shards, key layout of partials (pure);
+- :mod:`lambdacov.remote.invokers`: the combiner on AWS Lambda or in local emulators;
+- :mod:`lambdacov.remote.run`: fan-out, retries, incremental days, reduce, final merge;
+- :mod:`lambdacov.remote.deploy`: the combiner function and its least-privilege role.
+
+The shard worker itself runs in Lambda: :mod:`coverage_wrapper.remote_combiner`.
+"""
+
+from __future__ import annotations
+
+from lambdacov.remote.invokers import AwsInvoker, Invoker, LocalInvoker, ShardFailed
+from lambdacov.remote.run import (
+    RemoteCombineError,
+    RemoteCombineResult,
+    RemoteSettings,
+    RemoteStats,
+    combine_remote,
+)
+
+__all__ = [
+    "AwsInvoker",
+    "Invoker",
+    "LocalInvoker",
+    "RemoteCombineError",
+    "RemoteCombineResult",
+    "RemoteSettings",
+    "RemoteStats",
+    "ShardFailed",
+    "combine_remote",
+]
