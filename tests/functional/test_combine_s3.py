@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import random
 import subprocess
 import sys
-import threading
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +26,7 @@ from tests.support.combine_data import (
     read,
     write_data,
 )
+from tests.support.faulty_s3 import FaultyS3
 
 
 def put_data(
@@ -254,91 +251,19 @@ def test_bad_objects_are_skipped_reported_and_strict_fails(
     assert "partial" in stderr
 
 
-class SelectiveS3:
-    """A loopback proxy to moto that denies GETs of chosen keys and resets the first GETs.
-
-    moto cannot deny one key to one caller, so the denial is made here, over
-    real HTTP, as S3 would send it.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        self.denied: set[str] = set()
-        self.resets = 0
-        self.gets = 0
-        owner = self
-        target = urllib.parse.urlsplit(upstream)
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-                if self.command == "GET" and "list-type" not in self.path:
-                    owner.gets += 1
-                    if owner.resets > 0:
-                        owner.resets -= 1
-                        self.close_connection = True
-                        self.connection.close()
-                        return
-                    if path.split("/", 2)[-1] in owner.denied:
-                        self._deny()
-                        return
-                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = target.netloc
-                connection.request(self.command, self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                connection.close()
-
-            def _deny(self) -> None:
-                payload = (
-                    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
-                    b"<Message>Access Denied</Message><RequestId>T</RequestId></Error>"
-                )
-                self.send_response(403)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _answer
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        host, port = self.server.server_address[:2]
-        self.endpoint = f"http://{host}:{port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def proxy(moto_endpoint: str) -> Iterator[SelectiveS3]:
-    server = SelectiveS3(moto_endpoint)
-    yield server
-    server.close()
+def proxy(moto_endpoint: str) -> Iterator[FaultyS3]:
+    """A loopback proxy to moto, to deny one key or reset connections as S3 would."""
+    with FaultyS3("forward", upstream=moto_endpoint) as server:
+        yield server
 
 
 def test_access_denied_on_one_key_skips_only_that_key(
-    tmp_path: Path, s3: Any, bucket: str, proxy: SelectiveS3, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, s3: Any, bucket: str, proxy: FaultyS3, capsys: pytest.CaptureFixture[str]
 ) -> None:
     put_many(s3, bucket, tmp_path, 4)
     denied, _ = put_data(s3, bucket, tmp_path, {"/var/task/app.py": [1]})
-    proxy.denied.add(f"{bucket}/{denied}".split("/", 1)[1])
+    proxy.denied_keys.add(f"{bucket}/{denied}")
     code, stdout, stderr = run_cli(
         cli_args(proxy.endpoint, bucket, tmp_path, "--json", "-"), capsys
     )
@@ -355,7 +280,7 @@ def test_access_denied_on_one_key_skips_only_that_key(
 
 
 def test_network_faults_are_retried_with_backoff(
-    tmp_path: Path, s3: Any, bucket: str, proxy: SelectiveS3
+    tmp_path: Path, s3: Any, bucket: str, proxy: FaultyS3
 ) -> None:
     import boto3
     from botocore.config import Config
@@ -371,7 +296,7 @@ def test_network_faults_are_retried_with_backoff(
     listing = combine(client, CombineRequest(bucket, source_root=ORDERS, cache_dir=tmp_path / "c0"))
     assert listing.downloaded == 3
     sleeps: list[float] = []
-    proxy.resets = 4
+    proxy.resets_left = 4
     retrier = Retrier(
         attempts=6, base_delay=0.1, sleep=sleeps.append, retry_on=DOWNLOAD_RETRIER.retry_on
     )

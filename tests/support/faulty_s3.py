@@ -8,6 +8,10 @@ may change at any time:
 ``reset``    the connection closed without an answer (S3 down)
 ``forward``  the request passed to ``upstream`` (moto server) and its answer returned:
              S3 is back
+
+In ``forward`` mode, two faults can still be aimed at object GETs: keys in
+``denied_keys`` ("bucket/key") get the error document (moto cannot deny one key
+to one caller), and the next ``resets_left`` GETs get their connection reset.
 """
 
 from __future__ import annotations
@@ -34,7 +38,12 @@ class FaultyS3:
         self.status = status
         self.delay = delay
         self.upstream = upstream
+        # S3's own wording for the usual denial, so messages read as they would on AWS.
+        self.message = "Access Denied" if code == "AccessDenied" else f"{code} (test)"
         self.requests = 0
+        self.object_gets = 0
+        self.denied_keys: set[str] = set()
+        self.resets_left = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +55,8 @@ class FaultyS3:
                 body = self.rfile.read(length) if length else b""
                 try:
                     if owner.mode == "forward":
+                        if self._aimed_fault():
+                            return
                         self._forward(body)
                         return
                     if owner.mode == "reset":
@@ -58,10 +69,26 @@ class FaultyS3:
                 except (BrokenPipeError, ConnectionResetError, OSError):
                     pass  # the client gave up waiting: that is the point of a delay
 
+            def _aimed_fault(self) -> bool:
+                """Deny or reset this request if it is an object GET the test aimed at."""
+                if self.command != "GET" or "list-type" in self.path:
+                    return False
+                owner.object_gets += 1
+                if owner.resets_left > 0:
+                    owner.resets_left -= 1
+                    self.close_connection = True
+                    self.connection.close()
+                    return True
+                key = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+                if key in owner.denied_keys:
+                    self._error()
+                    return True
+                return False
+
             def _error(self) -> None:
                 payload = (
                     '<?xml version="1.0" encoding="UTF-8"?>'
-                    f"<Error><Code>{owner.code}</Code><Message>{owner.code} (test)</Message>"
+                    f"<Error><Code>{owner.code}</Code><Message>{owner.message}</Message>"
                     "<RequestId>TEST</RequestId></Error>"
                 ).encode()
                 self.send_response(owner.status)
