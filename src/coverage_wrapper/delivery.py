@@ -32,7 +32,7 @@ from coverage_wrapper.metrics import FAILURE, emit_metric
 from coverage_wrapper.models import CoverageConfig
 from coverage_wrapper.recorder import Delta, Kind
 from coverage_wrapper.s3_uploader import S3Uploader, generate_s3_key
-from coverage_wrapper.spool import SpoolDirectory
+from coverage_wrapper.spool import SpoolBusyError, SpoolDirectory
 
 if TYPE_CHECKING:
     import coverage
@@ -94,9 +94,14 @@ class Deliverer:
         self.spool = spool
         self.uploader = uploader
         self.function_name = function_name
-        self.environment_id = spool.environment_id()
+        spool.environment_id()  # created now, by whichever process comes first
         self._retry_at = 0.0
         self._backoff = 0.0
+
+    @property
+    def environment_id(self) -> str:
+        """The environment's id, read from the spool each time: another process may rotate it."""
+        return self.spool.environment_id()
 
     def deliver(self, deadline: float, *, final: bool = False) -> DeliveryReport:
         """Deliver what is pending, starting no upload after ``deadline`` (time.monotonic).
@@ -107,13 +112,19 @@ class Deliverer:
         report = DeliveryReport()
         if not final and time.monotonic() < self._retry_at:
             deadline = 0.0  # merge only; uploads wait for the backoff
-        with self.spool.lock():
-            if self.config.flush == "invocation":
-                self._deliver_each(report, deadline)
-            else:
-                self._merge_pending(report)
-                if self.spool.dirty_marker.exists():
-                    self._upload_aggregate(report, deadline)
+        try:
+            with self.spool.lock(timeout=max(deadline - time.monotonic(), 0.0)):
+                if self.config.flush == "invocation":
+                    self._deliver_each(report, deadline)
+                else:
+                    self._merge_pending(report)
+                    if self.spool.dirty_marker.exists():
+                        self._upload_aggregate(report, deadline)
+        except SpoolBusyError:
+            # Another process is delivering (the extension and the runtime share the
+            # spool): leave it to that pass rather than wait past the deadline.
+            report.deferred = True
+            return report
         if report.failed:
             self._backoff = min(max(self._backoff * 2, FIRST_BACKOFF), MAX_BACKOFF)
             self._retry_at = time.monotonic() + self._backoff
@@ -176,7 +187,7 @@ class Deliverer:
             # aside and start a new one under a new id, so the object already in S3,
             # which holds the earlier data, is not overwritten with less.
             broken = self.spool.quarantine(self.spool.aggregate_path)
-            self.environment_id = self.spool.rotate_environment_id()
+            self.spool.rotate_environment_id()
             self.spool.dirty_marker.unlink(missing_ok=True)
             log.error(
                 "The environment's coverage data file was unreadable: starting a new one",
@@ -204,7 +215,12 @@ class Deliverer:
             self.function_name, self.environment_id, self.config.s3_prefix, datetime.now(UTC)
         )
         try:
-            self.uploader.put(key, self.spool.aggregate_path.read_bytes(), self._metadata())
+            self.uploader.put(
+                key,
+                self.spool.aggregate_path.read_bytes(),
+                self._metadata(),
+                within=deadline - time.monotonic(),
+            )
         except S3UploadError as error:
             report.failed.append(error)
             return
@@ -225,7 +241,9 @@ class Deliverer:
             data.close()
             key = generate_s3_key(self.function_name, request_id, self.config.s3_prefix)
             try:
-                self.uploader.put(key, temp.read_bytes(), self._metadata())
+                self.uploader.put(
+                    key, temp.read_bytes(), self._metadata(), within=deadline - time.monotonic()
+                )
             except S3UploadError as error:
                 report.failed.append(error)
                 return  # keep the order; the rest waits for the next pass

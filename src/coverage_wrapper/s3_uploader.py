@@ -7,6 +7,7 @@ invocations upload nothing, and importing boto3 and creating a client costs
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -96,8 +97,50 @@ class S3Uploader:
                 self._client = client
             return self._client
 
-    def put(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
-        """Write one object; raise S3UploadError with the cause and a hint."""
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        metadata: dict[str, str] | None = None,
+        *,
+        within: float | None = None,
+    ) -> None:
+        """Write one object; raise S3UploadError with the cause and a hint.
+
+        ``within`` bounds the whole call in seconds, creating the client (the first
+        upload imports boto3) and every retry included: botocore's own timeouts
+        bound each connect and each read, not their sum. A call still running when
+        the time is up is left to finish on its own (it writes the same object)
+        and reported as a timeout.
+        """
+        if within is None or not math.isfinite(within):
+            self._put(key, body, metadata)
+            return
+        outcome: list[BaseException | None] = []
+
+        def attempt() -> None:
+            try:
+                self._put(key, body, metadata)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller below
+                outcome.append(error)
+            else:
+                outcome.append(None)
+
+        worker = threading.Thread(target=attempt, name="lambdacov-upload", daemon=True)
+        worker.start()
+        worker.join(max(within, 0.0))
+        if not outcome:
+            raise S3UploadError(
+                "UploadTimeout",
+                f"no answer from S3 within {max(within, 0.0):.1f} s",
+                bucket=self.config.s3_bucket,
+                key=key,
+                hint=_HINTS["ReadTimeoutError"],
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def _put(self, key: str, body: bytes, metadata: dict[str, str] | None) -> None:
         args: dict[str, Any] = {
             "Bucket": self.config.s3_bucket,
             "Key": key,

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import itertools
 import json
+import math
 import os
 import time
 import uuid
@@ -32,6 +33,24 @@ from coverage_wrapper.recorder import Delta
 
 FORMAT_VERSION = 1
 _sequence = itertools.count()
+
+
+def _file_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError("a file name is not a string")
+    return name
+
+
+def _measured(kind: str, items: object) -> set[Any]:
+    if not isinstance(items, list):
+        raise TypeError("a file's lines are not a list")
+    if kind == "arcs":
+        return {(int(a), int(b)) for a, b in items}
+    return {int(n) for n in items}
+
+
+class SpoolBusyError(TimeoutError):
+    """Another process holds the delivery lock."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,7 @@ class SpoolDirectory:
         self.socket_path = root / "extension.sock"
         self.aggregate_path = self.state_dir / "aggregate.coverage"
         self.dirty_marker = self.state_dir / "dirty"
+        self._own_id: str | None = None
 
     def ensure(self) -> None:
         """Create the spool's directories."""
@@ -65,23 +85,39 @@ class SpoolDirectory:
         """This execution environment's id, the same for every process in it.
 
         The first process to ask creates it; /tmp outlives a runtime reset, so
-        the id (and the S3 object it names) does too.
+        the id (and the S3 object it names) does too. It is read each time
+        because another process may rotate it; when /tmp cannot hold it (full),
+        this process keeps one of its own.
         """
-        self.ensure()
         path = self.root / "environment-id"
-        candidate = uuid.uuid4().hex
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            for _ in range(50):  # the creator may not have written it yet
+        for _ in range(2):
+            try:
                 text = path.read_text(encoding="ascii").strip()
-                if text:
-                    return text
-                time.sleep(0.001)
-            return candidate
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(candidate)
-        return candidate
+            except OSError:
+                text = ""
+            if text:
+                return text
+            if not self._publish_id(uuid.uuid4().hex):
+                break
+        if self._own_id is None:
+            self._own_id = uuid.uuid4().hex
+        return self._own_id
+
+    def _publish_id(self, candidate: str) -> bool:
+        """Create the id file whole (a link of a written file); False if /tmp refuses."""
+        temp = self.root / f".environment-id.{os.getpid()}.{candidate}"
+        try:
+            self.ensure()
+            temp.write_text(candidate, encoding="ascii")
+            os.link(temp, self.root / "environment-id")  # fails if another process won
+        except FileExistsError:
+            return True
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        return True
 
     def rotate_environment_id(self) -> str:
         """Give this environment a new id (its next object gets a new key) and return it."""
@@ -135,13 +171,11 @@ class SpoolDirectory:
         if kind not in ("lines", "arcs") or not isinstance(files, dict):
             raise ValueError("malformed delta: bad kind or files")
         delta = Delta(kind)
-        for name, items in files.items():
-            if not isinstance(name, str) or not isinstance(items, list):
-                raise ValueError("malformed delta: bad file entry")  # noqa: TRY004 - one error type for "unreadable"
-            if kind == "arcs":
-                delta.files[name] = {(int(a), int(b)) for a, b in items}
-            else:
-                delta.files[name] = {int(n) for n in items}
+        try:
+            for name, items in files.items():
+                delta.files[_file_name(name)] = _measured(kind, items)
+        except (TypeError, ValueError) as error:  # a null, a pair for a line, a line for a pair
+            raise ValueError(f"malformed delta: {error}") from error
         return SpooledDelta(
             path=path,
             delta=delta,
@@ -157,11 +191,26 @@ class SpoolDirectory:
         return target
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the delivery lock (an flock, released if the holder dies)."""
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the delivery lock (an flock, released if the holder dies).
+
+        With ``timeout``, give up after that many seconds with SpoolBusyError: a
+        handler must never wait behind another process's upload.
+        """
         self.ensure()
         with (self.state_dir / "lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            if timeout is None or not math.isfinite(timeout):
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            else:
+                give_up = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= give_up:
+                            raise SpoolBusyError("the spool is being delivered") from None
+                        time.sleep(0.01)
             try:
                 yield
             finally:

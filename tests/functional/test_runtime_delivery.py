@@ -171,7 +171,9 @@ def test_s3_faults_change_nothing_and_data_arrives_once_s3_is_back(
     assert errors, logs
     for entry in errors:
         assert entry["message"].startswith("Failed to upload coverage file to S3"), entry
-        assert entry["data"]["cause"] == code
+        # A slow S3 is caught by botocore's read timeout or by the upload's overall
+        # time limit, whichever fires first: both name the timeout.
+        assert entry["data"]["cause"] in (code, "UploadTimeout" if kind == "slow" else code)
     # An upload gives up within the timeout, and the runtime backs off after a
     # failure instead of paying the timeout again on every invocation.
     assert len(errors) == 1
@@ -228,3 +230,25 @@ def test_full_tmp_keeps_data_in_memory_until_space_returns(
     keys = objects(s3, bucket)
     assert len(keys) == 1
     assert downloaded(s3, bucket, keys[0], tmp_path, False) == expected
+
+
+def test_an_inline_upload_never_outlasts_the_invocations_remaining_time(
+    events: Path, tmp_path: Path, bucket: str
+) -> None:
+    # 1.5 s left in the invocation, a 10 s upload timeout, and an S3 that never answers:
+    # the upload, client creation included, gives up within the remaining time less the
+    # margin, so Lambda never reports a timeout the handler did not cause.
+    _, expected_results = run_oracle(ORDERS, events, tmp_path, branch=False)
+    with FaultyS3("slow", delay=30.0) as slow:
+        results, logs, elapsed = drive(
+            tmp_path,
+            events,
+            slow.endpoint,
+            bucket,
+            COVERAGE_UPLOAD_TIMEOUT="10",
+            LAMBDACOV_TEST_REMAINING_MS="1500",
+        )
+    assert results == expected_results
+    errors = [entry for entry in logs if entry["level"] == "ERROR"]
+    assert [entry["data"]["cause"] for entry in errors] == ["UploadTimeout"]
+    assert elapsed < 5  # one bounded attempt (~1 s), then the backoff; plus process start

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,44 @@ def test_unreadable_and_foreign_deltas_are_set_aside_not_lost_or_retried(
     assert len(report.uploaded) == 1 and len(report.corrupt) == 2
     assert d.spool.pending() == []
     assert lines(s3, bucket, report.uploaded[0], tmp_path) == {"/var/task/a.py": [1]}
+
+
+def test_a_rotated_id_is_seen_by_every_process_sharing_the_spool(
+    tmp_path: Path, s3: Any, bucket: str
+) -> None:
+    extension = deliverer(tmp_path, bucket, s3)  # e.g. the extension, created first
+    extension.spool.write(Delta("lines", {"/var/task/a.py": {1}}), "r1")
+    old_key = extension.deliver(deadline=float("inf")).uploaded[0]
+    extension.spool.aggregate_path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 100)
+    runtime = deliverer(tmp_path, bucket, s3)  # e.g. the runtime, which finds the damage
+    runtime.spool.write(Delta("lines", {"/var/task/a.py": {2}}), "r2")
+    new_key = runtime.deliver(deadline=float("inf")).uploaded[0]
+    extension.spool.write(Delta("lines", {"/var/task/a.py": {3}}), "r3")
+    assert extension.deliver(deadline=float("inf")).uploaded == [new_key]
+    assert lines(s3, bucket, old_key, tmp_path) == {"/var/task/a.py": [1]}
+
+
+def test_malformed_delta_shapes_are_set_aside_and_the_rest_delivered(
+    tmp_path: Path, s3: Any, bucket: str
+) -> None:
+    d = deliverer(tmp_path, bucket, s3)
+    d.spool.write(Delta("lines", {"/var/task/a.py": {4}}), "good")
+    for n, files in enumerate(({"a": [None]}, {"a": [[1, 2]]}, {"a": 7})):
+        document = {"format": 1, "kind": "lines", "request_id": "x", "files": files}
+        (d.spool.pending_dir / f"9999999999999999999{n}-1-1.json").write_text(json.dumps(document))
+    report = d.deliver(deadline=float("inf"))
+    assert len(report.corrupt) == 3 and d.spool.pending() == []
+    assert lines(s3, bucket, report.uploaded[0], tmp_path) == {"/var/task/a.py": [4]}
+
+
+def test_delivery_never_waits_past_its_deadline_for_another_process(
+    tmp_path: Path, s3: Any, bucket: str
+) -> None:
+    d = deliverer(tmp_path, bucket, s3)
+    d.spool.write(Delta("lines", {"/var/task/a.py": {1}}), "r1")
+    with d.spool.lock():  # another process is delivering
+        started = time.monotonic()
+        report = d.deliver(deadline=time.monotonic() + 0.2)
+        waited = time.monotonic() - started
+    assert report.deferred and not report.uploaded and waited < 1.0
+    assert d.deliver(deadline=float("inf")).uploaded  # delivered on the next pass
