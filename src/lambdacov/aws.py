@@ -9,7 +9,9 @@ refusal. Retries and sleeps are parameters, so tests never sleep.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -61,6 +63,14 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts)
 
 
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.IGNORECASE)
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL's user:password part removed."""
+    return _URL.sub(lambda match: redact_url(match.group(0)), text)
+
+
 def error_code(error: BaseException) -> str:
     """The AWS error code of a botocore ClientError, else the exception's class name."""
     response = getattr(error, "response", None)
@@ -86,11 +96,11 @@ def translate(error: BaseException, action: str, resource: str = "") -> AwsError
         return AwsError(f"no AWS region for {action}", "pass --region or set AWS_REGION")
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
         return AwsError(
-            f"cannot reach AWS for {action}: {error}",
+            f"cannot reach AWS for {action}: {redact_urls(str(error))}",
             "check the network, the --region and any --endpoint-url",
             slug="unreachable",
         )
-    message = str(error).splitlines()[0] if str(error) else code
+    message = redact_urls(str(error).splitlines()[0]) if str(error) else code
     hint = _HINTS.get(code, "").format(action=action, resource=resource or "the resource")
     if code in THROTTLING_CODES:
         hint = "AWS is throttling: retry later or lower --concurrency"
@@ -172,7 +182,10 @@ class AwsContext:
         from botocore.config import Config
 
         session = session or self.session()
-        region_name = region or self.region or session.region_name
+        # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what Lambda and most tools set.
+        region_name = (
+            region or self.region or session.region_name or os.environ.get("AWS_REGION")
+        )
         if not region_name:
             raise UsageError("no AWS region", "pass --region or set AWS_REGION")
         options: dict[str, Any] = {
@@ -183,12 +196,18 @@ class AwsContext:
             options["read_timeout"] = read_timeout
         if max_pool_connections is not None:
             options["max_pool_connections"] = max_pool_connections
-        return session.client(
-            service,
-            region_name=region_name,
-            endpoint_url=self.endpoint_url or None,
-            config=Config(**options),
-        )
+        try:
+            return session.client(
+                service,
+                region_name=region_name,
+                endpoint_url=self.endpoint_url or None,
+                config=Config(**options),
+            )
+        except ValueError as error:  # botocore's InvalidRegionError is a ValueError too
+            raise UsageError(
+                f"cannot use {error}",
+                "check --region (e.g. eu-west-1) and --endpoint-url (e.g. http://127.0.0.1:5000)",
+            ) from error
 
     def for_region(self, region: str) -> AwsContext:
         """The same context in another region."""

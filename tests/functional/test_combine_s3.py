@@ -454,3 +454,33 @@ def test_nothing_to_report_is_one_line_and_exit_1(
     assert stderr.startswith("lambdacov: error: no coverage data to report")
     assert "lambdacov doctor" in stderr and "Traceback" not in stderr
     assert not out.exists()
+
+
+def test_an_unwritable_report_path_is_one_line_and_exit_2(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_many(s3, bucket, tmp_path, 2)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, _, stderr = run_cli(
+        cli_args(moto_endpoint, bucket, tmp_path, "--xml", str(blocker / "cov.xml")), capsys
+    )
+    assert code == 2, stderr
+    assert stderr.startswith("lambdacov: error: cannot write the reports")
+    assert "Traceback" not in stderr
+
+
+def test_aws_option_mistakes_are_usage_errors_and_urls_are_redacted(
+    tmp_path: Path, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for endpoint, region, code, text in (
+        ("http://127.0.0.1:1", "bad region", 2, "doesn't match a supported format"),
+        ("notaurl", "us-east-1", 2, "Invalid endpoint"),
+        ("http://user:hunter2@127.0.0.1:1", "us-east-1", 3, "cannot reach AWS"),
+    ):
+        args = cli_args(endpoint, bucket, tmp_path)
+        args[args.index("--region") + 1] = region
+        exit_code, stdout, stderr = run_cli(args, capsys)
+        assert exit_code == code, stderr
+        assert text in stderr and "Traceback" not in stderr
+        assert "hunter2" not in stdout + stderr

@@ -161,3 +161,38 @@ def test_importing_the_runtime_loads_no_cli_or_aws_library() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", ["false", "FALSE", "No", " off ", "0", "Off"])
+def test_the_exec_wrapper_reads_the_kill_switch_as_the_runtime_does(value: str) -> None:
+    from pathlib import Path
+
+    wrapper = Path(__file__).resolve().parents[2] / "src/lambdacov/layer/files/lambdacov-wrapper"
+    assert (
+        CoverageConfig.from_environment(
+            {"COVERAGE_S3_BUCKET": "bucket", "COVERAGE_ENABLED": value}
+        ).enabled
+        is False
+    )
+    done = subprocess.run(
+        [str(wrapper), "sh", "-c", 'printf %s "$_HANDLER"'],
+        env={"PATH": "/usr/bin:/bin", "_HANDLER": "app.handler", "COVERAGE_ENABLED": value},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == "app.handler"  # not redirected: the function runs untouched
+
+
+def test_the_exec_wrapper_redirects_when_enabled() -> None:
+    from pathlib import Path
+
+    wrapper = Path(__file__).resolve().parents[2] / "src/lambdacov/layer/files/lambdacov-wrapper"
+    done = subprocess.run(
+        [str(wrapper), "sh", "-c", 'printf "%s %s" "$_HANDLER" "$LAMBDACOV_ORIGINAL_HANDLER"'],
+        env={"PATH": "/usr/bin:/bin", "_HANDLER": "app.handler"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == "coverage_wrapper.handler.lambda_handler app.handler"

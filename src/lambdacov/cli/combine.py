@@ -280,16 +280,9 @@ def combine_command(
     with tempfile.TemporaryDirectory(prefix="lambdacov-upload-") as scratch:
         if upload_key and data_file is None:
             plan = dataclasses.replace(plan, data_file=Path(scratch) / "combined.coverage")
-        if not result.inputs:
-            window = " in the --since/--until window" if start or end else ""
-            raise NoDataError(
-                f"no coverage data to report: no readable objects under "
-                f"s3://{bucket}/{request.prefix}{window}"
-                + (f" ({len(result.skipped)} skipped)" if result.skipped else ""),
-                "check --bucket/--prefix, or run `lambdacov doctor FUNCTION` to see why "
-                "the functions deliver nothing",
-            )
-        reports = write_reports(result, plan)
+        reports = _write_reports(
+            result, plan, f"s3://{bucket}/{request.prefix}", bool(start or end)
+        )
         uploaded = []
         if upload_key and plan.data_file:
             uploaded = _upload(client, bucket, upload_key, plan.data_file, reports.document)
@@ -302,6 +295,26 @@ def combine_command(
     else:
         _written(reports, bucket, uploaded)
     _exit_status(result, reports, fail_under, strict)
+
+
+def _write_reports(result: CombineResult, plan: ReportPlan, where: str, windowed: bool) -> Reports:
+    """The reports, or one line: nothing to report, or a path that cannot be written."""
+    if not result.inputs:
+        window = " in the --since/--until window" if windowed else ""
+        skipped = f" ({len(result.skipped)} skipped)" if result.skipped else ""
+        raise NoDataError(
+            f"no coverage data to report: no readable objects under {where}{window}{skipped}",
+            "check --bucket/--prefix, or run `lambdacov doctor FUNCTION` to see why "
+            "the functions deliver nothing",
+        )
+    try:
+        return write_reports(result, plan)
+    except OSError as error:  # an output path in a missing or read-only place
+        name = f" {error.filename}" if error.filename else ""
+        raise UsageError(
+            f"cannot write the reports:{name}: {error.strerror or error}",
+            "choose writable paths for --html/--xml/--json/--lcov/--markdown/--data-file",
+        ) from error
 
 
 def _written(reports: Reports, bucket: str, uploaded: list[str]) -> None:
