@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -59,13 +60,20 @@ def _progress(enabled: bool) -> Iterator[Any]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=target, transient=True) as bars:
+    # No refresh thread (auto_refresh=False): the merge forks a process only while this
+    # process has no other thread, so the bars are redrawn from the callback instead.
+    with Progress(*columns, console=target, transient=True, auto_refresh=False) as bars:
         tasks: dict[str, Any] = {}
+        drawn = [0.0]
 
         def update(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
                 tasks[phase] = bars.add_task(phase, total=total)
             bars.update(tasks[phase], completed=done, total=total)
+            now = time.monotonic()
+            if done >= total or now - drawn[0] >= 0.1:  # at most ten redraws a second
+                drawn[0] = now
+                bars.refresh()
 
         yield update
 
