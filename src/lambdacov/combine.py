@@ -16,6 +16,7 @@ developer's machine needs:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import posixpath
@@ -164,6 +165,8 @@ class _Accumulator:
             )
         except InvalidDataFileError as error:
             self.skipped.append(Skipped(key, str(error)))
+        except OSError as error:  # the downloaded copy vanished or cannot be read
+            self.skipped.append(Skipped(key, f"unreadable local copy: {error.strerror or error}"))
         else:
             self.inputs.append(key)
             self.functions[function] += 1
@@ -185,8 +188,18 @@ def _merge_worker(connection: Any) -> None:
         connection.send(accumulator)
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         return  # Ctrl-C, or the parent is gone: the parent reports it, not this process
+    except Exception as error:  # noqa: BLE001 - the parent merges by itself instead
+        with contextlib.suppress(OSError):
+            connection.send(_MergeFailed(f"{type(error).__name__}: {error}"))
     finally:
         connection.close()
+
+
+@dataclass(frozen=True)
+class _MergeFailed:
+    """What the merge process sends instead of its result when it could not finish."""
+
+    reason: str
 
 
 # Below this many objects a merge process costs more than it saves.
@@ -212,6 +225,7 @@ class _Merging:
         self.done = 0
         self.local = _Accumulator()
         self._batch: list[tuple[str, str]] = []
+        self._sent: list[tuple[str, str]] = []  # to merge here if the merge process fails
         self._process: Any = None
         self._connection: Any = None
         if total >= MERGE_PROCESS_THRESHOLD and threading.active_count() == 1:
@@ -239,8 +253,13 @@ class _Merging:
             # Batched: one pickle and one write per MERGE_BATCH objects.
             self._batch.append((item.key, str(item.path)))
             if len(self._batch) >= MERGE_BATCH:
-                self._connection.send(self._batch)
-                self._batch = []
+                try:
+                    self._connection.send(self._batch)
+                except OSError:  # the merge process is gone: merge here from now on
+                    self._merge_here()
+                else:
+                    self._sent += self._batch
+                    self._batch = []
         self.done += 1
         if self.progress:
             self.progress("combine", self.done, self.total)
@@ -250,14 +269,41 @@ class _Merging:
         result = _Accumulator()
         result.merger = Merger(remapper)
         if self._process is not None:
-            if self._batch:
-                self._connection.send(self._batch)
-            self._connection.send(None)
-            result.absorb(self._connection.recv())
-            self._connection.close()
-            self._process.join()
+            try:
+                if self._batch:
+                    self._connection.send(self._batch)
+                    self._sent += self._batch
+                    self._batch = []
+                self._connection.send(None)
+                merged = self._connection.recv()
+            except (OSError, EOFError):
+                merged = _MergeFailed("the merge process stopped")
+            if isinstance(merged, _MergeFailed):
+                self._merge_here()
+            else:
+                result.absorb(merged)
+                self._stop_process()
         result.absorb(self.local)
         return result
+
+    def _merge_here(self) -> None:
+        """The merge process failed: merge everything it was given in this process."""
+        self._stop_process()
+        for key, path in [*self._sent, *self._batch]:
+            self.local.add(key, path)
+        self._sent = []
+        self._batch = []
+
+    def _stop_process(self) -> None:
+        if self._process is None:
+            return
+        with contextlib.suppress(OSError):
+            self._connection.close()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._process = self._connection = None
 
     def abandon(self) -> None:
         """Stop the merge process (after an error in the download)."""

@@ -1,0 +1,68 @@
+"""The forked merge process is a speed-up, never a risk: if it dies, the merge finishes here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from lambdacov.combine import MERGE_PROCESS_THRESHOLD
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Run in a fresh interpreter: the merge forks only in a process with no other thread.
+SCRIPT = textwrap.dedent(
+    """
+    import json, random, sys, threading
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[2])
+    from lambdacov.collect import Fetched
+    from lambdacov.combine import MERGE_PROCESS_THRESHOLD, PathRemapper, _Merging
+    from tests.support.combine_data import ORDERS, random_measurement, write_data
+
+    work = Path(sys.argv[1])
+    rng = random.Random(7)
+    items = []
+    for n in range(MERGE_PROCESS_THRESHOLD + 40):
+        path = write_data(work / f"{n}.coverage", random_measurement(ORDERS, rng))
+        items.append(Fetched(f"coverage/2024/01/15/fn-{n % 3}-{n:032x}.coverage", path, False, 0))
+
+    def merge(kill_at):
+        assert threading.active_count() == 1
+        merging = _Merging(len(items), None)
+        forked = merging._process is not None
+        for n, item in enumerate(items):
+            if n == kill_at:
+                merging._process.kill()  # the merge process dies (OOM killer, a crash)
+                merging._process.join()
+            merging(item)
+        accumulator = merging.finish(PathRemapper(ORDERS))
+        combined = accumulator.merger.result()
+        lines = {f"{name}|{ctx}": sorted(combined.executed_lines(name, ctx))
+                 for name in combined.measured_files() for ctx in combined.contexts()}
+        return forked, len(accumulator.inputs), lines
+
+    healthy, crashed = merge(None), merge(40)
+    print(json.dumps({"healthy": healthy, "crashed": crashed}))
+    """
+)
+
+
+def test_a_merge_process_that_dies_mid_run_is_replaced_by_merging_here(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    healthy_forked, healthy_inputs, healthy_lines = report["healthy"]
+    crashed_forked, crashed_inputs, crashed_lines = report["crashed"]
+    assert healthy_forked and crashed_forked  # both really took the forked path
+    assert crashed_inputs == healthy_inputs == MERGE_PROCESS_THRESHOLD + 40
+    assert crashed_lines == healthy_lines and healthy_lines
