@@ -165,11 +165,14 @@ def combine_command(
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", help="Start of the window: 2024-01-15, an ISO datetime, or 24h / 7d ago."
+            "--since",
+            help="Start of the window, by the UTC day in the objects' keys: 2024-01-15, "
+            "or an age like 24h / 7d (rounded down to its day).",
         ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="End of the window (a date includes that day).")
+        str | None,
+        typer.Option("--until", help="End of the window, by UTC day (that day included)."),
     ] = None,
     source_root: Annotated[
         Path | None,
