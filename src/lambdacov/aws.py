@@ -183,9 +183,7 @@ class AwsContext:
 
         session = session or self.session()
         # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what Lambda and most tools set.
-        region_name = (
-            region or self.region or session.region_name or os.environ.get("AWS_REGION")
-        )
+        region_name = region or self.region or session.region_name or os.environ.get("AWS_REGION")
         if not region_name:
             raise UsageError("no AWS region", "pass --region or set AWS_REGION")
         options: dict[str, Any] = {

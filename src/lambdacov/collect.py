@@ -202,6 +202,32 @@ class Lister:
                         ]
         return result
 
+    def days(self, prefix: str, since: date | None, until: date | None) -> list[date]:
+        """The day partitions in the window: named for a short one, found by walking otherwise."""
+        prefix = normalise_prefix(prefix)
+        if since and until and partition_prefixes(prefix, since, until) is not None:
+            return list(_days(since, until))
+        low, high = since or date.min, until or date.max
+        found: set[date] = set()
+        partitions = self._walk(prefix, since, until)
+        months = [p for p in partitions if p.count("/") - prefix.count("/") == 2]
+        with ThreadPoolExecutor(self.workers) as pool:
+            listed = list(pool.map(lambda p: self._list(p, "/")[1], months))
+        for entry in [p for p in partitions if p not in months] + [e for m in listed for e in m]:
+            parts = entry[len(prefix) :].rstrip("/").split("/")
+            try:
+                day = date(int(parts[0]), int(parts[1]), int(parts[2]))
+            except (ValueError, IndexError):
+                continue
+            if low <= day <= high:
+                found.add(day)
+        return sorted(found)
+
+    @property
+    def calls(self) -> int:
+        """How many list calls this lister has made."""
+        return self._calls
+
     def list(
         self,
         prefix: str,

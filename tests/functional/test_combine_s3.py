@@ -484,3 +484,34 @@ def test_aws_option_mistakes_are_usage_errors_and_urls_are_redacted(
         assert exit_code == code, stderr
         assert text in stderr and "Traceback" not in stderr
         assert "hunter2" not in stdout + stderr
+
+
+def test_the_day_partitions_of_a_wide_window_are_found_by_walking(
+    tmp_path: Path, s3: Any, bucket: str
+) -> None:
+    from datetime import date
+
+    from lambdacov.collect import Lister
+
+    for day in ("2023/12/31", "2024/01/15", "2024/03/02", "2024/06/30"):
+        put_data(s3, bucket, tmp_path, {"/var/task/app.py": [1]}, day=day)
+    lister = Lister(s3, bucket)
+    # 100+ days: walked through year and month levels, never the whole bucket.
+    assert lister.days("coverage/", date(2024, 1, 1), date(2024, 4, 30)) == [
+        date(2024, 1, 15),
+        date(2024, 3, 2),
+    ]
+    assert lister.days("coverage/", None, None) == [
+        date(2023, 12, 31),
+        date(2024, 1, 15),
+        date(2024, 3, 2),
+        date(2024, 6, 30),
+    ]
+    # A short window is named directly: no listing at all.
+    calls = lister.calls
+    assert lister.days("coverage/", date(2024, 1, 14), date(2024, 1, 16)) == [
+        date(2024, 1, 14),
+        date(2024, 1, 15),
+        date(2024, 1, 16),
+    ]
+    assert lister.calls == calls

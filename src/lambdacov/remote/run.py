@@ -40,7 +40,6 @@ from lambdacov.remote.invokers import Invoker
 
 Progress = Callable[[str, int, int], None]
 # Windows up to this many days are taken day by day, with no discovery calls (as in collect).
-DIRECT_DAYS = 62
 
 
 class RemoteCombineError(LambdacovError):
@@ -189,51 +188,6 @@ class _Runner:
         return replace(self.settings.retrier, attempts=self.settings.attempts).call(attempt)
 
 
-def _common_prefixes(client: Any, bucket: str, prefix: str) -> list[str]:
-    found: list[str] = []
-    with translating("s3:ListBucket", f"s3://{bucket}/{prefix}"):
-        for page in client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix, Delimiter="/"
-        ):
-            found += [entry["Prefix"] for entry in page.get("CommonPrefixes", [])]
-    return found
-
-
-def _number(child: str, parent: str) -> int | None:
-    part = child[len(parent) :].rstrip("/")
-    return int(part) if part.isdigit() else None
-
-
-def discover_days(
-    client: Any, bucket: str, prefix: str, since: date | None, until: date | None
-) -> list[date]:
-    """The day partitions that exist (or may exist, for a short window) in the window."""
-    if since and until and (until - since).days < DIRECT_DAYS:
-        return [since + timedelta(days=n) for n in range((until - since).days + 1)]
-    low, high = since or date.min, until or date.max
-    days: list[date] = []
-    with ThreadPoolExecutor(16) as pool:
-        years = [
-            y for y in _common_prefixes(client, bucket, prefix) if _number(y, prefix) is not None
-        ]
-        years = [y for y in years if low.year <= (_number(y, prefix) or 0) <= high.year]
-        months = [
-            m
-            for listed in pool.map(lambda y: _common_prefixes(client, bucket, y), years)
-            for m in listed
-        ]
-        for listed in pool.map(lambda m: _common_prefixes(client, bucket, m), months):
-            for entry in listed:
-                parts = entry[len(prefix) :].rstrip("/").split("/")
-                try:
-                    day = date(int(parts[0]), int(parts[1]), int(parts[2]))
-                except (ValueError, IndexError):
-                    continue
-                if low <= day <= high:
-                    days.append(day)
-    return sorted(set(days))
-
-
 def _get_json(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -311,14 +265,13 @@ class _RemoteCombine:
         self.levels = 0
         self.bytes = 0
         self.list_calls = 0  # made by the shards
-        self.lister_calls = 0  # made here (the Lister's running count)
 
     # -- steps ------------------------------------------------------------------------
 
     def days(self) -> list[_Day]:
         since = self.request.since.date() if self.request.since else None
         until = self.request.until.date() if self.request.until else None
-        found = discover_days(self.client, self.request.bucket, self.prefix, since, until)
+        found = self.lister.days(self.prefix, since, until)
         days = [
             _Day(day, plan.is_closed(day, self.now, self.settings.closed_margin)) for day in found
         ]
@@ -352,7 +305,6 @@ class _RemoteCombine:
         with ThreadPoolExecutor(8) as pool:
             for day, listing in zip(todo, pool.map(listed, todo), strict=True):
                 day.objects = listing.objects
-                self.lister_calls = max(self.lister_calls, listing.list_calls)
         total = sum(len(day.objects) for day in todo)
         per_shard = plan.objects_per_shard(total, self.settings.shards)
         for day in todo:
@@ -557,7 +509,7 @@ def combine_remote(
         skipped=tuple(skipped),
         objects_by_function=dict(sorted(everything.objects_by_function.items())),
         listed=everything.listed,
-        list_calls=job.lister_calls + job.list_calls,
+        list_calls=job.lister.calls + job.list_calls,
         downloaded=len(everything.inputs) - reused_inputs,
         cache_hits=reused_inputs,
         bytes_downloaded=job.bytes,
