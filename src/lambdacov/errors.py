@@ -1,9 +1,10 @@
 """One exception root for the CLI and its core, and the documented exit codes.
 
 Every expected failure is a :class:`LambdacovError`: a one-line message saying
-what went wrong, a hint naming the fix, and a stable slug that links to the
-documented message in docs/messages.md. ``lambdacov.cli.main`` turns it into
-that line on stderr and the exit code below; a traceback means a bug.
+what went wrong, a hint naming the fix, and a stable slug naming its kind
+(``no-credentials``, ``AccessDenied``...) for code that catches it.
+``lambdacov.cli.main`` turns it into that line on stderr and the exit code
+below; a traceback means a bug.
 """
 
 from __future__ import annotations
