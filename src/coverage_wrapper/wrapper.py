@@ -10,6 +10,7 @@ already measured by the exec wrapper or the decorator.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -35,28 +36,34 @@ def coverage_handler(handler: F) -> F:
     return measured  # type: ignore[return-value]
 
 
+# Blocks open in this process, across threads: tracing is on while any is open.
+_open_blocks = 0
+_open_blocks_lock = threading.Lock()
+
+
 class CoverageContext:
     """Measure the lines run inside a ``with`` block.
 
-    When nothing else measures the process, tracing is switched on at the
-    start of the block and off at its end, and the block's new lines are
-    spooled for delivery. Nested blocks and blocks inside an instrumented
-    handler only add a checkpoint where needed.
+    When nothing else measures the process, tracing is switched on when the
+    first block opens and off when the last one closes (blocks may nest, or run
+    in several threads), and the new lines are then spooled for delivery.
+    Inside a handler the exec wrapper or the decorator already measures, a
+    block changes nothing.
     """
-
-    _depth = 0
 
     def __init__(self, request_id: str | None = None) -> None:
         self.request_id = request_id
-        self._owner = False
+        self._counted = False
 
     def __enter__(self) -> CoverageContext:
+        global _open_blocks  # noqa: PLW0603 - one count for the whole process
         engine = get_engine()
         if engine.start("context") and engine.mode == "context":
-            self._owner = CoverageContext._depth == 0
-            CoverageContext._depth += 1
-            if self._owner and engine.recorder is not None:
-                engine.recorder.resume()
+            with _open_blocks_lock:
+                _open_blocks += 1
+                self._counted = True
+                if _open_blocks == 1 and engine.recorder is not None:
+                    engine.recorder.resume()
         return self
 
     def __exit__(
@@ -65,10 +72,15 @@ class CoverageContext:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        engine = get_engine()
-        if engine.mode != "context" or not engine.active:
+        global _open_blocks  # noqa: PLW0603 - one count for the whole process
+        if not self._counted:
             return
-        CoverageContext._depth = max(0, CoverageContext._depth - 1)
-        if self._owner and engine.recorder is not None:
-            engine.recorder.pause()
+        self._counted = False
+        engine = get_engine()
+        with _open_blocks_lock:
+            _open_blocks -= 1
+            last = _open_blocks == 0 and engine.mode == "context"
+            if last and engine.recorder is not None:
+                engine.recorder.pause()
+        if last:
             engine.end_invocation(self.request_id)

@@ -200,3 +200,40 @@ def test_sampled_out_environment_records_nothing_and_says_so(
     )
     assert outputs == [["positive", "disabled", False]]
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_coverage_context_keeps_tracing_while_another_threads_block_is_open(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str
+) -> None:
+    _run_in_lambda_like_process(
+        tmp_path,
+        """
+        import sys, threading
+        sys.path.insert(0, ".")
+        from coverage_wrapper import CoverageContext
+        import work
+
+        inside, go = threading.Event(), threading.Event()
+
+        def worker():
+            with CoverageContext():
+                inside.set()
+                go.wait(10)
+                work.business_logic(1)   # runs after the main thread's block has closed
+
+        with CoverageContext():
+            thread = threading.Thread(target=worker)
+            thread.start()
+            inside.wait(10)
+        go.set()
+        thread.join(10)
+    """,
+        {"COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint},
+    )
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(keys) == 1
+    s3.download_file(bucket, keys[0], str(tmp_path / "t.coverage"))
+    data = coverage.CoverageData(basename=str(tmp_path / "t.coverage"))
+    data.read()
+    work = next(name for name in data.measured_files() if name.endswith("work.py"))
+    assert {3, 4} <= set(data.lines(work) or [])
