@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,8 +61,10 @@ def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("wheel-cache")
 
 
-HOST_ARCH = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+from lambdacov.layer.targets import host_arch, host_python  # noqa: E402
+
+HOST_ARCH = host_arch()
+HOST_PYTHON = host_python()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdacov.errors import UsageError
+from lambdacov.layer.targets import host_arch, host_python
 from lambdacov.local import LocalLambda
 from lambdacov.local.embedded_aws import FAKE_CREDENTIALS, EmbeddedAws
 
@@ -90,10 +90,6 @@ def demo_events(function_dir: Path, invocations: int) -> list[dict[str, Any]]:
     return [events[i % len(events)] for i in range(invocations)]
 
 
-def _host_arch() -> str:
-    return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-
-
 def _zip_directory(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -118,8 +114,8 @@ class Demo:
     ) -> None:
         self.workdir = workdir.resolve()
         self.invocations = invocations
-        self.python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
-        self.arch = _host_arch()
+        self.python = python or host_python()
+        self.arch = host_arch()
         self.wheel_dir = wheel_dir
         self.columns = columns  # the width the commands' tables are laid out for
         self.on_step = on_step or (lambda step: None)

@@ -6,7 +6,6 @@ or publishes the layer when asked, and renders.
 
 from __future__ import annotations
 
-import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from lambdacov.combine import CombineRequest, CombineResult
 from lambdacov.errors import UsageError
 from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, build_layer
 from lambdacov.layer.publish import LayerArtifact, publish_layer
+from lambdacov.layer.targets import host_arch, host_python
 from lambdacov.remote import AwsInvoker, LocalInvoker, RemoteSettings, combine_remote
 from lambdacov.remote import deploy as combiner_deploy
 from lambdacov.remote.plan import check_output_prefix, default_output_prefix
@@ -105,10 +105,7 @@ def remote_combine(
 
 def host_layer(directory: Path) -> Path:
     """The layer for this machine's Python and architecture (what the emulator runs)."""
-    from lambdacov.local.runtime_env import current_version
-
-    arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-    return build_layer(current_version(), arch, directory / "layer.zip").path
+    return build_layer(host_python(), host_arch(), directory / "layer.zip").path
 
 
 # combiner deploy -------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from rich.text import Text
 
 from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, LayerBuild, build_layer
 from lambdacov.layer.build import default_output_name
+from lambdacov.layer.targets import host_python
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,7 @@ def build_layer_command(
             help=f"Python version of the Lambda runtime: {', '.join(SUPPORTED_PYTHONS)}.",
             show_default="this interpreter's version",
         ),
-    ] = f"{sys.version_info.major}.{sys.version_info.minor}",
+    ] = host_python(),
     arch: Annotated[
         str,
         typer.Option(help=f"Lambda architecture of the functions: {', '.join(SUPPORTED_ARCHS)}."),

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lambdacov.errors import ExitCode, UsageError
+from lambdacov.layer.targets import host_python
 from lambdacov.local import InvocationResult, LocalLambda, LogLine
 
 app = typer.Typer(help="Run functions through a local Lambda emulator.", no_args_is_help=True)
@@ -59,7 +60,7 @@ def invoke(
             help="The runtime's Python version (3.11, 3.12, 3.13).",
             show_default="this interpreter's version",
         ),
-    ] = f"{sys.version_info.major}.{sys.version_info.minor}",
+    ] = host_python(),
     timeout: Annotated[
         float, typer.Option("--timeout", help="The function timeout in seconds.")
     ] = 30.0,

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lambdacov.errors import BuildError
-from lambdacov.layer.targets import Target
+from lambdacov.layer.targets import Target, host_python
 
 _PROBE_TIMEOUT_SECONDS = 30.0
 _COMPILE_TIMEOUT_SECONDS = 300.0
@@ -56,7 +56,7 @@ def find_interpreter(python: str) -> Path | None:
 
 
 def _candidates(python: str) -> Iterator[Path]:
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == python and sys.executable:
+    if host_python() == python and sys.executable:
         yield Path(sys.executable)
     on_path = shutil.which(f"python{python}")
     if on_path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import platform
 import re
+import sys
 from dataclasses import dataclass
 
 from lambdacov.errors import UsageError
@@ -82,6 +84,16 @@ class Target:
         if self.glibc >= (2, 28):
             platforms.append(f"manylinux_2_28_{self.machine}")
         return platforms
+
+
+def host_python() -> str:
+    """The ``3.X`` version of the interpreter running lambdacov."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def host_arch() -> str:
+    """This machine's architecture under Lambda's name (``x86_64`` or ``arm64``)."""
+    return "arm64" if _ARCH_ALIASES.get(platform.machine()) == "arm64" else "x86_64"
 
 
 def parse_target(python: str, arch: str) -> Target:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lambdacov.errors import BuildError
-from lambdacov.layer.targets import Target
+from lambdacov.layer.targets import Target, host_python
 
 PROJECT = "coverage"
 DOWNLOAD_TIMEOUT_SECONDS = 180.0
@@ -238,10 +238,9 @@ def _from_installed(target: Target, version: str, scratch: Path) -> ResolvedWhee
         distribution = importlib.metadata.distribution(PROJECT)
     except importlib.metadata.PackageNotFoundError:
         return None
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if (
         distribution.version != version
-        or target.python != running
+        or target.python != host_python()
         or target.machine != platform.machine()
     ):
         return None

@@ -39,7 +39,9 @@ _PIP_TIMEOUT = 900
 
 def current_version() -> str:
     """The ``3.X`` version of the interpreter running lambdacov."""
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
+    from lambdacov.layer.targets import host_python
+
+    return host_python()
 
 
 def runtime_python(version: str | None = None, *, cache_dir: Path | None = None) -> Path:
