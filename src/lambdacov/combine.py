@@ -23,7 +23,7 @@ import posixpath
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -142,6 +142,42 @@ class CombineResult:
     since: datetime | None
     until: datetime | None
     reportable: Callable[[str], bool]
+
+    @classmethod
+    def build(
+        cls,
+        combined: Combined,
+        remapper: PathRemapper,
+        request: CombineRequest,
+        *,
+        inputs: Iterable[str],
+        skipped: Iterable[Skipped],
+        objects_by_function: Mapping[str, int],
+        listed: int,
+        list_calls: int,
+        downloaded: int,
+        cache_hits: int,
+        bytes_downloaded: int,
+    ) -> CombineResult:
+        """A result whose remapping and window fields come from ``remapper`` and ``request``."""
+        return cls(
+            combined=combined,
+            source_root=remapper.root,
+            inputs=tuple(sorted(inputs)),
+            skipped=tuple(skipped),
+            objects_by_function=dict(sorted(objects_by_function.items())),
+            listed=listed,
+            list_calls=list_calls,
+            downloaded=downloaded,
+            cache_hits=cache_hits,
+            bytes_downloaded=bytes_downloaded,
+            missing_files=tuple(sorted(remapper.missing)),
+            outside_files=tuple(sorted(remapper.outside)),
+            runtime_files=len(remapper.runtime),
+            since=request.since,
+            until=request.until,
+            reportable=remapper.reportable,
+        )
 
 
 class _Accumulator:
@@ -339,23 +375,18 @@ def combine(
     finally:
         merging.abandon()
     skipped = sorted([*download.skipped, *accumulator.skipped], key=lambda item: item.key)
-    return CombineResult(
-        combined=accumulator.merger.result(),
-        source_root=remapper.root,
-        inputs=tuple(sorted(accumulator.inputs)),
-        skipped=tuple(skipped),
-        objects_by_function=dict(sorted(accumulator.functions.items())),
+    return CombineResult.build(
+        accumulator.merger.result(),
+        remapper,
+        request,
+        inputs=accumulator.inputs,
+        skipped=skipped,
+        objects_by_function=accumulator.functions,
         listed=len(listing.objects),
         list_calls=listing.list_calls,
         downloaded=download.downloaded,
         cache_hits=download.cache_hits,
         bytes_downloaded=download.bytes_downloaded,
-        missing_files=tuple(sorted(remapper.missing)),
-        outside_files=tuple(sorted(remapper.outside)),
-        runtime_files=len(remapper.runtime),
-        since=request.since,
-        until=request.until,
-        reportable=remapper.reportable,
     )
 
 

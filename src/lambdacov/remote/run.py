@@ -502,23 +502,18 @@ def combine_remote(
         (Skipped(str(item["key"]), str(item["reason"])) for item in everything.skipped),
         key=lambda item: item.key,
     )
-    result = CombineResult(
-        combined=combined,
-        source_root=remapper.root,
-        inputs=tuple(sorted(everything.inputs)),
-        skipped=tuple(skipped),
-        objects_by_function=dict(sorted(everything.objects_by_function.items())),
+    result = CombineResult.build(
+        combined,
+        remapper,
+        request,
+        inputs=everything.inputs,
+        skipped=skipped,
+        objects_by_function=everything.objects_by_function,
         listed=everything.listed,
         list_calls=job.lister.calls + job.list_calls,
         downloaded=len(everything.inputs) - reused_inputs,
         cache_hits=reused_inputs,
         bytes_downloaded=job.bytes,
-        missing_files=tuple(sorted(remapper.missing)),
-        outside_files=tuple(sorted(remapper.outside)),
-        runtime_files=len(remapper.runtime),
-        since=request.since,
-        until=request.until,
-        reportable=remapper.reportable,
     )
     stats = RemoteStats(
         run_id=job.run_id,
