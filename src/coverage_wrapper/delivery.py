@@ -211,14 +211,15 @@ class Deliverer:
         if time.monotonic() >= deadline:
             report.deferred = True
             return
+        environment = self.environment_id  # read once: the key and metadata must agree
         key = generate_s3_key(
-            self.function_name, self.environment_id, self.config.s3_prefix, datetime.now(UTC)
+            self.function_name, environment, self.config.s3_prefix, datetime.now(UTC)
         )
         try:
             self.uploader.put(
                 key,
                 self.spool.aggregate_path.read_bytes(),
-                self._metadata(),
+                self._metadata(environment),
                 within=deadline - time.monotonic(),
             )
         except S3UploadError as error:
@@ -242,7 +243,10 @@ class Deliverer:
             key = generate_s3_key(self.function_name, request_id, self.config.s3_prefix)
             try:
                 self.uploader.put(
-                    key, temp.read_bytes(), self._metadata(), within=deadline - time.monotonic()
+                    key,
+                    temp.read_bytes(),
+                    self._metadata(self.environment_id),
+                    within=deadline - time.monotonic(),
                 )
             except S3UploadError as error:
                 report.failed.append(error)
@@ -253,10 +257,10 @@ class Deliverer:
             path.unlink()
             report.uploaded.append(key)
 
-    def _metadata(self) -> dict[str, str]:
+    def _metadata(self, environment: str) -> dict[str, str]:
         return {
             "lambdacov-version": __version__,
             "function": self.function_name,
-            "environment": self.environment_id,
+            "environment": environment,
             "measurement": "arcs" if self.config.branch else "lines",
         }
