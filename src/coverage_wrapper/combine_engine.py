@@ -13,10 +13,12 @@ any other version goes through ``CoverageData``, with the same result.
 
 Line sets are held as Python ints whose bit *n* means "line *n* ran": that is
 exactly coverage's numbits encoding read as a little-endian integer, so the
-union of two files' lines is one ``|``. Arcs are packed into one int each by
-SQLite itself (see :func:`pack_arc`), so a file's arcs become a set without a
-Python step per row. Memory is bounded by the combined data, not by the
-number of files.
+union of two files' lines is one ``|``. SQLite packs each arc into one integer
+and joins a file's arcs into one string (see :func:`pack_arc`); the merge keeps
+those decimal strings as they come, since hashing a short string costs less
+than parsing it, and parses each distinct arc once, at the end. A file's arcs
+thus become a set without a Python step per row. Memory is bounded by the
+combined data, not by the number of files.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["lines", "arcs"]
 Arc = tuple[int, int]
-PackedArc = int  # see pack_arc
+PackedArc = str  # see pack_arc
 Slot = tuple[str, str]  # (measured file, context)
 
 # The coverage.py SQLite schema the direct reader was checked against (coverage 7.x).
@@ -70,21 +72,25 @@ class DataFile:
 # query (64-bit arithmetic), so numbers must lie in [-2**30, 2**30).
 _BIAS = 1 << 30
 _LOW = (1 << 31) - 1
-_PACK_SQL = f"((fromno + {_BIAS}) << 31) | (tono + {_BIAS})"
-_BAD_ARC_SQL = (
-    "typeof(fromno) != 'integer' or typeof(tono) != 'integer' "
-    f"or fromno < -{_BIAS} or fromno >= {_BIAS} or tono < -{_BIAS} or tono >= {_BIAS}"
+# A row whose numbers are not integers in range packs to 'x' instead (text, blobs
+# and NULL fail the comparisons). A REAL in range passes them, but the arithmetic
+# keeps it REAL, which SQLite always writes with a '.'. A group's text with
+# neither is digits and commas only.
+_PACKED_ARC_SQL = (
+    f"case when fromno >= -{_BIAS} and fromno < {_BIAS} and tono >= -{_BIAS} and tono < {_BIAS} "
+    f"then (fromno + {_BIAS}) * {1 << 31} + (tono + {_BIAS}) else 'x' end"
 )
 
 
 def pack_arc(start: int, end: int) -> PackedArc:
-    """One integer for an arc, as the direct reader's SQL computes it."""
-    return (start + _BIAS) << 31 | (end + _BIAS)
+    """An arc as the direct reader's SQL writes it: its packed integer, in decimal."""
+    return str((start + _BIAS) << 31 | (end + _BIAS))
 
 
 def unpack_arc(packed: PackedArc) -> Arc:
     """The (from, to) pair of a packed arc."""
-    return (packed >> 31) - _BIAS, (packed & _LOW) - _BIAS
+    number = int(packed)
+    return (number >> 31) - _BIAS, (number & _LOW) - _BIAS
 
 
 def function_from_key(key: str) -> str:
@@ -160,28 +166,23 @@ def read_data_file(path: Path) -> DataFile:
     name = os.fspath(path)
     _check_header(name)
     try:
-        # cached_statements=0: each statement runs once per connection, and
-        # building the statement cache is a measurable part of a connect.
+        # cached_statements=0: each file runs one statement, and building the
+        # statement cache is a measurable part of a connect.
         connection = sqlite3.connect(_readonly_uri(name), uri=True, cached_statements=0)
     except sqlite3.Error as error:
         raise InvalidDataFileError(f"corrupt: {error}") from error
     try:
         try:
-            tables = _Tables.read(connection)
+            found = _decode(connection.execute(_READ_ALL))
         except sqlite3.Error as error:
-            # Not the schema the one-statement read expects: tell a foreign file
-            # from another coverage.py schema version (read through the public API).
+            # Not the schema the statement expects: tell a foreign file from
+            # another coverage.py schema version (read through the public API).
             if _schema_version(connection) != KNOWN_SCHEMA_VERSION:
                 return _read_with_coverage_api(path)
             raise InvalidDataFileError(f"corrupt: {error}") from error
-        if tables.version != KNOWN_SCHEMA_VERSION:
-            return _read_with_coverage_api(path)
-        try:
-            return _read_direct(connection, tables)
-        except sqlite3.Error as error:
-            raise InvalidDataFileError(f"corrupt: {error}") from error
     finally:
         connection.close()
+    return _read_with_coverage_api(path) if found is None else found
 
 
 def _schema_version(connection: sqlite3.Connection) -> int | None:
@@ -193,49 +194,54 @@ def _schema_version(connection: sqlite3.Connection) -> int | None:
     return None if row is None else int(row[0])
 
 
-# The schema version and the four small tables in one statement: a statement costs
-# about as much as reading a small table, so one instead of five is a fifth of a
-# file's read.
-_SMALL_TABLES = (
-    "select 'version', version, null from coverage_schema "
-    "union all select 'file', id, path from file "
-    "union all select 'context', id, context from context "
-    "union all select 'meta', key, value from meta "
-    "union all select 'tracer', file_id, tracer from tracer"
+# A whole file in one statement, each row tagged with its table. Per file, SQLite's
+# cost is opening it, parsing its schema and compiling statements: one statement
+# instead of three is a quarter of the read. Arcs come one row per (file, context),
+# packed and joined by SQLite, so Python splits a string instead of stepping rows.
+_VERSION, _FILE, _CONTEXT, _META, _TRACER, _LINE_BITS, _ARCS = range(7)  # the tags below
+_READ_ALL = (
+    "select 0, version, null, null from coverage_schema "  # noqa: S608 - constants only
+    "union all select 1, id, path, null from file "
+    "union all select 2, id, context, null from context "
+    "union all select 3, key, value, null from meta "
+    "union all select 4, file_id, tracer, null from tracer "
+    "union all select 5, file_id, context_id, numbits from line_bits "
+    f"union all select 6, file_id, context_id, group_concat({_PACKED_ARC_SQL}) "
+    "from arc group by file_id, context_id"
 )
 
 
 @dataclass
-class _Tables:
-    """The small tables of one data file, read in one statement."""
+class _Rows:
+    """:data:`_READ_ALL`'s rows sorted by table; line and arc rows are resolved last."""
 
     version: int | None = None
-    files: dict[int, str] = field(default_factory=dict)
-    contexts: dict[int, str] = field(default_factory=dict)
-    meta: dict[str, str] = field(default_factory=dict)
-    tracers: list[tuple[int, str]] = field(default_factory=list)
+    files: dict[Any, Any] = field(default_factory=dict)
+    contexts: dict[Any, Any] = field(default_factory=dict)
+    meta: dict[Any, Any] = field(default_factory=dict)
+    tracers: list[tuple[Any, Any]] = field(default_factory=list)
+    data: list[tuple[Any, Any, Any, Any]] = field(default_factory=list)
 
     @classmethod
-    def read(cls, connection: sqlite3.Connection) -> _Tables:
-        tables = cls()
-        for table, key, value in connection.execute(_SMALL_TABLES):
-            if table == "version":
-                tables.version = key
-            elif table == "file":
-                tables.files[key] = value
-            elif table == "context":
-                tables.contexts[key] = value
-            elif table == "meta":
-                tables.meta[key] = value
+    def sort(cls, rows: Iterable[tuple[Any, Any, Any, Any]]) -> _Rows:
+        found = cls()
+        for row in rows:
+            table, key, value, _ = row
+            if table >= _LINE_BITS:
+                found.data.append(row)
+            elif table == _FILE:
+                found.files[key] = value
+            elif table == _CONTEXT:
+                found.contexts[key] = value
+            elif table == _META:
+                found.meta[key] = value
+            elif table == _TRACER:
+                found.tracers.append((key, value))
             else:
-                tables.tracers.append((key, value))
-        if tables.version == KNOWN_SCHEMA_VERSION:
-            _check_count(len(tables.files))
-            for name in tables.files.values():
-                _check_path(name)
-        return tables
+                found.version = key
+        return found
 
-    def slot(self, file_id: int, context_id: int) -> Slot:
+    def slot(self, file_id: Any, context_id: Any) -> Slot:
         try:
             return self.files[file_id], str(self.contexts[context_id] or "")
         except KeyError as error:
@@ -244,47 +250,41 @@ class _Tables:
             ) from error
 
 
-def _read_lines(connection: sqlite3.Connection, tables: _Tables) -> dict[Slot, int]:
+def _decode(rows: Iterable[tuple[Any, Any, Any, Any]]) -> DataFile | None:
+    """A DataFile from :data:`_READ_ALL`'s rows; None for another schema version."""
+    found = _Rows.sort(rows)
+    if found.version != KNOWN_SCHEMA_VERSION:
+        return None
+    _check_count(len(found.files))
+    for name in found.files.values():
+        _check_path(name)
+    # A file says which kind it holds (meta has_arcs); the other table is ignored,
+    # as coverage.py does.
+    has_arcs = found.meta.get("has_arcs")
     lines: dict[Slot, int] = {}
-    for file_id, context_id, numbits in connection.execute(
-        "select file_id, context_id, numbits from line_bits"
-    ):
-        if not isinstance(numbits, bytes):
-            raise InvalidDataFileError("corrupt: line data is not a numbits blob")
-        key = tables.slot(file_id, context_id)
-        lines[key] = lines.get(key, 0) | int.from_bytes(numbits, "little")
-    return lines
-
-
-def _read_arcs(connection: sqlite3.Connection, tables: _Tables) -> dict[Slot, frozenset[PackedArc]]:
     arcs: dict[Slot, frozenset[PackedArc]] = {}
-    for file_id, context_id, packed, bad in connection.execute(
-        f"select file_id, context_id, group_concat({_PACK_SQL}), sum({_BAD_ARC_SQL}) "  # noqa: S608 - constants only
-        "from arc group by file_id, context_id"
-    ):
-        if bad:
-            raise InvalidDataFileError("corrupt: an arc is not a pair of line numbers")
-        arcs[tables.slot(file_id, context_id)] = frozenset(map(int, str(packed).split(",")))
-    return arcs
-
-
-def _read_direct(connection: sqlite3.Connection, tables: _Tables) -> DataFile:
-    # A file says which kind it holds (meta has_arcs): only that table is read.
-    has_arcs = tables.meta.get("has_arcs")
-    lines = _read_lines(connection, tables) if has_arcs != "1" else {}
-    arcs = _read_arcs(connection, tables) if has_arcs != "0" else {}
+    for table, file_id, context_id, value in found.data:
+        if table == _LINE_BITS and has_arcs != "1":
+            if not isinstance(value, bytes):
+                raise InvalidDataFileError("corrupt: line data is not a numbits blob")
+            slot = found.slot(file_id, context_id)
+            lines[slot] = lines.get(slot, 0) | int.from_bytes(value, "little")
+        elif table == _ARCS and has_arcs != "0":
+            if not isinstance(value, str) or "x" in value or "." in value:
+                raise InvalidDataFileError("corrupt: an arc is not a pair of line numbers")
+            arcs[found.slot(file_id, context_id)] = frozenset(value.split(","))
     if lines and arcs:
         raise InvalidDataFileError("corrupt: both line and arc data in one file")
-    tracers = {
-        tables.files[file_id]: str(tracer)
-        for file_id, tracer in tables.tracers
-        if tracer and file_id in tables.files
-    }
     kind: Kind | None = None
     if arcs or has_arcs == "1":
         kind = "arcs"
     elif lines or has_arcs == "0":
         kind = "lines"
+    tracers = {
+        found.files[file_id]: str(tracer)
+        for file_id, tracer in found.tracers
+        if tracer and file_id in found.files
+    }
     return DataFile(kind, lines, arcs, tracers)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import coverage
@@ -117,6 +118,40 @@ def _old_schema(path: Path) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute("update coverage_schema set version = 3")
     connection.close()
+
+
+def _bad_arc(value: str) -> Callable[[Path], None]:
+    """A branch data file whose first arc's start is ``value`` (an SQL expression)."""
+
+    def make(path: Path) -> None:
+        write_data(path, {"/var/task/app.py": [(-1, 1), (1, 2), (2, -1)]}, branch=True)
+        with sqlite3.connect(path) as connection:
+            connection.execute(
+                f"update arc set fromno = {value} where rowid = (select min(rowid) from arc)"
+            )
+        connection.close()
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["'one'", "1.5", "null", "x'01'", str(2**30), str(-(2**30) - 1), str(2**62)],
+    ids=["text", "real", "null", "blob", "too-big", "too-small", "huge"],
+)
+def test_an_arc_that_is_not_two_line_numbers_is_refused(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "bad.coverage"
+    _bad_arc(value)(path)
+    with pytest.raises(InvalidDataFileError, match="not a pair of line numbers"):
+        read_data_file(path)
+
+
+def test_arcs_at_the_edges_of_the_packed_range_are_read(tmp_path: Path) -> None:
+    edges = [(-(2**30), 2**30 - 1), (2**30 - 1, -(2**30)), (-1, 0)]
+    path = write_data(tmp_path / "edge.coverage", {"/var/task/app.py": edges}, branch=True)
+    merger = Merger()
+    merger.add(read_data_file(path))
+    assert merger.result().arcs[("/var/task/app.py", "")] == frozenset(edges)
 
 
 @pytest.mark.parametrize(
