@@ -244,6 +244,68 @@ MERGE_PROCESS_THRESHOLD = 64
 MERGE_BATCH = 16
 
 
+class _MergeProcess:
+    """A forked process running :func:`_merge_worker`.
+
+    Batches of (key, path) pairs go in; the merged :class:`_Accumulator` comes
+    out, or None if the process failed, so that the caller merges that share
+    itself: the process is a speed-up, never a risk.
+    """
+
+    def __init__(self, process: Any, connection: Any) -> None:
+        self._process = process
+        self._connection = connection
+
+    @classmethod
+    def start(cls) -> _MergeProcess | None:
+        """A new merge process; None without ``fork``, with other threads running
+        (forking them is unsafe), or when the system has no process to give."""
+        if threading.active_count() > 1:
+            return None
+        import multiprocessing
+
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        context = multiprocessing.get_context("fork")
+        try:
+            connection, child = context.Pipe()
+            process = context.Process(target=_merge_worker, args=(child,), daemon=True)
+            process.start()
+        except OSError:
+            return None
+        child.close()
+        return cls(process, connection)
+
+    def send(self, batch: list[tuple[str, str]]) -> bool:
+        """Hand over a batch; False if the process is gone."""
+        try:
+            self._connection.send(batch)
+        except OSError:
+            return False
+        return True
+
+    def result(self) -> _Accumulator | None:
+        """End the input and wait for the merged data; None if the process failed."""
+        try:
+            self._connection.send(None)
+            merged = self._connection.recv()
+        except (OSError, EOFError):
+            merged = None
+        self.stop()
+        return merged if isinstance(merged, _Accumulator) else None
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._connection.close()
+        self._process.join(timeout=5)
+        self.kill()
+
+    def kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+
 class _Merging:
     """Merges objects as the downloader hands them over, in a merge process if it can.
 
@@ -251,8 +313,8 @@ class _Merging:
     the GIL after each of the dozen system and SQLite calls per object (about
     2 ms per object instead of 0.2 ms). A forked process merges with no such
     contention, on the other core, while the transfer goes on; the main thread
-    only forwards (key, path) pairs. Without ``fork``, with few objects, or when
-    other threads are running (forking them is unsafe) the merge runs here.
+    only forwards (key, path) pairs. With few objects, or where no process can
+    be had (see :meth:`_MergeProcess.start`), the merge runs here.
     """
 
     def __init__(self, total: int, progress: Progress | None) -> None:
@@ -262,25 +324,7 @@ class _Merging:
         self.local = _Accumulator()
         self._batch: list[tuple[str, str]] = []
         self._sent: list[tuple[str, str]] = []  # to merge here if the merge process fails
-        self._process: Any = None
-        self._connection: Any = None
-        if total >= MERGE_PROCESS_THRESHOLD and threading.active_count() == 1:
-            self._start()
-
-    def _start(self) -> None:
-        import multiprocessing
-
-        if "fork" not in multiprocessing.get_all_start_methods():
-            return
-        context = multiprocessing.get_context("fork")
-        try:
-            self._connection, child = context.Pipe()
-            self._process = context.Process(target=_merge_worker, args=(child,), daemon=True)
-            self._process.start()
-        except OSError:  # no processes to be had: merge here
-            self._process = self._connection = None
-            return
-        child.close()
+        self._process = _MergeProcess.start() if total >= MERGE_PROCESS_THRESHOLD else None
 
     def __call__(self, item: Fetched) -> None:
         if self._process is None:
@@ -289,13 +333,11 @@ class _Merging:
             # Batched: one pickle and one write per MERGE_BATCH objects.
             self._batch.append((item.key, str(item.path)))
             if len(self._batch) >= MERGE_BATCH:
-                try:
-                    self._connection.send(self._batch)
-                except OSError:  # the merge process is gone: merge here from now on
-                    self._merge_here()
-                else:
+                if self._process.send(self._batch):
                     self._sent += self._batch
                     self._batch = []
+                else:  # the merge process is gone: merge here from now on
+                    self._merge_here()
         self.done += 1
         if self.progress:
             self.progress("combine", self.done, self.total)
@@ -305,47 +347,32 @@ class _Merging:
         result = _Accumulator()
         result.merger = Merger(remapper)
         if self._process is not None:
-            try:
-                if self._batch:
-                    self._connection.send(self._batch)
-                    self._sent += self._batch
-                    self._batch = []
-                self._connection.send(None)
-                merged = self._connection.recv()
-            except (OSError, EOFError):
-                merged = _MergeFailed("the merge process stopped")
-            if isinstance(merged, _MergeFailed):
+            self._process.send(self._batch)  # if it fails, so does result()
+            self._sent += self._batch
+            self._batch = []
+            merged = self._process.result()
+            if merged is None:
                 self._merge_here()
             else:
                 result.absorb(merged)
-                self._stop_process()
+                self._process = None
         result.absorb(self.local)
         return result
 
     def _merge_here(self) -> None:
         """The merge process failed: merge everything it was given in this process."""
-        self._stop_process()
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
         for key, path in [*self._sent, *self._batch]:
             self.local.add(key, path)
         self._sent = []
         self._batch = []
 
-    def _stop_process(self) -> None:
-        if self._process is None:
-            return
-        with contextlib.suppress(OSError):
-            self._connection.close()
-        self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._process = self._connection = None
-
     def abandon(self) -> None:
         """Stop the merge process (after an error in the download)."""
-        if self._process is not None and self._process.is_alive():
+        if self._process is not None:
             self._process.kill()
-            self._process.join()
 
 
 def combine(
@@ -390,19 +417,6 @@ def combine(
     )
 
 
-def _merge_chunk(paths: Sequence[Path]) -> tuple[Merger, list[Skipped]]:
-    """Merge some files with per-function contexts and no path map (a worker's share)."""
-    merger = Merger()
-    skipped = []
-    for path in paths:
-        label = functools.partial(function_context, function_from_key(path.name))
-        try:
-            merger.add(read_data_file(path), label)
-        except InvalidDataFileError as error:
-            skipped.append(Skipped(str(path), str(error)))
-    return merger, skipped
-
-
 # Below this many files a second process costs more than it saves.
 PARALLEL_THRESHOLD = 400
 
@@ -413,32 +427,37 @@ def merge_local(
     """Merge local data files named like objects (``<function>-<id>.coverage``).
 
     With ``source_root``, paths are remapped and filtered as in :func:`combine`.
-    With ``workers`` > 1 and enough files, the files are read in that many
-    processes (reading is CPU-bound: SQLite and set building) and reduced here.
+    With ``workers`` > 1 and enough files, ``workers - 1`` forked processes
+    each read a share while this process reads its own (reading is CPU-bound:
+    SQLite and set building); a share whose process fails is read here.
     """
-    merger = Merger(PathRemapper(source_root) if source_root else None)
-    skipped: list[Skipped] = []
-    if workers > 1 and len(paths) >= PARALLEL_THRESHOLD:
-        # Imported here: most runs never need it, and it costs 8 ms of start-up.
-        from concurrent.futures import ProcessPoolExecutor
-
-        chunks = [list(paths[index::workers]) for index in range(workers)]
-        with ProcessPoolExecutor(workers, mp_context=_process_context()) as pool:
-            for part, bad in pool.map(_merge_chunk, chunks):
-                merger.absorb(part)
-                skipped += bad
-    else:
-        part, skipped = _merge_chunk(paths)
-        merger.absorb(part)
-    return merger.result(), tuple(sorted(skipped, key=lambda item: item.key))
-
-
-def _process_context() -> Any:
-    import multiprocessing
-
-    # fork: the workers inherit the imported modules, so they start in milliseconds.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
+    items = [(str(path), str(path)) for path in paths]
+    shares = [items]
+    if workers > 1 and len(items) >= PARALLEL_THRESHOLD:
+        shares = [items[index::workers] for index in range(workers)]
+    processes = [_MergeProcess.start() for _ in shares[1:]]
+    result = _Accumulator()
+    result.merger = Merger(PathRemapper(source_root) if source_root else None)
+    local = _Accumulator()
+    try:
+        for share, process in zip(shares[1:], processes, strict=True):
+            if process is not None:
+                process.send(share)  # if it fails, so does result()
+        for key, path in shares[0]:
+            local.add(key, path)
+        for share, process in zip(shares[1:], processes, strict=True):
+            merged = process.result() if process is not None else None
+            if merged is None:
+                for key, path in share:
+                    local.add(key, path)
+            else:
+                result.absorb(merged)
+    finally:
+        for process in processes:
+            if process is not None:
+                process.kill()
+    result.absorb(local)
+    return result.merger.result(), tuple(sorted(result.skipped, key=lambda item: item.key))
 
 
 __all__ = [

@@ -36,7 +36,6 @@ SCRIPT = textwrap.dedent(
         for n, item in enumerate(items):
             if n == kill_at:
                 merging._process.kill()  # the merge process dies (OOM killer, a crash)
-                merging._process.join()
             merging(item)
         accumulator = merging.finish(PathRemapper(ORDERS))
         combined = accumulator.merger.result()
@@ -66,3 +65,51 @@ def test_a_merge_process_that_dies_mid_run_is_replaced_by_merging_here(tmp_path:
     assert healthy_forked and crashed_forked  # both really took the forked path
     assert crashed_inputs == healthy_inputs == MERGE_PROCESS_THRESHOLD + 40
     assert crashed_lines == healthy_lines and healthy_lines
+
+
+# merge_local: one share read here, the others in forked processes; a process
+# that dies at once (here: before reading anything) leaves its share to this one.
+LOCAL_SCRIPT = textwrap.dedent(
+    """
+    import json, os, random, sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[2])
+    import lambdacov.combine as combine
+    from tests.support.combine_data import ORDERS, object_name, random_measurement, write_data
+
+    work = Path(sys.argv[1])
+    rng = random.Random(3)
+    paths = [write_data(work / object_name(f"fn-{n % 3}"), random_measurement(ORDERS, rng))
+             for n in range(60)]
+    (work / object_name("fn-0")).write_bytes(b"not a data file")
+    paths.append(work / sorted(p.name for p in work.iterdir() if p not in paths)[0])
+    combine.PARALLEL_THRESHOLD = 10
+
+    def run(workers):
+        combined, skipped = combine.merge_local(paths, ORDERS, workers=workers)
+        lines = {f"{name}|{ctx}": sorted(combined.executed_lines(name, ctx))
+                 for name in combined.measured_files() for ctx in combined.contexts()}
+        return lines, [item.key for item in skipped]
+
+    alone = run(1)
+    shared = run(3)
+    combine._merge_worker = lambda connection: os._exit(1)  # every forked process dies
+    crashed = run(3)
+    print(json.dumps({"alone": alone, "shared": shared, "crashed": crashed}))
+    """
+)
+
+
+def test_merge_local_in_processes_equals_one_process_even_when_they_die(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_SCRIPT, str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    lines, skipped = report["alone"]
+    assert lines and len(skipped) == 1
+    assert report["shared"] == report["crashed"] == [lines, skipped]
