@@ -10,7 +10,12 @@
    the time beyond it is reported beside the whole-run ratio.
 3. A second ``lambdacov combine`` with the ETag cache.
 
-    python benchmarks/combine_throughput.py [--sizes 1000,5000] [--e2e 1000]
+Each figure is the median of ``--repeat`` runs, the two sides taking turns, so
+a comparison holds while the machine's speed drifts. Both sides run from
+bytecode, as installed packages do (an editable checkout would otherwise be
+compiled again in every process when PYTHONDONTWRITEBYTECODE is set).
+
+    python benchmarks/combine_throughput.py [--sizes 1000,5000] [--e2e 1000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +68,21 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxr
 """
 
 
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over runs."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def precompile() -> None:
+    """Write the bytecode of lambdacov's packages (the other side's is installed with it)."""
+    import coverage_wrapper
+    import lambdacov
+
+    for package in (lambdacov, coverage_wrapper):
+        folder = str(Path(package.__file__).parent)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", folder], check=True, env=ENV)
+
+
 def run_json(code: str, *args: str) -> dict[str, float]:
     start = time.perf_counter()
     out = subprocess.run(
@@ -83,7 +104,7 @@ def union(path: Path) -> dict[str, list[object]]:
     }
 
 
-def merge_benchmark(sizes: list[int]) -> list[dict[str, object]]:
+def merge_benchmark(sizes: list[int], repeat: int) -> list[dict[str, object]]:
     rows = []
     for branch in (False, True):
         for size in sizes:
@@ -91,10 +112,18 @@ def merge_benchmark(sizes: list[int]) -> list[dict[str, object]]:
             paths = generate(folder, size, branch=branch)
             ours_out = WORK / "ours.coverage"
             theirs_out = WORK / "theirs.coverage"
-            theirs_out.unlink(missing_ok=True)
             single = run_json(LAMBDACOV_MERGE, str(folder), str(ours_out), "1")
-            ours = run_json(LAMBDACOV_MERGE, str(folder), str(ours_out), "2")
-            theirs = run_json(COVERAGE_COMBINE, str(folder), str(theirs_out), *map(str, paths))
+            ours_runs, theirs_runs = [], []
+            for _ in range(repeat):
+                ours_runs.append(run_json(LAMBDACOV_MERGE, str(folder), str(ours_out), "2"))
+                theirs_out.unlink(missing_ok=True)
+                theirs_runs.append(
+                    run_json(COVERAGE_COMBINE, str(folder), str(theirs_out), *map(str, paths))
+                )
+            ours, theirs = median_of(ours_runs), median_of(theirs_runs)
+            pairs = [
+                t["seconds"] / o["seconds"] for t, o in zip(theirs_runs, ours_runs, strict=True)
+            ]
             rows.append(
                 {
                     "kind": "branch" if branch else "line",
@@ -105,6 +134,7 @@ def merge_benchmark(sizes: list[int]) -> list[dict[str, object]]:
                     "coverage_files_per_s": size / theirs["seconds"],
                     "lambdacov_files_per_s": size / ours["seconds"],
                     "ratio": theirs["seconds"] / ours["seconds"],
+                    "ratio_range": [min(pairs), max(pairs)],
                     "coverage_rss_mb": theirs["rss_mb"],
                     "lambdacov_rss_mb": ours["rss_mb"],
                     "identical": union(ours_out) == union(theirs_out),
@@ -145,7 +175,7 @@ def timed(command: list[str], **kwargs: object) -> float:
     return time.perf_counter() - start
 
 
-def e2e_benchmark(count: int) -> dict[str, float]:
+def e2e_benchmark(count: int, repeat: int) -> dict[str, object]:
     import boto3
 
     os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
@@ -179,54 +209,70 @@ def e2e_benchmark(count: int) -> dict[str, float]:
                 list(pool.map(lambda k: s3.get_object(Bucket="bench", Key=k)["Body"].read(), keys))
             return time.perf_counter() - start
 
-        transfer = floor()
-        scratch = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=WORK))
-        cache = scratch / "cache"
-        lambdacov = [
-            sys.executable, "-m", "lambdacov", "combine", "--bucket", "bench",
-            "--endpoint-url", endpoint, "--region", "us-east-1", "--cache-dir", str(cache),
-            "--source-root", str(source), "--html", str(scratch / "html-lambdacov"),
-        ]  # fmt: skip
-        first = timed(lambdacov)
-        second = timed(lambdacov)
-        synced = scratch / "synced"
-        rc = scratch / "rc"
-        rc.write_text(f"[paths]\nsource =\n    {source}/\n    /var/task/\n")
         aws = shutil.which("aws")
-        start = time.perf_counter()
-        if aws:
+        if not aws:
+            raise SystemExit("the AWS CLI (`aws`) is needed for the baseline")
+
+        def lambdacov_run(scratch: Path) -> tuple[float, float]:
+            """A first run (empty cache) and a second one (everything cached)."""
+            command = [
+                sys.executable, "-m", "lambdacov", "combine", "--bucket", "bench",
+                "--endpoint-url", endpoint, "--region", "us-east-1",
+                "--cache-dir", str(scratch / "cache"), "--source-root", str(source),
+                "--html", str(scratch / "html-lambdacov"),
+            ]  # fmt: skip
+            return timed(command), timed(command)
+
+        def baseline_run(scratch: Path) -> float:
+            synced = scratch / "synced"
+            rc = scratch / "rc"
+            rc.write_text(f"[paths]\nsource =\n    {source}/\n    /var/task/\n")
+            start = time.perf_counter()
             subprocess.run(
                 [aws, "s3", "sync", "s3://bench/coverage/", str(synced), "--endpoint-url", endpoint,
                  "--only-show-errors"],
                 check=True, env=ENV,
             )  # fmt: skip
-        else:  # the same transfer with boto3's managed downloads, 10 at a time as the CLI does
-            raise SystemExit("the AWS CLI (`aws`) is needed for the baseline")
-        inputs = [str(p) for p in synced.rglob("*.coverage")]
-        data_file = scratch / "baseline.coverage"
-        subprocess.run(
-            [sys.executable, "-m", "coverage", "combine", "--keep", "-q", f"--rcfile={rc}",
-             f"--data-file={data_file}", *inputs],
-            check=True, env=ENV, cwd=scratch,
-        )  # fmt: skip
-        subprocess.run(
-            [sys.executable, "-m", "coverage", "html", "-q", f"--rcfile={rc}",
-             f"--data-file={data_file}", "-d", str(scratch / "html-baseline")],
-            check=True, env=ENV, cwd=scratch,
-        )  # fmt: skip
-        baseline = time.perf_counter() - start
+            inputs = [str(p) for p in synced.rglob("*.coverage")]
+            data_file = scratch / "baseline.coverage"
+            subprocess.run(
+                [sys.executable, "-m", "coverage", "combine", "--keep", "-q", f"--rcfile={rc}",
+                 f"--data-file={data_file}", *inputs],
+                check=True, env=ENV, cwd=scratch,
+            )  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "coverage", "html", "-q", f"--rcfile={rc}",
+                 f"--data-file={data_file}", "-d", str(scratch / "html-baseline")],
+                check=True, env=ENV, cwd=scratch,
+            )  # fmt: skip
+            return time.perf_counter() - start
+
+        runs = []
+        for _ in range(repeat):
+            scratch = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=WORK))
+            transfer = floor()
+            first, second = lambdacov_run(scratch)
+            baseline = baseline_run(scratch)
+            shutil.rmtree(scratch)
+            runs.append(
+                {
+                    "transfer_floor_s": transfer,
+                    "baseline_s": baseline,
+                    "lambdacov_s": first,
+                    "lambdacov_cached_s": second,
+                    "whole_run_ratio": baseline / first,
+                    "beyond_floor_ratio": (baseline - transfer) / max(first - transfer, 1e-3),
+                }
+            )
+            print(json.dumps(runs[-1]), flush=True)
     finally:
         server.terminate()
         server.wait(10)
-    result = {
-        "objects": count,
-        "transfer_floor_s": transfer,
-        "baseline_s": baseline,
-        "lambdacov_s": first,
-        "lambdacov_cached_s": second,
-        "whole_run_ratio": baseline / first,
-        "beyond_floor_ratio": (baseline - transfer) / max(first - transfer, 1e-3),
-    }
+    result = {"objects": count, **median_of(runs)}
+    result["beyond_floor_ratio_range"] = [
+        min(run["beyond_floor_ratio"] for run in runs),
+        max(run["beyond_floor_ratio"] for run in runs),
+    ]
     print(json.dumps(result), flush=True)
     return result
 
@@ -235,30 +281,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000")
     parser.add_argument("--e2e", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the median)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    rows = merge_benchmark([int(n) for n in args.sizes.split(",")])
+    precompile()
+    rows = merge_benchmark([int(n) for n in args.sizes.split(",")], args.repeat)
     print(
-        "\n| data | files | coverage combine | lambdacov (2 proc) | ratio | lambdacov (1 proc) "
-        "| files/s (cov / lc) | peak RSS MB (cov / lc) | identical |"
+        f"\nmedians of {args.repeat} runs\n"
+        "| data | files | coverage combine | lambdacov (2 proc) | ratio (range) "
+        "| lambdacov (1 proc) | files/s (cov / lc) | peak RSS MB (cov / lc) | identical |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
+        low, high = r["ratio_range"]  # type: ignore[misc]
         print(
             f"| {r['kind']} | {r['files']:,} | {r['coverage_s']:.2f} s | {r['lambdacov_s']:.2f} s "
-            f"| {r['ratio']:.1f}x | {r['lambdacov_1_process_s']:.2f} s "
+            f"| {r['ratio']:.1f}x ({low:.1f}-{high:.1f}) | {r['lambdacov_1_process_s']:.2f} s "
             f"| {r['coverage_files_per_s']:.0f} / {r['lambdacov_files_per_s']:.0f} "
             f"| {r['coverage_rss_mb']:.0f} / {r['lambdacov_rss_mb']:.0f} | {r['identical']} |"
         )
     if args.e2e:
-        e = e2e_benchmark(args.e2e)
+        e = e2e_benchmark(args.e2e, args.repeat)
+        low, high = e["beyond_floor_ratio_range"]  # type: ignore[misc]
         print(
-            f"\nend to end, {e['objects']:,} objects from moto: transfer floor "
-            f"{e['transfer_floor_s']:.1f} s; aws s3 sync + coverage combine + html "
-            f"{e['baseline_s']:.1f} s; lambdacov combine --html {e['lambdacov_s']:.1f} s "
+            f"\nend to end, {e['objects']:,} objects from moto, medians of {args.repeat} runs: "
+            f"transfer floor {e['transfer_floor_s']:.2f} s; aws s3 sync + coverage combine + html "
+            f"{e['baseline_s']:.2f} s; lambdacov combine --html {e['lambdacov_s']:.2f} s "
             f"({e['whole_run_ratio']:.2f}x whole run, "
-            f"{e['beyond_floor_ratio']:.1f}x beyond the floor); "
-            f"second run with the cache {e['lambdacov_cached_s']:.1f} s"
+            f"{e['beyond_floor_ratio']:.1f}x beyond the floor, "
+            f"{low:.1f}-{high:.1f} over the runs); "
+            f"second run with the cache {e['lambdacov_cached_s']:.2f} s"
         )
 
 

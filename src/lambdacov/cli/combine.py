@@ -26,7 +26,7 @@ from lambdacov.cli._options import (
     print_json,
     progress_console,
 )
-from lambdacov.collect import default_cache_dir, normalise_prefix, parse_when
+from lambdacov.collect import DOWNLOAD_WORKERS, default_cache_dir, normalise_prefix, parse_when
 from lambdacov.combine import CombineRequest, CombineResult, combine
 from lambdacov.errors import ExitCode, NoDataError, UsageError
 from lambdacov.reports import ReportPlan, Reports, write_reports
@@ -255,7 +255,9 @@ def combine_command(
     if not root.is_dir():
         raise UsageError(f"--source-root {root} is not a directory")
     to_stdout = json_report == "-"
-    client = aws_context(profile, region, endpoint_url).client("s3")
+    client = aws_context(profile, region, endpoint_url).client(
+        "s3", max_pool_connections=DOWNLOAD_WORKERS
+    )
     request = CombineRequest(
         bucket=bucket,
         prefix=normalise_prefix(prefix),
