@@ -279,13 +279,13 @@ def e2e_benchmark(count: int, repeat: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,5000")
+    parser.add_argument("--sizes", default="1000,5000", help="'' for none")
     parser.add_argument("--e2e", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the median)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     precompile()
-    rows = merge_benchmark([int(n) for n in args.sizes.split(",")], args.repeat)
+    rows = merge_benchmark([int(n) for n in args.sizes.split(",") if n], args.repeat)
     print(
         f"\nmedians of {args.repeat} runs\n"
         "| data | files | coverage combine | lambdacov (2 proc) | ratio (range) "

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from lambdacov.cli import main
+from lambdacov.cli import run
 
-main()
+run()

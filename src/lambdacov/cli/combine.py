@@ -255,8 +255,9 @@ def combine_command(
     if not root.is_dir():
         raise UsageError(f"--source-root {root} is not a directory")
     to_stdout = json_report == "-"
+    # combine reads keys, sizes and ETags from listings, never a timestamp.
     client = aws_context(profile, region, endpoint_url).client(
-        "s3", max_pool_connections=DOWNLOAD_WORKERS
+        "s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True
     )
     request = CombineRequest(
         bucket=bucket,
