@@ -11,10 +11,13 @@ replaced as a whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -253,12 +256,32 @@ def _coverage_json(cov: Any, workspace: Path, branch: bool) -> dict[str, Any] | 
     return document
 
 
-def _coverage_html(cov: Any, directory: Path, names: list[str], title: str) -> dict[str, str]:
-    """Write coverage.py's HTML into ``directory``; return each file's page by report name."""
+def _load(data_path: Path) -> Any:
+    """A Coverage object reporting on ``data_path``."""
+    import coverage
+
+    cov = coverage.Coverage(data_file=str(data_path), config_file=False)
+    cov.set_option("report:ignore_errors", True)  # a local file that is not Python
+    cov.load()
+    return cov
+
+
+def _coverage_html(cov: Any, directory: Path, title: str) -> bool:
+    """Write coverage.py's HTML into ``directory``; False when there is no data to report."""
+    from coverage.exceptions import NoDataError
+
+    try:
+        cov.html_report(directory=str(directory), show_contexts=True, title=title)
+    except NoDataError:
+        return False
+    (directory / "index.html").replace(directory / COVERAGE_INDEX)
+    return True
+
+
+def _pages(directory: Path, names: list[str]) -> dict[str, str]:
+    """Each file's page in coverage.py's HTML, by report name."""
     from coverage.files import flat_rootname
 
-    cov.html_report(directory=str(directory), show_contexts=True, title=title)
-    (directory / "index.html").replace(directory / COVERAGE_INDEX)
     pages = {}
     for name in names:
         page = flat_rootname(name) + ".html"
@@ -267,9 +290,56 @@ def _coverage_html(cov: Any, directory: Path, names: list[str], title: str) -> d
     return pages
 
 
+class _HtmlProcess:
+    """coverage.py's HTML report, written by a forked process while this one runs the JSON one.
+
+    Each report analyses every source file again (coverage.py keeps no
+    analysis between reports), and the two are about equal: on two cores they
+    take the time of one. Where no process can be had (no ``fork``, other
+    threads running, which forking would make unsafe), or when it fails, the
+    report is written here.
+    """
+
+    NO_DATA = 3  # the process's exit code when there was nothing to report
+
+    def __init__(self, pid: int) -> None:
+        self._pid: int | None = pid
+
+    @classmethod
+    def start(cls, data_path: Path, directory: Path, title: str) -> _HtmlProcess | None:
+        if threading.active_count() > 1 or not hasattr(os, "fork"):
+            return None
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
+        if pid:
+            return cls(pid)
+        code = 1
+        try:  # the child: its own Coverage (an SQLite connection must not cross a fork)
+            code = 0 if _coverage_html(_load(data_path), directory, title) else cls.NO_DATA
+        finally:
+            os._exit(code)  # no exit handlers, no flush of the parent's buffers
+
+    def wait(self) -> bool | None:
+        """True when the report was written, False when there was no data, None if it failed."""
+        if self._pid is None:
+            return None
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        code = os.waitstatus_to_exitcode(status)
+        return {0: True, self.NO_DATA: False}.get(code)
+
+    def stop(self) -> None:
+        if self._pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+            self._pid = None
+
+
 def write_reports(result: CombineResult, plan: ReportPlan) -> Reports:
     """Compute the summary and write the planned reports; return them and the JSON document."""
-    import coverage
     from coverage.files import relative_filename
 
     branch = result.combined.kind == "arcs"
@@ -278,31 +348,40 @@ def write_reports(result: CombineResult, plan: ReportPlan) -> Reports:
     with tempfile.TemporaryDirectory(prefix="lambdacov-report-") as scratch:
         workspace = Path(scratch)
         data_path = result.combined.write(workspace / "report.coverage", only=result.reportable)
-        cov = coverage.Coverage(data_file=str(data_path), config_file=False)
-        cov.set_option("report:ignore_errors", True)  # a local file that is not Python
-        cov.load()
-        document = _coverage_json(cov, workspace, branch)
-        has_data = document is not None
-        if document is None:
-            document = _empty_coverage_json(branch)
-        measured = [p for p in result.combined.measured_files() if result.reportable(p)]
-        names = {relative_filename(path): path for path in measured}
-        statements = {
-            names[name]: set(info["executed_lines"]) | set(info["missing_lines"])
-            for name, info in document["files"].items()
-            if name in names
-        }
-        if plan.html is None:
-            summary = _summary(result, document, statements, {}, branch)
-        else:
-            with atomic_directory(plan.html) as directory:
-                pages = (
-                    _coverage_html(cov, directory, list(document["files"]), plan.title)
-                    if has_data
-                    else {}
-                )
-                summary = _summary(result, document, statements, pages, branch)
-                _render_index(directory, result, summary, plan.title, has_coverage=has_data)
+        with contextlib.ExitStack() as stack:
+            directory = (
+                None if plan.html is None else stack.enter_context(atomic_directory(plan.html))
+            )
+            html = (
+                None if directory is None else _HtmlProcess.start(data_path, directory, plan.title)
+            )
+            if html is not None:
+                stack.callback(html.stop)
+            cov = _load(data_path)
+            document = _coverage_json(cov, workspace, branch)
+            has_data = document is not None
+            if document is None:
+                document = _empty_coverage_json(branch)
+            measured = [p for p in result.combined.measured_files() if result.reportable(p)]
+            names = {relative_filename(path): path for path in measured}
+            statements = {
+                names[name]: set(info["executed_lines"]) | set(info["missing_lines"])
+                for name, info in document["files"].items()
+                if name in names
+            }
+            pages = {}
+            if directory is not None:
+                # Compiled while the HTML process may still be at work.
+                index = _environment().get_template("index.html.j2")
+                written_html = html.wait() if html is not None else None
+                if written_html is None and has_data:  # no process, or it failed: here
+                    written_html = _coverage_html(cov, directory, plan.title)
+                if written_html:
+                    pages = _pages(directory, list(document["files"]))
+            summary = _summary(result, document, statements, pages, branch)
+            if directory is not None:
+                _render_index(index, directory, result, summary, plan.title, has_coverage=has_data)
+        if plan.html is not None:
             written.append(plan.html)
         for target, render in ((plan.xml, cov.xml_report), (plan.lcov, cov.lcov_report)):
             if target is not None and not has_data:
@@ -366,20 +445,22 @@ def _summary(
 
 
 def _render_index(
-    directory: Path, result: CombineResult, summary: Summary, title: str, *, has_coverage: bool
+    template: Any,
+    directory: Path,
+    result: CombineResult,
+    summary: Summary,
+    title: str,
+    *,
+    has_coverage: bool,
 ) -> None:
-    html = (
-        _environment()
-        .get_template("index.html.j2")
-        .render(
-            title=title,
-            summary=summary,
-            result=result,
-            window=_window(result),
-            coverage_index=COVERAGE_INDEX if has_coverage else None,
-            quote=urllib.parse.quote,
-            version=__version__,
-            generated=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+    html = template.render(
+        title=title,
+        summary=summary,
+        result=result,
+        window=_window(result),
+        coverage_index=COVERAGE_INDEX if has_coverage else None,
+        quote=urllib.parse.quote,
+        version=__version__,
+        generated=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     (directory / "index.html").write_text(html, encoding="utf-8")

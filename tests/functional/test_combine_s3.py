@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 import uuid
@@ -515,3 +516,59 @@ def test_the_day_partitions_of_a_wide_window_are_found_by_walking(
         date(2024, 1, 16),
     ]
     assert lister.calls == calls
+
+
+# Run as a script: the CLI in a process of its own, with the forked HTML report
+# made to fail (`die`) or left alone.
+HTML_SCRIPT = """
+import os, sys
+import lambdacov.reports as reports
+if sys.argv[1] == "die":
+    parent, write = os.getpid(), reports._coverage_html
+    def failing(*args, **kwargs):
+        if os.getpid() != parent:
+            os._exit(1)  # the HTML process dies before writing a page
+        return write(*args, **kwargs)
+    reports._coverage_html = failing
+from lambdacov.cli import main
+main(sys.argv[2:])
+"""
+
+
+def _pages_without_dates(directory: Path) -> dict[str, str]:
+    # coverage.py and lambdacov stamp each page with the time it was written; the
+    # index says how many objects came from the cache.
+    stamp = re.compile(
+        r"created at [^<\n]*|\d{4}-\d\d-\d\dT[\d:]+(?:\+00:00|Z)|\d+ downloaded, \d+ from the cache"
+    )
+    return {
+        page.name: stamp.sub("", page.read_text(encoding="utf-8"))
+        for page in sorted(directory.iterdir())
+        if page.suffix == ".html"
+    }
+
+
+def test_html_from_a_forked_process_a_failed_one_or_this_one_is_the_same(
+    tmp_path: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    put_many(s3, bucket, tmp_path, 6, seed=5)
+    # Here: this test process has moto's threads, so the report is written in-process.
+    here = tmp_path / "here"
+    code, _, err = run_cli(cli_args(moto_endpoint, bucket, tmp_path, "--html", str(here)), capsys)
+    assert code == 0, err
+    pages = {}
+    for mode in ("forked", "die"):
+        done = subprocess.run(
+            [sys.executable, "-c", HTML_SCRIPT, mode,
+             *cli_args(moto_endpoint, bucket, tmp_path, "--html", str(tmp_path / mode))],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        pages[mode] = _pages_without_dates(tmp_path / mode)
+    expected = _pages_without_dates(here)
+    assert len(expected) > 3 and {"coverage_index.html", "index.html"} <= expected.keys()
+    assert pages["forked"] == pages["die"] == expected
