@@ -48,13 +48,14 @@ ENV = {
 }
 
 # Each side is a whole process, timed from outside: interpreter start and imports included.
+# Both are given the same list of files on their command line.
 LAMBDACOV_MERGE = r"""
 import json, resource, sys
 from pathlib import Path
 from lambdacov.combine import merge_local
-paths = sorted(Path(sys.argv[1]).glob("*.coverage"))
-combined, skipped = merge_local(paths, workers=int(sys.argv[3]))
-combined.write(Path(sys.argv[2]))
+paths = [Path(name) for name in sys.argv[3:]]
+combined, skipped = merge_local(paths, workers=int(sys.argv[2]))
+combined.write(Path(sys.argv[1]))
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"skipped": len(skipped), "rss_mb": max(own, workers) / 1024}))
@@ -63,7 +64,7 @@ print(json.dumps({"skipped": len(skipped), "rss_mb": max(own, workers) / 1024}))
 COVERAGE_COMBINE = r"""
 import json, resource, subprocess, sys
 subprocess.run([sys.executable, "-m", "coverage", "combine", "--keep", "-q",
-                "--data-file=" + sys.argv[2], *sys.argv[3:]], check=True)
+                "--data-file=" + sys.argv[1], *sys.argv[2:]], check=True)
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
@@ -109,18 +110,16 @@ def merge_benchmark(sizes: list[int], repeat: int) -> list[dict[str, object]]:
     for branch in (False, True):
         for size in sizes:
             folder = WORK / f"files-{'arcs' if branch else 'lines'}-{size}"
-            paths = generate(folder, size, branch=branch)
+            names = [str(path) for path in generate(folder, size, branch=branch)]
             ours_out = WORK / "ours.coverage"
             theirs_out = WORK / "theirs.coverage"
-            single = run_json(LAMBDACOV_MERGE, str(folder), str(ours_out), "1")
-            ours_runs, theirs_runs = [], []
+            ours_runs, theirs_runs, single_runs = [], [], []
             for _ in range(repeat):
-                ours_runs.append(run_json(LAMBDACOV_MERGE, str(folder), str(ours_out), "2"))
+                single_runs.append(run_json(LAMBDACOV_MERGE, str(ours_out), "1", *names))
+                ours_runs.append(run_json(LAMBDACOV_MERGE, str(ours_out), "2", *names))
                 theirs_out.unlink(missing_ok=True)
-                theirs_runs.append(
-                    run_json(COVERAGE_COMBINE, str(folder), str(theirs_out), *map(str, paths))
-                )
-            ours, theirs = median_of(ours_runs), median_of(theirs_runs)
+                theirs_runs.append(run_json(COVERAGE_COMBINE, str(theirs_out), *names))
+            ours, theirs, single = map(median_of, (ours_runs, theirs_runs, single_runs))
             pairs = [
                 t["seconds"] / o["seconds"] for t, o in zip(theirs_runs, ours_runs, strict=True)
             ]
