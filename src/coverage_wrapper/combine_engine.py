@@ -72,12 +72,15 @@ class DataFile:
 # query (64-bit arithmetic), so numbers must lie in [-2**30, 2**30).
 _BIAS = 1 << 30
 _LOW = (1 << 31) - 1
-# A row whose numbers are not integers in range packs to 'x' instead (text, blobs
-# and NULL fail the comparisons). A REAL in range passes them, but the arithmetic
-# keeps it REAL, which SQLite always writes with a '.'. A group's text with
-# neither is digits and commas only.
+# A row whose numbers are not integers in range packs to 'x' instead. The unary
+# '+' takes away the columns' declared type, so values are compared as stored,
+# whatever a file declares: text and blobs sort after every number and NULL
+# compares as unknown, so they fail. A REAL in range passes, but the arithmetic
+# keeps it REAL, which SQLite always writes with a '.' (an infinite one cannot be
+# in range). A group's text with neither 'x' nor '.' is digits and commas only.
 _PACKED_ARC_SQL = (
-    f"case when fromno >= -{_BIAS} and fromno < {_BIAS} and tono >= -{_BIAS} and tono < {_BIAS} "
+    f"case when +fromno >= -{_BIAS} and +fromno < {_BIAS} "
+    f"and +tono >= -{_BIAS} and +tono < {_BIAS} "
     f"then (fromno + {_BIAS}) * {1 << 31} + (tono + {_BIAS}) else 'x' end"
 )
 
@@ -272,7 +275,9 @@ def _decode(rows: Iterable[tuple[Any, Any, Any, Any]]) -> DataFile | None:
         elif table == _ARCS and has_arcs != "0":
             if not isinstance(value, str) or "x" in value or "." in value:
                 raise InvalidDataFileError("corrupt: an arc is not a pair of line numbers")
-            arcs[found.slot(file_id, context_id)] = frozenset(value.split(","))
+            slot = found.slot(file_id, context_id)
+            packed = frozenset(value.split(","))
+            arcs[slot] = arcs[slot] | packed if slot in arcs else packed  # two ids, one path
     if lines and arcs:
         raise InvalidDataFileError("corrupt: both line and arc data in one file")
     kind: Kind | None = None

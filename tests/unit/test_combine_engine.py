@@ -120,14 +120,28 @@ def _old_schema(path: Path) -> None:
     connection.close()
 
 
-def _bad_arc(value: str) -> Callable[[Path], None]:
-    """A branch data file whose first arc's start is ``value`` (an SQL expression)."""
+def _bad_arc(column: str, value: str, *, declared: str = "integer") -> Callable[[Path], None]:
+    """A branch data file whose first arc's ``column`` is ``value`` (an SQL expression).
+
+    ``declared`` is the type the file declares for the arc table's line numbers:
+    coverage.py declares integer, a hostile file may declare anything.
+    """
 
     def make(path: Path) -> None:
-        write_data(path, {"/var/task/app.py": [(-1, 1), (1, 2), (2, -1)]}, branch=True)
+        # 1, 10 and 107 pass the range check even compared as text (they sort before
+        # "1073741824"), as a text column's values would be compared without the
+        # reader's care: only ``value`` is wrong, and must be what gets the file refused.
+        write_data(path, {"/var/task/app.py": [(1, 10), (10, 107), (107, 1)]}, branch=True)
         with sqlite3.connect(path) as connection:
+            if declared != "integer":
+                connection.executescript(
+                    f"create table arc2 (file_id integer, context_id integer, "
+                    f"fromno {declared}, tono {declared});"
+                    "insert into arc2 select * from arc; drop table arc;"
+                    "alter table arc2 rename to arc;"
+                )
             connection.execute(
-                f"update arc set fromno = {value} where rowid = (select min(rowid) from arc)"
+                f"update arc set {column} = {value} where rowid = (select min(rowid) from arc)"
             )
         connection.close()
 
@@ -135,15 +149,72 @@ def _bad_arc(value: str) -> Callable[[Path], None]:
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["'one'", "1.5", "null", "x'01'", str(2**30), str(-(2**30) - 1), str(2**62)],
-    ids=["text", "real", "null", "blob", "too-big", "too-small", "huge"],
+    ("column", "value", "declared"),
+    [
+        ("fromno", "'one'", "integer"),
+        ("fromno", "1.5", "integer"),
+        ("fromno", "null", "integer"),
+        ("fromno", "x'01'", "integer"),
+        ("fromno", str(2**30), "integer"),
+        ("fromno", str(-(2**30) - 1), "integer"),
+        ("fromno", str(2**62), "integer"),
+        ("tono", str(-(2**31)), "integer"),
+        # A file that declares its line numbers as text: numeric-looking text is
+        # still text, and SQLite would otherwise read a number from its start.
+        ("fromno", "'-9abc'", "text"),
+        ("fromno", "'0x10'", "text"),
+        ("fromno", "1e300", "text"),
+        ("tono", "'-3000000000'", "text"),
+        ("fromno", "'5'", "text"),
+        ("tono", "1e300", ""),
+    ],
+    ids=[
+        "text",
+        "real",
+        "null",
+        "blob",
+        "too-big",
+        "too-small",
+        "huge",
+        "end-too-small",
+        "text-column-prefix",
+        "text-column-hex",
+        "text-column-infinity",
+        "text-column-out-of-range",
+        "text-column-number",
+        "untyped-column-infinity",
+    ],
 )
-def test_an_arc_that_is_not_two_line_numbers_is_refused(tmp_path: Path, value: str) -> None:
+def test_an_arc_that_is_not_two_line_numbers_is_refused(
+    tmp_path: Path, column: str, value: str, declared: str
+) -> None:
     path = tmp_path / "bad.coverage"
-    _bad_arc(value)(path)
+    _bad_arc(column, value, declared=declared)(path)
     with pytest.raises(InvalidDataFileError, match="not a pair of line numbers"):
         read_data_file(path)
+
+
+def test_two_file_ids_for_one_path_keep_both_ids_arcs(tmp_path: Path) -> None:
+    # coverage.py's file table has unique paths; a file without that constraint
+    # must not lose one id's data to the other's.
+    path = write_data(
+        tmp_path / "twice.coverage",
+        {"/var/task/a.py": [(-1, 1), (1, -1)], "/var/task/b.py": [(-1, 5), (5, -1)]},
+        branch=True,
+    )
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "create table file2 (id integer primary key, path text);"
+            "insert into file2 select * from file; drop table file;"
+            "alter table file2 rename to file;"
+            "update file set path = '/var/task/a.py';"
+        )
+    connection.close()
+    merger = Merger()
+    merger.add(read_data_file(path))
+    assert merger.result().arcs == {
+        ("/var/task/a.py", ""): frozenset({(-1, 1), (1, -1), (-1, 5), (5, -1)})
+    }
 
 
 def test_arcs_at_the_edges_of_the_packed_range_are_read(tmp_path: Path) -> None:
