@@ -56,12 +56,13 @@ NETWORK_FAULTS = frozenset(
     }
 )
 # Parallel downloads. An object is small (tens of KB), so a GET's time is S3's
-# latency: more requests in flight cover more of it. The merge runs in a process
-# of its own, so the threads compete only with each other for the GIL; 32 did a
-# run of 1,000 objects 6% faster than 10 (the AWS CLI's default). The S3 client
-# needs a connection pool as large (see `combine_command`), or each extra
-# request opens and discards a connection.
+# latency: more requests in flight cover more of it. With 64 objects or more the
+# merge runs in a process of its own (see combine._Merging), so the threads
+# compete only with each other for the GIL; 32 did a run of 1,000 objects 6%
+# faster than 10 (the AWS CLI's default). Never more than the client's connection
+# pool (see `in_flight`): each extra request would open and discard a connection.
 DOWNLOAD_WORKERS = 32
+LIST_WORKERS = 16
 DOWNLOAD_RETRIER = Retrier(
     attempts=5, base_delay=0.2, max_delay=5.0, retry_on=RETRYABLE_CODES | NETWORK_FAULTS
 )
@@ -98,6 +99,11 @@ def parse_when(text: str, *, now: datetime, end_of_day: bool = False) -> datetim
             "use a date (2024-01-15), a datetime (2024-01-15T10:00Z) or an age (24h, 7d, 2w)",
         ) from error
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def in_flight(client: Any, wanted: int) -> int:
+    """How many of ``wanted`` concurrent requests ``client`` can carry: its pool's size at most."""
+    return max(1, min(wanted, int(client.meta.config.max_pool_connections)))
 
 
 def normalise_prefix(prefix: str) -> str:

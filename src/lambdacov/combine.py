@@ -39,11 +39,13 @@ from coverage_wrapper.combine_engine import (
 )
 from lambdacov.collect import (
     DOWNLOAD_WORKERS,
+    LIST_WORKERS,
     Downloader,
     Fetched,
     Lister,
     ObjectCache,
     Skipped,
+    in_flight,
     normalise_prefix,
 )
 
@@ -214,8 +216,11 @@ class _Accumulator:
         self.functions.update(other.functions)
 
 
-def _merge_worker(connection: Any) -> None:
+def _merge_worker(connection: Any, parent_end: Any) -> None:
     """The merge process: (key, path) pairs in until None, then the accumulator out."""
+    # The fork copied the parent's end of the pipe: closed here, the parent's death
+    # (even a SIGKILL) reaches this process as EOF instead of leaving it waiting.
+    parent_end.close()
     accumulator = _Accumulator()
     try:
         while (item := connection.recv()) is not None:
@@ -269,7 +274,7 @@ class _MergeProcess:
         context = multiprocessing.get_context("fork")
         try:
             connection, child = context.Pipe()
-            process = context.Process(target=_merge_worker, args=(child,), daemon=True)
+            process = context.Process(target=_merge_worker, args=(child, connection), daemon=True)
             process.start()
         except OSError:
             return None
@@ -379,7 +384,8 @@ def combine(
     client: Any, request: CombineRequest, progress: Progress | None = None
 ) -> CombineResult:
     """List, fetch and merge the request's objects; return the combined data."""
-    lister = Lister(client, request.bucket, workers=min(request.workers, 16))
+    workers = in_flight(client, request.workers)
+    lister = Lister(client, request.bucket, workers=min(workers, LIST_WORKERS))
     listing = lister.list(
         request.prefix,
         since=request.since,
@@ -394,7 +400,7 @@ def combine(
     try:
         with tempfile.TemporaryDirectory(prefix="lambdacov-objects-") as scratch:
             cache = ObjectCache(request.cache_dir or Path(scratch))
-            download = Downloader(client, request.bucket, cache, workers=request.workers).fetch(
+            download = Downloader(client, request.bucket, cache, workers=workers).fetch(
                 listing.objects, merging
             )
             # Inside the with: a run without a cache directory merges from scratch.
@@ -435,11 +441,12 @@ def merge_local(
     shares = [items]
     if workers > 1 and len(items) >= PARALLEL_THRESHOLD:
         shares = [items[index::workers] for index in range(workers)]
-    processes = [_MergeProcess.start() for _ in shares[1:]]
+    processes: list[_MergeProcess | None] = []
     result = _Accumulator()
-    result.merger = Merger(PathRemapper(source_root) if source_root else None)
     local = _Accumulator()
     try:
+        processes += [_MergeProcess.start() for _ in shares[1:]]
+        result.merger = Merger(PathRemapper(source_root) if source_root else None)
         for share, process in zip(shares[1:], processes, strict=True):
             if process is not None:
                 process.send(share)  # if it fails, so does result()

@@ -309,14 +309,20 @@ class _HtmlProcess:
     def start(cls, data_path: Path, directory: Path, title: str) -> _HtmlProcess | None:
         if threading.active_count() > 1 or not hasattr(os, "fork"):
             return None
+        # Ctrl-C is held back across the fork: in the child it must land inside the
+        # try below, never unwind the parent's stack (and its clean-ups) in the child.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             pid = os.fork()
         except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             return None
         if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             return cls(pid)
         code = 1
         try:  # the child: its own Coverage (an SQLite connection must not cross a fork)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             code = 0 if _coverage_html(_load(data_path), directory, title) else cls.NO_DATA
         finally:
             os._exit(code)  # no exit handlers, no flush of the parent's buffers

@@ -522,16 +522,19 @@ def test_the_day_partitions_of_a_wide_window_are_found_by_walking(
 # made to fail (`die`) or left alone.
 HTML_SCRIPT = """
 import os, sys
+from pathlib import Path
 import lambdacov.reports as reports
-if sys.argv[1] == "die":
-    parent, write = os.getpid(), reports._coverage_html
-    def failing(*args, **kwargs):
-        if os.getpid() != parent:
-            os._exit(1)  # the HTML process dies before writing a page
-        return write(*args, **kwargs)
-    reports._coverage_html = failing
+mode, marker = sys.argv[1:3]
+parent, write = os.getpid(), reports._coverage_html
+def watched(*args, **kwargs):
+    if os.getpid() != parent:
+        Path(marker).touch()  # the report is being written by a forked process
+        if mode == "die":
+            os._exit(1)  # which dies before writing a page
+    return write(*args, **kwargs)
+reports._coverage_html = watched
 from lambdacov.cli import main
-main(sys.argv[2:])
+main(sys.argv[3:])
 """
 
 
@@ -562,12 +565,14 @@ def test_html_from_a_forked_process_a_failed_one_or_this_one_is_the_same(
     assert code == 0, err
     pages = {}
     for mode in ("forked", "die"):
+        marker = tmp_path / f"{mode}.forked"
         done = subprocess.run(
-            [sys.executable, "-c", HTML_SCRIPT, mode,
+            [sys.executable, "-c", HTML_SCRIPT, mode, str(marker),
              *cli_args(moto_endpoint, bucket, tmp_path, "--html", str(tmp_path / mode))],
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+        assert marker.exists()  # the forked path was taken
         pages[mode] = _pages_without_dates(tmp_path / mode)
     expected = _pages_without_dates(here)
     assert len(expected) > 3 and {"coverage_index.html", "index.html"} <= expected.keys()

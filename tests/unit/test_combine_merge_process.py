@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from lambdacov.combine import MERGE_PROCESS_THRESHOLD
@@ -84,16 +87,24 @@ LOCAL_SCRIPT = textwrap.dedent(
     (work / object_name("fn-0")).write_bytes(b"not a data file")
     paths.append(work / sorted(p.name for p in work.iterdir() if p not in paths)[0])
     combine.PARALLEL_THRESHOLD = 10
+    started = []
+    start = combine._MergeProcess.start
+    def counted():
+        process = start()
+        started.append(process is not None)
+        return process
+    combine._MergeProcess.start = counted
 
     def run(workers):
+        started.clear()
         combined, skipped = combine.merge_local(paths, ORDERS, workers=workers)
         lines = {f"{name}|{ctx}": sorted(combined.executed_lines(name, ctx))
                  for name in combined.measured_files() for ctx in combined.contexts()}
-        return lines, [item.key for item in skipped]
+        return lines, [item.key for item in skipped], sum(started)
 
     alone = run(1)
     shared = run(3)
-    combine._merge_worker = lambda connection: os._exit(1)  # every forked process dies
+    combine._merge_worker = lambda *ends: os._exit(1)  # every forked process dies
     crashed = run(3)
     print(json.dumps({"alone": alone, "shared": shared, "crashed": crashed}))
     """
@@ -110,6 +121,44 @@ def test_merge_local_in_processes_equals_one_process_even_when_they_die(tmp_path
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    lines, skipped = report["alone"]
-    assert lines and len(skipped) == 1
-    assert report["shared"] == report["crashed"] == [lines, skipped]
+    lines, skipped, forked = report["alone"]
+    assert lines and len(skipped) == 1 and forked == 0
+    # Two processes were really forked each time, and gave the same result.
+    assert report["shared"] == report["crashed"] == [lines, skipped, 2]
+
+
+ORPHAN_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[1])
+    from lambdacov.combine import _MergeProcess
+
+    process = _MergeProcess.start()
+    print(process._process.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed (the OOM killer, a CI timeout)
+    """
+)
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited
+
+
+def test_a_merge_process_ends_when_its_parent_is_killed() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT, str(ROOT)], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        parent.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    outlived = _running(pid)
+    if outlived:
+        os.kill(pid, signal.SIGKILL)
+    assert not outlived, "the merge process outlived its parent"

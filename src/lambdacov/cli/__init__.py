@@ -99,17 +99,35 @@ def _app_for(args: list[str]) -> typer.Typer:
     return app
 
 
+# True in the lambdacov program (see run); False where main() is called by others.
+_owns_process = False
+
+
 def run() -> None:
     """The ``lambdacov`` program: :func:`main`, then an exit that skips a last garbage collection.
 
     At exit the interpreter collects every object it still tracks: with
     botocore's service models and coverage.py loaded that is 70 ms of a
     command's run, for memory the process hands back anyway. Frozen objects are
-    left out of that collection; they are still freed as the modules are torn down.
+    left out of that collection (those in reference cycles are never finalized,
+    which at exit changes nothing: every file lambdacov writes is closed by then).
     """
+    global _owns_process  # noqa: PLW0603 - one flag for the process's lifetime
+    _owns_process = True
     try:
         main()
     finally:
+        gc.freeze()
+
+
+def freeze_heap() -> None:
+    """In the lambdacov program, keep every object alive now out of later garbage collections.
+
+    For what lives until exit (the libraries, botocore's service models):
+    otherwise the collector walks it again and again while a command allocates.
+    Where main() is called by others (tests, scripts), their collector is left alone.
+    """
+    if _owns_process:
         gc.freeze()
 
 

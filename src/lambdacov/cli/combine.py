@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import tempfile
 import time
@@ -17,6 +16,7 @@ import typer
 from rich.console import Console
 
 from lambdacov.aws import translating
+from lambdacov.cli import freeze_heap
 from lambdacov.cli._options import (
     EndpointUrl,
     Profile,
@@ -260,10 +260,9 @@ def combine_command(
     client = aws_context(profile, region, endpoint_url).client(
         "s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True
     )
-    # What is alive now (the libraries, botocore's service models) lives until exit:
-    # out of the garbage collector's passes, which otherwise walk it again and again
-    # while the downloads and coverage.py's reports allocate (a third of the reports' time).
-    gc.freeze()
+    # The downloads and coverage.py's reports allocate a lot: a collector walking
+    # botocore's models each time was a third of the reports' time.
+    freeze_heap()
     request = CombineRequest(
         bucket=bucket,
         prefix=normalise_prefix(prefix),

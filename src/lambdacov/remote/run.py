@@ -32,7 +32,15 @@ from typing import Any
 
 from coverage_wrapper.combine_engine import InvalidDataFileError, Merger, read_data_file
 from lambdacov.aws import Retrier, translating
-from lambdacov.collect import Lister, Listing, RemoteObject, Skipped, normalise_prefix
+from lambdacov.collect import (
+    LIST_WORKERS,
+    Lister,
+    Listing,
+    RemoteObject,
+    Skipped,
+    in_flight,
+    normalise_prefix,
+)
 from lambdacov.combine import CombineRequest, CombineResult, PathRemapper
 from lambdacov.errors import ExitCode, LambdacovError
 from lambdacov.remote import plan
@@ -260,7 +268,9 @@ class _RemoteCombine:
         self.run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         self.run_prefix = plan.run_prefix(self.output_prefix, self.run_id)
         self.runner = _Runner(invoker, settings)
-        self.lister = Lister(client, request.bucket, workers=min(request.workers, 16))
+        self.lister = Lister(
+            client, request.bucket, workers=in_flight(client, min(request.workers, LIST_WORKERS))
+        )
         self.written: list[str] = []  # this run's temporary objects
         self.levels = 0
         self.bytes = 0
