@@ -27,6 +27,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,32 +167,63 @@ def _check_path(name: object) -> str:
 
 def read_data_file(path: Path) -> DataFile:
     """Read one coverage.py data file; raise InvalidDataFileError with the reason if it is bad."""
-    name = os.fspath(path)
-    _check_header(name)
-    try:
-        # cached_statements=0: each file runs one statement, and building the
-        # statement cache is a measurable part of a connect.
-        connection = sqlite3.connect(_readonly_uri(name), uri=True, cached_statements=0)
-    except sqlite3.Error as error:
-        raise InvalidDataFileError(f"corrupt: {error}") from error
-    try:
+    reader = getattr(_readers, "reader", None)
+    if reader is None or reader.pid != os.getpid():
+        reader = _readers.reader = _Reader()
+    return reader.read(path)
+
+
+class _Reader:
+    """Reads data files by attaching each in turn to one in-memory SQLite connection.
+
+    A connection of its own per file costs 16 µs more than attaching the file to
+    a connection kept open (of about 140 µs in SQLite per file). One per thread,
+    and per process: an SQLite connection must not be used across a fork.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._connection = sqlite3.connect(":memory:", uri=True)
+
+    def read(self, path: Path) -> DataFile:
+        name = os.fspath(path)
+        _check_header(name)
         try:
-            found = _decode(connection.execute(_READ_ALL))
+            self._connection.execute("attach database ? as data", (_readonly_uri(name),))
         except sqlite3.Error as error:
-            # Not the schema the statement expects: tell a foreign file from
-            # another coverage.py schema version (read through the public API).
-            if _schema_version(connection) != KNOWN_SCHEMA_VERSION:
-                return _read_with_coverage_api(path)
             raise InvalidDataFileError(f"corrupt: {error}") from error
-    finally:
-        connection.close()
-    return _read_with_coverage_api(path) if found is None else found
+        try:
+            try:
+                cursor = self._connection.execute(_READ_ALL)
+                try:
+                    found = _decode(cursor)
+                finally:
+                    cursor.close()
+            except sqlite3.Error as error:
+                # Not the schema the statement expects: tell a foreign file from
+                # another coverage.py schema version (read through the public API).
+                if _schema_version(self._connection) != KNOWN_SCHEMA_VERSION:
+                    return _read_with_coverage_api(path)
+                raise InvalidDataFileError(f"corrupt: {error}") from error
+        finally:
+            self._detach()
+        return _read_with_coverage_api(path) if found is None else found
+
+    def _detach(self) -> None:
+        try:
+            self._connection.execute("detach database data")
+        except sqlite3.Error:  # left in a state of its own making: start afresh
+            self._connection.close()
+            self._connection = sqlite3.connect(":memory:", uri=True)
+
+
+_readers = threading.local()
 
 
 def _schema_version(connection: sqlite3.Connection) -> int | None:
-    """coverage.py's schema version of an open file; InvalidDataFileError if it has none."""
+    """coverage.py's schema version of an attached file; InvalidDataFileError if it has none."""
     try:
-        row = connection.execute("select version from coverage_schema").fetchone()
+        row = connection.execute("select version from data.coverage_schema").fetchone()
     except sqlite3.Error as error:
         raise InvalidDataFileError("not a coverage data file (no coverage_schema)") from error
     return None if row is None else int(row[0])
@@ -203,14 +235,14 @@ def _schema_version(connection: sqlite3.Connection) -> int | None:
 # packed and joined by SQLite, so Python splits a string instead of stepping rows.
 _VERSION, _FILE, _CONTEXT, _META, _TRACER, _LINE_BITS, _ARCS = range(7)  # the tags below
 _READ_ALL = (
-    "select 0, version, null, null from coverage_schema "  # noqa: S608 - constants only
-    "union all select 1, id, path, null from file "
-    "union all select 2, id, context, null from context "
-    "union all select 3, key, value, null from meta "
-    "union all select 4, file_id, tracer, null from tracer "
-    "union all select 5, file_id, context_id, numbits from line_bits "
+    "select 0, version, null, null from data.coverage_schema "  # noqa: S608 - constants only
+    "union all select 1, id, path, null from data.file "
+    "union all select 2, id, context, null from data.context "
+    "union all select 3, key, value, null from data.meta "
+    "union all select 4, file_id, tracer, null from data.tracer "
+    "union all select 5, file_id, context_id, numbits from data.line_bits "
     f"union all select 6, file_id, context_id, group_concat({_PACKED_ARC_SQL}) "
-    "from arc group by file_id, context_id"
+    "from data.arc group by file_id, context_id"
 )
 
 

@@ -255,6 +255,20 @@ def test_bad_files_are_refused_with_a_reason(tmp_path: Path, make, reason: str) 
         read_data_file(path)
 
 
+def test_a_bad_file_does_not_disturb_the_reading_of_the_next(tmp_path: Path) -> None:
+    # Files are read through one SQLite connection per thread: whatever a bad file
+    # did to it, the next file is read as if it were the first.
+    good = write_data(tmp_path / "good.coverage", {"/var/task/app.py": [1, 3]})
+    first = read_data_file(good)
+    makers = [_truncated, _bad_numbits, _dangling_file_id, _sqlite_without_coverage]
+    for number, make in enumerate(makers):
+        bad = tmp_path / f"bad-{number}.coverage"
+        make(bad)
+        with pytest.raises(InvalidDataFileError):
+            read_data_file(bad)
+        assert read_data_file(good) == first
+
+
 def test_a_bad_file_is_skipped_and_the_rest_combined(tmp_path: Path) -> None:
     good = write_data(tmp_path / "fn-1.coverage", {"/var/task/app.py": [1, 3]})
     bad = tmp_path / "fn-2.coverage"
