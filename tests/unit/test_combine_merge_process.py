@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from lambdacov.combine import MERGE_PROCESS_THRESHOLD
 
@@ -52,9 +53,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_merge_process_that_dies_mid_run_is_replaced_by_merging_here(tmp_path: Path) -> None:
+def _report(script: str, work: Path) -> Any:
+    """Run ``script`` in a fresh interpreter (no other thread: it may fork); its JSON line."""
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path), str(ROOT)],
+        [sys.executable, "-c", script, str(work), str(ROOT)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -62,7 +64,11 @@ def test_a_merge_process_that_dies_mid_run_is_replaced_by_merging_here(tmp_path:
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_merge_process_that_dies_mid_run_is_replaced_by_merging_here(tmp_path: Path) -> None:
+    report = _report(SCRIPT, tmp_path)
     healthy_forked, healthy_inputs, healthy_lines = report["healthy"]
     crashed_forked, crashed_inputs, crashed_lines = report["crashed"]
     assert healthy_forked and crashed_forked  # both really took the forked path
@@ -112,15 +118,7 @@ LOCAL_SCRIPT = textwrap.dedent(
 
 
 def test_merge_local_in_processes_equals_one_process_even_when_they_die(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", LOCAL_SCRIPT, str(tmp_path), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = _report(LOCAL_SCRIPT, tmp_path)
     lines, skipped, forked = report["alone"]
     assert lines and len(skipped) == 1 and forked == 0
     # Two processes were really forked each time, and gave the same result.
