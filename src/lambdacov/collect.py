@@ -83,22 +83,27 @@ def parse_when(text: str, *, now: datetime, end_of_day: bool = False) -> datetim
     (``--until 2024-01-15`` includes the 15th).
     """
     value = text.strip()
-    match = _RELATIVE.match(value.lower())
-    if match:
-        amount, unit = int(match[1]), _UNITS[match[2]]
-        return now - timedelta(**{unit: amount})
     try:
+        match = _RELATIVE.match(value.lower())
+        if match:
+            amount, unit = int(match[1]), _UNITS[match[2]]
+            return now - timedelta(**{unit: amount})
         if len(value) == 10:
             day = date.fromisoformat(value)
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return moment + timedelta(days=1, microseconds=-1) if end_of_day else moment
         parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError as error:  # an age beyond year 1, a date past 9999 once in UTC
+        raise UsageError(
+            f"{text!r} is outside the dates lambdacov can use",
+            "use a date such as 2024-01-15 or an age such as 7d",
+        ) from error
     except ValueError as error:
         raise UsageError(
             f"cannot read {text!r} as a date",
             "use a date (2024-01-15), a datetime (2024-01-15T10:00Z) or an age (24h, 7d, 2w)",
         ) from error
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def in_flight(client: Any, wanted: int) -> int:

@@ -19,6 +19,12 @@ class ExitCode(enum.IntEnum):
     CHECK_FAILED = 1  # a doctor check or a --fail-under threshold failed
     USAGE = 2  # bad arguments or configuration
     AWS = 3  # AWS refused or could not be reached
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+    TERMINATED = 143  # SIGTERM (128 + SIGTERM), e.g. a cancelled CI job
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI runner cancelling a job): it unwinds as Ctrl-C does, so clean-ups run."""
 
 
 class LambdacovError(Exception):

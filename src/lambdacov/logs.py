@@ -23,6 +23,8 @@ from lambdacov.errors import UsageError
 
 _SINCE = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# CloudWatch keeps logs at most 10 years (its longest retention) and metrics 15 months.
+MAX_SINCE = timedelta(days=3653)
 _COMPARISON = re.compile(r"^\s*\$\.([\w.\[\]]+)\s*(=|!=|<=|>=|<|>)\s*(.+?)\s*$")
 
 
@@ -32,9 +34,17 @@ def parse_since(text: str) -> timedelta:
     parts = _SINCE.findall(cleaned)
     if not parts or _SINCE.sub("", cleaned).strip():
         raise UsageError(f"not a duration: {text!r}", "use e.g. 30m, 1h, 2d or 1h30m")
-    total = timedelta()
-    for amount, unit in parts:
-        total += timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        total = sum(
+            (timedelta(**{_UNITS[unit]: int(amount)}) for amount, unit in parts), timedelta()
+        )
+    except OverflowError:
+        total = timedelta.max
+    if total > MAX_SINCE:
+        raise UsageError(
+            f"--since {text.strip()} reaches back more than 10 years, beyond any log or metric",
+            "use a shorter window, e.g. 7d",
+        )
     return total
 
 

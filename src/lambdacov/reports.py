@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import signal
+import stat
+import sys
 import tempfile
 import threading
 import urllib.parse
@@ -28,6 +30,8 @@ from typing import Any
 
 from lambdacov import __version__
 from lambdacov.combine import CombineResult
+from lambdacov.errors import UsageError
+from lambdacov.untrusted import markdown_code, markdown_text, printable
 
 COVERAGE_INDEX = "coverage_index.html"  # coverage.py's own index, beside lambdacov's index.html
 LIST_LIMIT = 1000  # at most this many missing/outside paths in the JSON document
@@ -87,6 +91,48 @@ class ReportPlan:
     title: str = "Lambda coverage"
 
 
+# How the CLI names each output of a ReportPlan, for messages about a path.
+OUTPUT_OPTIONS = {
+    "html": "--html",
+    "xml": "--xml",
+    "json": "--json",
+    "lcov": "--lcov",
+    "markdown": "--markdown",
+    "data_file": "--data-file",
+}
+
+
+def check_plan(plan: ReportPlan) -> None:
+    """Refuse outputs that could not be written or would replace what is not lambdacov's.
+
+    Checked before any work: an HTML directory holding other files (see
+    :func:`check_directory_target`), a file output naming a directory, a file
+    output inside the HTML directory (the next report would refuse to replace
+    it), or two outputs at one path.
+    """
+    seen: dict[Path, str] = {}
+    html = plan.html.absolute() if plan.html is not None else None
+    for name, option in OUTPUT_OPTIONS.items():
+        target: Path | None = getattr(plan, name)
+        if target is None:
+            continue
+        absolute = target.absolute()
+        if absolute in seen:
+            raise ReportTargetError(
+                f"{seen[absolute]} and {option} both name {target}", "give each output its own path"
+            )
+        seen[absolute] = option
+        if name == "html":
+            check_directory_target(target, option)
+            continue
+        check_file_target(target, option)
+        if html is not None and absolute.is_relative_to(html):
+            raise ReportTargetError(
+                f"{option} {target} is inside the --html directory, which is replaced as a whole",
+                f"write {option} outside {plan.html}",
+            )
+
+
 @dataclass(frozen=True)
 class Reports:
     """What was written, the summary, and the JSON document (for ``--json -``)."""
@@ -97,13 +143,48 @@ class Reports:
     notes: tuple[str, ...]
 
 
+# Temporary names are ".<target name>.<random>.tmp"; the target's part is cut so the
+# whole name stays within NAME_MAX (255 bytes) however long the target's is.
+_TEMPORARY_NAME_PART = 200
+# Written into every HTML report directory: the files lambdacov put there. Only a
+# directory that holds these files and nothing else is ever replaced.
+REPORT_MANIFEST = ".lambdacov-report.json"
+
+
+class ReportTargetError(UsageError):
+    """An output path lambdacov will not write to: it would replace what is not its own."""
+
+    slug = "report-target"
+
+
 def _temporary_beside(target: Path, *, directory: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
+    name = os.fsencode(target.name)[:_TEMPORARY_NAME_PART].decode(errors="ignore")
     if directory:
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
-    return Path(name)
+    return Path(temporary)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(temporary: Path, target: Path, default: int) -> None:
+    """Give a temporary output the mode the target has, or the umask's default for a new one.
+
+    ``mkstemp`` creates files readable by their owner only; a report must come
+    out as any other file the user writes (served by a web server, read by CI).
+    """
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mode = default & ~_umask()
+    temporary.chmod(mode)
 
 
 @contextmanager
@@ -112,18 +193,97 @@ def atomic_file(target: Path) -> Iterator[Path]:
     temporary = _temporary_beside(target)
     try:
         yield temporary
+        _publish_mode(temporary, target, 0o666)
         temporary.replace(target)
     finally:
         temporary.unlink(missing_ok=True)
 
 
+def check_file_target(target: Path, option: str) -> None:
+    """Refuse an output file path that names a directory (it would never be replaced)."""
+    if target.is_dir():
+        raise ReportTargetError(
+            f"{option} {target} is a directory", f"give {option} a file name, e.g. {target}/report"
+        )
+
+
+def _foreign_entries(directory: Path) -> list[str]:
+    """What ``directory`` holds that lambdacov did not write there, as relative paths."""
+    try:
+        manifest = json.loads((directory / REPORT_MANIFEST).read_text("utf-8"))
+        ours = {str(name) for name in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = set()
+    foreign = []
+    for root, folders, files in os.walk(directory):
+        base = Path(root).relative_to(directory)
+        foreign += [path for name in files if (path := (base / name).as_posix()) not in ours]
+        kept = []
+        for name in folders:
+            path = (base / name).as_posix()
+            if any(mine.startswith(path + "/") for mine in ours):
+                kept.append(name)
+            else:
+                foreign.append(path + "/")
+        folders[:] = kept  # os.walk descends only into these
+    return sorted(foreign)
+
+
+def check_directory_target(target: Path, option: str = "--html") -> None:
+    """Refuse a directory to replace unless it is empty or an earlier report of lambdacov's.
+
+    A report directory is replaced as a whole, so anything else in it would be
+    deleted: the source tree, the working directory, another tool's output.
+    """
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        raise ReportTargetError(
+            f"{option} {target} is not a directory: it will not be replaced",
+            f"give {option} the name of a new or empty directory",
+        )
+    foreign = _foreign_entries(target)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise ReportTargetError(
+            f"{option} {target} holds files lambdacov did not write "
+            f"({printable(foreign[0])}{more}): it will not be replaced",
+            f"give {option} a new or empty directory, or one an earlier report was written to",
+        )
+
+
+def _write_manifest(directory: Path) -> None:
+    files = [
+        (Path(root).relative_to(directory) / name).as_posix()
+        for root, _, names in os.walk(directory)
+        for name in names
+    ]
+    (directory / REPORT_MANIFEST).write_text(
+        json.dumps(
+            {"generator": f"lambdacov {__version__}", "files": sorted([*files, REPORT_MANIFEST])},
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+
+
 @contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
-    """A temporary directory that replaces ``target`` as a whole when the block succeeds."""
+    """A temporary directory that replaces ``target`` as a whole when the block succeeds.
+
+    ``target`` must be absent, empty, or an earlier report directory holding
+    only what lambdacov wrote there (its manifest says what); anything else is
+    refused with :class:`ReportTargetError`, before and after the block.
+    """
+    check_directory_target(target)
     temporary = _temporary_beside(target, directory=True)
     try:
         yield temporary
-        temporary.chmod(0o755)
+        _write_manifest(temporary)
+        _publish_mode(temporary, target, 0o777)
+        check_directory_target(target)  # again: the block may have taken a while
         old = None
         if target.exists():
             old = _temporary_beside(target, directory=True)
@@ -153,8 +313,30 @@ def _environment() -> Any:
     )
 
 
-def _markdown_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+def _is_step_summary(target: Path) -> bool:
+    """True when ``target`` is the file GitHub Actions collects this step's summary from."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return False
+    try:
+        return Path(summary).samefile(target)
+    except OSError:
+        return Path(summary).absolute() == target.absolute()
+
+
+def _write_markdown(target: Path, text: str) -> Path:
+    """The summary replaces ``target``, or is appended when it is the step summary.
+
+    Every writer of ``$GITHUB_STEP_SUMMARY`` appends (GitHub's documented use is
+    ``>>``): earlier lines of the step stay, and the file keeps its mode.
+    """
+    if not _is_step_summary(target):
+        return _write_text(target, text)
+    with target.open("a", encoding="utf-8") as stream:
+        if stream.tell():
+            text = "\n" + text
+        stream.write(text)
+    return target
 
 
 def _function_rows(
@@ -290,6 +472,24 @@ def _pages(directory: Path, names: list[str]) -> dict[str, str]:
     return pages
 
 
+def _die_with_parent(parent: int) -> None:
+    """In a forked process: be killed when ``parent`` dies, whatever kills it (Linux).
+
+    The parent stops this process on every exit it sees (an error, Ctrl-C,
+    SIGTERM); a SIGKILL it cannot see must not leave this one writing on.
+    """
+    if sys.platform == "linux":
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+
+
 class _HtmlProcess:
     """coverage.py's HTML report, written by a forked process while this one runs the JSON one.
 
@@ -309,9 +509,10 @@ class _HtmlProcess:
     def start(cls, data_path: Path, directory: Path, title: str) -> _HtmlProcess | None:
         if threading.active_count() > 1 or not hasattr(os, "fork"):
             return None
-        # Ctrl-C is held back across the fork: in the child it must land inside the
-        # try below, never unwind the parent's stack (and its clean-ups) in the child.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # Ctrl-C and SIGTERM are held back across the fork: in the child they must land
+        # inside the try below, never unwind the parent's stack (and its clean-ups) there.
+        parent = os.getpid()
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             pid = os.fork()
         except OSError:
@@ -322,6 +523,7 @@ class _HtmlProcess:
             return cls(pid)
         code = 1
         try:  # the child: its own Coverage (an SQLite connection must not cross a fork)
+            _die_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
             code = 0 if _coverage_html(_load(data_path), directory, title) else cls.NO_DATA
         finally:
@@ -412,9 +614,15 @@ def _write_own(
         text = (
             _environment()
             .get_template("summary.md.j2")
-            .render(summary=summary, result=result, window=_window(result), cell=_markdown_cell)
+            .render(
+                summary=summary,
+                result=result,
+                window=_window(result),
+                text=markdown_text,
+                code=markdown_code,
+            )
         )
-        written.append(_write_text(plan.markdown, text))
+        written.append(_write_markdown(plan.markdown, text))
     if plan.data_file is not None:
         written.append(result.combined.write(plan.data_file))
     return written

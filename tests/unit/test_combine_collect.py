@@ -71,8 +71,8 @@ def test_remapper(tmp_path: Path) -> None:
 
 def test_interrupted_outputs_leave_the_previous_ones(tmp_path: Path) -> None:
     report = tmp_path / "html"
-    report.mkdir()
-    (report / "index.html").write_text("old")
+    with atomic_directory(report) as work:
+        (work / "index.html").write_text("old")
     with pytest.raises(KeyboardInterrupt), atomic_directory(report) as work:
         (work / "index.html").write_text("half")
         raise KeyboardInterrupt

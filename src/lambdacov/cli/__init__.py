@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import gc
 import importlib
+import signal
 import sys
+from types import FrameType
 from typing import Any
 
 import typer
 
 from lambdacov import __version__
-from lambdacov.errors import ExitCode, LambdacovError
+from lambdacov.errors import ExitCode, LambdacovError, Terminated
 
 # Each module under lambdacov.cli with the top-level commands it adds. A module adds
 # them with ``register(app)``; one without it is a sub-app added under its name.
@@ -114,10 +116,21 @@ def run() -> None:
     """
     global _owns_process  # noqa: PLW0603 - one flag for the process's lifetime
     _owns_process = True
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     finally:
         gc.freeze()
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM: unwind like Ctrl-C, so outputs, processes and temporary files are cleaned up.
+
+    A second SIGTERM while that happens is ignored; SIGKILL remains for a
+    clean-up that hangs.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
 
 
 def freeze_heap() -> None:
@@ -141,9 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         if error.hint:
             sys.stderr.write(f"  hint: {error.hint}\n")
         sys.exit(int(error.exit_code))
+    except Terminated:
+        sys.stderr.write("lambdacov: terminated (SIGTERM)\n")
+        sys.exit(int(ExitCode.TERMINATED))
     except KeyboardInterrupt:
         sys.stderr.write("lambdacov: interrupted\n")
-        sys.exit(130)
+        sys.exit(int(ExitCode.INTERRUPTED))
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lambdacov.aws import translating
 from lambdacov.cli import freeze_heap
@@ -30,7 +31,8 @@ from lambdacov.cli._options import (
 from lambdacov.collect import DOWNLOAD_WORKERS, default_cache_dir, normalise_prefix, parse_when
 from lambdacov.combine import CombineRequest, CombineResult, combine
 from lambdacov.errors import ExitCode, NoDataError, UsageError
-from lambdacov.reports import ReportPlan, Reports, write_reports
+from lambdacov.reports import ReportPlan, Reports, check_plan, write_reports
+from lambdacov.untrusted import printable
 
 SHOWN = 20  # paths and keys listed in a warning before "... and N more"
 
@@ -79,12 +81,13 @@ def _progress(enabled: bool) -> Iterator[Any]:
         yield update
 
 
-def _warn(result: CombineResult, reports: Reports, verbose: bool) -> None:
+def _warn(result: CombineResult, reports: Reports | None, verbose: bool) -> None:
+    """Skipped objects, unmapped paths and report notes, on stderr; object-borne text escaped."""
     err = _err()
     if result.skipped:
         err.print(f"[yellow]warning:[/] {len(result.skipped)} object(s) skipped:")
         for item in result.skipped[: None if verbose else SHOWN]:
-            err.print(f"  {item.key}: {item.reason}", markup=False)
+            err.print(f"  {printable(item.key)}: {printable(item.reason)}", markup=False)
         if not verbose and len(result.skipped) > SHOWN:
             err.print(f"  ... and {len(result.skipped) - SHOWN} more (--verbose lists all)")
     for title, paths in (
@@ -95,19 +98,20 @@ def _warn(result: CombineResult, reports: Reports, verbose: bool) -> None:
         ("measured path(s) resolve outside the source root and were dropped", result.outside_files),
     ):
         if paths:
-            err.print(f"[yellow]warning:[/] {len(paths)} {title}:")
+            err.print(f"[yellow]warning:[/] {len(paths)} {escape(title)}:")
             for path in paths[: None if verbose else SHOWN]:
-                err.print(f"  {path}", markup=False)
+                err.print(f"  {printable(path)}", markup=False)
             if not verbose and len(paths) > SHOWN:
                 err.print(f"  ... and {len(paths) - SHOWN} more")
     if result.combined.mixed:
         err.print("[yellow]warning:[/] line and branch data were mixed: combined as line data")
-    for note in reports.notes:
+    for note in reports.notes if reports else ():
         err.print(f"[yellow]warning:[/] {note}", markup=False)
 
 
 def _table(result: CombineResult, reports: Reports) -> None:
     from rich.table import Table  # only when no report is asked for
+    from rich.text import Text
 
     out = console()
     summary = reports.summary
@@ -116,15 +120,23 @@ def _table(result: CombineResult, reports: Reports) -> None:
     files.add_column("Statements", justify="right", footer=str(summary.statements))
     files.add_column("Missing", justify="right", footer=str(summary.missing))
     files.add_column("Cover", justify="right", footer=f"{summary.percent_display}%")
-    for row in summary.files:
-        files.add_row(row.name, str(row.statements), str(row.missing), f"{row.percent_display}%")
+    for row in summary.files:  # names are local files' and keys' text: never rich markup
+        files.add_row(
+            Text(printable(row.name)),
+            str(row.statements),
+            str(row.missing),
+            f"{row.percent_display}%",
+        )
     out.print(files)
     functions = Table(title="Coverage by function")
     for name in ("Function", "Objects", "Statements run", "Of all statements"):
         functions.add_column(name, justify="left" if name == "Function" else "right")
     for fn in summary.functions:
         functions.add_row(
-            fn.name, str(fn.objects), f"{fn.covered}/{fn.statements}", f"{fn.percent:.1f}%"
+            Text(printable(fn.name)),
+            str(fn.objects),
+            f"{fn.covered}/{fn.statements}",
+            f"{fn.percent:.1f}%",
         )
     out.print(functions)
     out.print(
@@ -256,6 +268,15 @@ def combine_command(
     if not root.is_dir():
         raise UsageError(f"--source-root {root} is not a directory")
     to_stdout = json_report == "-"
+    plan = ReportPlan(
+        html=html,
+        xml=xml,
+        json=None if to_stdout or json_report is None else Path(json_report),
+        lcov=lcov,
+        markdown=markdown,
+        data_file=data_file,
+    )
+    check_plan(plan)  # before any download: a path that cannot be written fails now
     # combine reads keys, sizes and ETags from listings, never a timestamp.
     client = aws_context(profile, region, endpoint_url).client(
         "s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True
@@ -287,20 +308,17 @@ def combine_command(
             )
         else:
             result = combine(client, request, progress)
-    plan = ReportPlan(
-        html=html,
-        xml=xml,
-        json=None if to_stdout or json_report is None else Path(json_report),
-        lcov=lcov,
-        markdown=markdown,
-        data_file=data_file,
+    only_data = (
+        (plan.data_file is not None or bool(upload_key))
+        and dataclasses.replace(plan, data_file=None) == ReportPlan()
+        and not to_stdout
+        and fail_under is None
     )
+    _check_data(result, request, verbose, numbers_wanted=not only_data)
     with tempfile.TemporaryDirectory(prefix="lambdacov-upload-") as scratch:
         if upload_key and data_file is None:
             plan = dataclasses.replace(plan, data_file=Path(scratch) / "combined.coverage")
-        reports = _write_reports(
-            result, plan, f"s3://{bucket}/{request.prefix}", bool(start or end)
-        )
+        reports = _write_reports(result, plan)
         uploaded = []
         if upload_key and plan.data_file:
             uploaded = _upload(client, bucket, upload_key, plan.data_file, reports.document)
@@ -315,16 +333,51 @@ def combine_command(
     _exit_status(result, reports, fail_under, strict)
 
 
-def _write_reports(result: CombineResult, plan: ReportPlan, where: str, windowed: bool) -> Reports:
-    """The reports, or one line: nothing to report, or a path that cannot be written."""
+def _check_data(
+    result: CombineResult, request: CombineRequest, verbose: bool, *, numbers_wanted: bool
+) -> None:
+    """Stop with exit 1 and the reasons when there is nothing to report, as `coverage report`.
+
+    The warnings (skipped objects with their reasons, files not under the
+    source root) come first: they are why. A run that only writes the combined
+    data file (``--data-file``/``--upload-key``) needs no local source.
+    """
+    where = f"s3://{request.bucket}/{request.prefix}"
+    windowed = request.since is not None or request.until is not None
     if not result.inputs:
+        _warn(result, None, verbose)
+        if result.skipped:
+            raise NoDataError(
+                f"no coverage data to report: every object under {where} was skipped "
+                f"({len(result.skipped)}, reasons above)",
+                "see why each was skipped; `lambdacov doctor FUNCTION` checks how "
+                "the functions deliver",
+            )
         window = " in the --since/--until window" if windowed else ""
-        skipped = f" ({len(result.skipped)} skipped)" if result.skipped else ""
         raise NoDataError(
-            f"no coverage data to report: no readable objects under {where}{window}{skipped}",
+            f"no coverage data to report: no objects under {where}{window}",
             "check --bucket/--prefix, or run `lambdacov doctor FUNCTION` to see why "
             "the functions deliver nothing",
         )
+    if numbers_wanted and not any(map(result.reportable, result.combined.measured_files())):
+        _warn(result, None, verbose)
+        if result.missing_files:
+            raise NoDataError(
+                f"no coverage data to report: none of the {len(result.missing_files)} file(s) "
+                f"measured in Lambda is under --source-root {result.source_root}",
+                "pass --source-root the checkout of the functions' code "
+                "(the folder Lambda runs as /var/task)",
+            )
+        raise NoDataError(
+            "no coverage data to report: the objects hold no line of the functions' own code "
+            f"({result.runtime_files} file(s) of Lambda's runtime, the layer or installed "
+            "packages dropped)",
+            "check that the layer measures the function's code: `lambdacov doctor FUNCTION`",
+        )
+
+
+def _write_reports(result: CombineResult, plan: ReportPlan) -> Reports:
+    """The reports, or one line naming a path that cannot be written."""
     try:
         return write_reports(result, plan)
     except OSError as error:  # an output path in a missing or read-only place
@@ -349,7 +402,13 @@ def _exit_status(
 ) -> None:
     """Exit 1 below --fail-under, or with --strict when objects were skipped (partial)."""
     failed = False
-    if fail_under is not None and reports.summary.percent < fail_under:
+    if fail_under is not None and not reports.summary.files:
+        _err().print(
+            "lambdacov: no measured file could be analysed: --fail-under cannot pass",
+            markup=False,
+        )
+        failed = True
+    elif fail_under is not None and reports.summary.percent < fail_under:
         _err().print(
             f"lambdacov: total coverage {reports.summary.percent:.2f}% "
             f"is below --fail-under {fail_under:g}%",
