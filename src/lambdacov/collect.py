@@ -17,11 +17,14 @@ its reason; the caller decides what a partial result means.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -331,9 +334,23 @@ class Download:
     bytes_downloaded: int
 
 
+# Inside a cache directory: one folder per running combine, holding hard links to
+# the cached versions it reads (see ObjectCache.pin). A folder older than this was
+# left by a run that was killed.
+PINS = ".pins"
+STALE_PINS_SECONDS = 24 * 3600
+
+
 @dataclass(frozen=True)
 class ObjectCache:
-    """Local copies of objects, one file per (bucket, key, ETag)."""
+    """Local copies of objects, one file per (bucket, key, ETag), shared by concurrent runs.
+
+    Storing a newer version of a key removes the older ones, which another run
+    on the same directory may be about to read. So a run never reads a cache
+    name: it reads its own hard link to it (:meth:`pin`), made atomically, in a
+    folder only it uses; an evicted name then takes nothing from that run.
+    :meth:`release` removes the run's links.
+    """
 
     directory: Path
     # The versions on disk by key hash, from one scan of the directory on the first
@@ -343,6 +360,7 @@ class ObjectCache:
         default_factory=dict, init=False, repr=False, compare=False
     )
     _scanned: list[bool] = field(default_factory=list, init=False, repr=False, compare=False)
+    _pins: list[Path] = field(default_factory=list, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -369,14 +387,35 @@ class ObjectCache:
             if dash and name.endswith(".coverage"):
                 self._versions.setdefault(stem, set()).add(name)
 
+    def _pin_directory(self) -> Path:
+        """This run's folder of links, made on first use (stale ones of killed runs go)."""
+        with self._lock:
+            if not self._pins:
+                root = self.directory / PINS
+                root.mkdir(parents=True, exist_ok=True)
+                _remove_stale_pins(root)
+                self._pins.append(Path(tempfile.mkdtemp(prefix="run-", dir=root)))
+            return self._pins[0]
+
+    def pin(self, cached: Path) -> Path | None:
+        """This run's own link to the cached file ``cached``, or None if it is gone."""
+        private = self._pin_directory() / cached.name
+        try:
+            _link_or_copy(cached, private)
+        except FileNotFoundError:  # evicted by another run: fetch it again
+            return None
+        return private
+
     def store(self, bucket: str, key: str, etag: str, body: bytes) -> Path:
-        """Keep ``body`` as this version of ``key``; drop older versions of it."""
+        """Keep ``body`` as this version of ``key``, drop older versions; return this run's link."""
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.path(bucket, key, etag)
+        private = self._pin_directory() / target.name
         handle, temporary = tempfile.mkstemp(prefix=".part-", dir=self.directory)
         try:
             with os.fdopen(handle, "wb") as stream:
                 stream.write(body)
+            _link_or_copy(Path(temporary), private)
             Path(temporary).replace(target)
         finally:
             Path(temporary).unlink(missing_ok=True)
@@ -387,7 +426,42 @@ class ObjectCache:
             self._versions[stem] = {target.name}
         for name in older:
             (self.directory / name).unlink(missing_ok=True)
-        return target
+        return private
+
+    def release(self) -> None:
+        """Remove this run's links (the cached files stay)."""
+        with self._lock:
+            pins = list(self._pins)
+            self._pins.clear()
+        for folder in pins:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (atomic, no copy), or a copy where the filesystem has no links."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        pass  # this run pinned that version already
+    except FileNotFoundError:
+        raise
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _remove_stale_pins(root: Path) -> None:
+    """Remove the link folders of runs that ended without removing theirs (killed)."""
+    now = time.time()
+    try:
+        folders = [entry for entry in os.scandir(root) if entry.name.startswith("run-")]
+    except OSError:
+        return
+    for entry in folders:
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False) and (
+                now - entry.stat(follow_symlinks=False).st_mtime > STALE_PINS_SECONDS
+            ):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def default_cache_dir() -> Path:
@@ -440,9 +514,11 @@ class Downloader:
             if remote.size > MAX_OBJECT_BYTES:
                 skipped.append(Skipped(remote.key, f"too large: {remote.size} bytes"))
                 continue
-            local = self.cache.path(self.bucket, remote.key, remote.etag)
-            if remote.etag and local.is_file():
-                hits.append(Fetched(remote.key, local, cached=True, size=remote.size))
+            pinned = None
+            if remote.etag:
+                pinned = self.cache.pin(self.cache.path(self.bucket, remote.key, remote.etag))
+            if pinned is not None:
+                hits.append(Fetched(remote.key, pinned, cached=True, size=remote.size))
             else:
                 missing.append(remote)
         downloaded = 0

@@ -400,11 +400,14 @@ def combine(
     try:
         with tempfile.TemporaryDirectory(prefix="lambdacov-objects-") as scratch:
             cache = ObjectCache(request.cache_dir or Path(scratch))
-            download = Downloader(client, request.bucket, cache, workers=workers).fetch(
-                listing.objects, merging
-            )
-            # Inside the with: a run without a cache directory merges from scratch.
-            accumulator = merging.finish(remapper)
+            try:
+                download = Downloader(client, request.bucket, cache, workers=workers).fetch(
+                    listing.objects, merging
+                )
+                # Inside the with: the merge reads this run's links to the objects.
+                accumulator = merging.finish(remapper)
+            finally:
+                cache.release()
     finally:
         merging.abandon()
     skipped = sorted([*download.skipped, *accumulator.skipped], key=lambda item: item.key)

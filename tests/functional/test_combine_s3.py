@@ -217,6 +217,35 @@ def test_second_run_downloads_only_new_or_rewritten_objects(
     assert len(list((tmp_path / "cache").glob("*.coverage"))) == 13  # old version dropped
 
 
+def test_a_version_evicted_by_a_concurrent_run_is_still_combined(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str
+) -> None:
+    # Two combines on one --cache-dir: after this run found its cached copies, the
+    # other one stores newer versions of the same keys, evicting them, just before
+    # this run merges each object. Every object must still be combined.
+    put_many(s3, bucket, tmp_path, 6)
+    cache_dir = tmp_path / "cache"
+    first = combine(s3, CombineRequest(bucket, source_root=ORDERS, cache_dir=cache_dir))
+    assert first.downloaded == 6
+    from lambdacov.collect import Lister
+    from lambdacov.combine import _Accumulator
+
+    objects = Lister(s3, bucket).list("coverage/").objects
+    other_run = ObjectCache(cache_dir)
+    merged = _Accumulator()
+
+    def evict_then_merge(item: Any) -> None:
+        other_run.store(bucket, item.key, "a-newer-etag", b"another version")
+        merged.add(item.key, str(item.path))
+
+    cache = ObjectCache(cache_dir)
+    download = Downloader(s3, bucket, cache, workers=2).fetch(objects, evict_then_merge)
+    cache.release()
+    other_run.release()
+    assert download.cache_hits == 6 and not download.skipped
+    assert merged.skipped == [] and sorted(merged.inputs) == sorted(first.inputs)
+
+
 BAD_OBJECTS = {
     "empty": b"",
     "text": b"hello, not coverage",

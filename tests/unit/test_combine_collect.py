@@ -51,7 +51,51 @@ def test_cache_names_are_confined_whatever_the_key_and_etag(tmp_path: Path) -> N
     assert path.parent == tmp_path
     stored = cache.store("b", "k", "abc", b"one")
     newer = cache.store("b", "k", "def", b"two")
-    assert not stored.exists() and newer.read_bytes() == b"two"
+    assert not cache.path("b", "k", "abc").exists()  # the older version is evicted
+    assert cache.path("b", "k", "def").read_bytes() == b"two"
+    # What this run stored stays readable through its own links until it releases them.
+    assert stored.read_bytes() == b"one" and newer.read_bytes() == b"two"
+    assert stored.parent.parent == tmp_path / ".pins"
+    cache.release()
+    assert not stored.exists() and list((tmp_path / ".pins").iterdir()) == []
+
+
+def test_a_run_keeps_reading_what_a_concurrent_run_evicts(tmp_path: Path) -> None:
+    # Two combines share one --cache-dir: B stores a newer version of a key, which
+    # evicts the version A found in the cache and is about to read.
+    run_a, run_b = ObjectCache(tmp_path), ObjectCache(tmp_path)
+    run_b.store("b", "k", "v1", b"version one")
+    run_b.release()
+    pinned = run_a.pin(run_a.path("b", "k", "v1"))
+    assert pinned is not None
+    run_b.store("b", "k", "v2", b"version two")
+    assert not run_a.path("b", "k", "v1").exists()
+    assert pinned.read_bytes() == b"version one"
+    # A version already evicted is not a hit: the run fetches the object again.
+    assert run_a.pin(run_a.path("b", "k", "v1")) is None
+    run_a.release()
+    run_b.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pins", run_a.path("b", "k", "v2").name]
+
+
+def test_link_folders_of_killed_runs_are_removed_and_only_those(tmp_path: Path) -> None:
+    import os
+    import time
+
+    pins = tmp_path / ".pins"
+    (pins / "run-killed").mkdir(parents=True)
+    (pins / "run-killed" / "x.coverage").write_bytes(b"x")
+    (pins / "run-recent").mkdir()
+    (pins / "someone-elses").mkdir()
+    old = time.time() - 2 * 24 * 3600
+    os.utime(pins / "run-killed", (old, old))
+    os.utime(pins / "someone-elses", (old, old))
+    cache = ObjectCache(tmp_path)
+    mine = cache.store("b", "k", "v", b"data").parent
+    assert sorted(p.name for p in pins.iterdir()) == sorted(
+        ["run-recent", "someone-elses", mine.name]
+    )
+    cache.release()
 
 
 def test_remapper(tmp_path: Path) -> None:
