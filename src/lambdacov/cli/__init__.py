@@ -123,12 +123,17 @@ def run() -> None:
         gc.freeze()
 
 
+_terminated = False  # set by SIGTERM's handler
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     """SIGTERM: unwind like Ctrl-C, so outputs, processes and temporary files are cleaned up.
 
     A second SIGTERM while that happens is ignored; SIGKILL remains for a
     clean-up that hangs.
     """
+    global _terminated  # noqa: PLW0603 - set once, by the signal
+    _terminated = True
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated
 
@@ -144,11 +149,18 @@ def freeze_heap() -> None:
         gc.freeze()
 
 
+def _interrupted() -> None:
+    """Raise again what typer turned into a silent exit code 130: Ctrl-C, or SIGTERM."""
+    raise Terminated if _terminated else KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; expected failures print one line and exit with their code."""
     args = sys.argv[1:] if argv is None else argv
     try:
         code = _app_for(args)(args=args, standalone_mode=False)
+        if code == ExitCode.INTERRUPTED:
+            _interrupted()
     except LambdacovError as error:
         sys.stderr.write(f"lambdacov: error: {error.message}\n")
         if error.hint:
