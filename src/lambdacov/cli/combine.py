@@ -192,7 +192,11 @@ def combine_command(
         typer.Option("--source-root", help="Local checkout of the functions' code (default: .)."),
     ] = None,
     html: Annotated[
-        Path | None, typer.Option("--html", help="Write the HTML report to DIR.")
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write the HTML report to DIR: a new or empty directory, or an earlier report's.",
+        ),
     ] = None,
     xml: Annotated[Path | None, typer.Option("--xml", help="Write a Cobertura XML report.")] = None,
     json_report: Annotated[
@@ -202,7 +206,10 @@ def combine_command(
     lcov: Annotated[Path | None, typer.Option("--lcov", help="Write an LCOV report.")] = None,
     markdown: Annotated[
         Path | None,
-        typer.Option("--markdown", help="Write a markdown summary (e.g. $GITHUB_STEP_SUMMARY)."),
+        typer.Option(
+            "--markdown",
+            help="Write a markdown summary to FILE; appended when FILE is $GITHUB_STEP_SUMMARY.",
+        ),
     ] = None,
     data_file: Annotated[
         Path | None, typer.Option("--data-file", help="Write the combined coverage.py data file.")
