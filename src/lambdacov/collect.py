@@ -109,6 +109,24 @@ def parse_when(text: str, *, now: datetime, end_of_day: bool = False) -> datetim
         ) from error
 
 
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool that, when its block fails or is interrupted, drops the work not started.
+
+    ``with ThreadPoolExecutor()`` waits for every queued task on the way out:
+    after Ctrl-C in a combine of thousands of objects, that is the whole
+    download. Here only the calls in flight are waited for, each bounded by the
+    client's timeouts.
+    """
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
 def in_flight(client: Any, wanted: int) -> int:
     """How many of ``wanted`` concurrent requests ``client`` can carry: its pool's size at most."""
     return max(1, min(wanted, int(client.meta.config.max_pool_connections)))
@@ -196,7 +214,7 @@ class Lister:
             if (y := _number(year, prefix)) is not None and low.year <= y <= high.year
         ]
         result: list[str] = []
-        with ThreadPoolExecutor(self.workers) as pool:
+        with worker_pool(self.workers) as pool:
             for year, (_, months) in zip(
                 wanted_years, pool.map(lambda p: self._list(p, "/"), wanted_years), strict=True
             ):
@@ -227,7 +245,7 @@ class Lister:
         found: set[date] = set()
         partitions = self._walk(prefix, since, until)
         months = [p for p in partitions if p.count("/") - prefix.count("/") == 2]
-        with ThreadPoolExecutor(self.workers) as pool:
+        with worker_pool(self.workers) as pool:
             listed = list(pool.map(lambda p: self._list(p, "/")[1], months))
         for entry in [p for p in partitions if p not in months] + [e for m in listed for e in m]:
             parts = entry[len(prefix) :].rstrip("/").split("/")
@@ -264,7 +282,7 @@ class Lister:
             partitions = [f"{day}{name}-" for day in partitions for name in sorted(set(functions))]
         wanted = set(functions)
         skip = set(exclude)
-        with ThreadPoolExecutor(self.workers) as pool:
+        with worker_pool(self.workers) as pool:
             pages = list(pool.map(lambda p: self._list(p)[0], partitions))
         found: dict[str, RemoteObject] = {}
         for entries in pages:
@@ -361,6 +379,7 @@ class ObjectCache:
     )
     _scanned: list[bool] = field(default_factory=list, init=False, repr=False, compare=False)
     _pins: list[Path] = field(default_factory=list, init=False, repr=False, compare=False)
+    _released: list[bool] = field(default_factory=list, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -390,6 +409,9 @@ class ObjectCache:
     def _pin_directory(self) -> Path:
         """This run's folder of links, made on first use (stale ones of killed runs go)."""
         with self._lock:
+            if self._released:
+                # A download still in flight after Ctrl-C: its run is over.
+                raise RuntimeError("the run released its cache links")
             if not self._pins:
                 root = self.directory / PINS
                 root.mkdir(parents=True, exist_ok=True)
@@ -429,10 +451,11 @@ class ObjectCache:
         return private
 
     def release(self) -> None:
-        """Remove this run's links (the cached files stay)."""
+        """Remove this run's links (the cached files stay); the run pins nothing after this."""
         with self._lock:
             pins = list(self._pins)
             self._pins.clear()
+            self._released.append(True)
         for folder in pins:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -523,7 +546,7 @@ class Downloader:
                 missing.append(remote)
         downloaded = 0
         size = 0
-        with ThreadPoolExecutor(max(1, self.workers)) as pool:
+        with worker_pool(self.workers) as pool:
             futures: dict[Future[Fetched], RemoteObject] = {
                 pool.submit(self._get, remote): remote for remote in missing
             }

@@ -22,6 +22,7 @@ import pytest
 
 from tests.functional.test_combine_s3 import cli_args, put_data, put_many, run_cli
 from tests.support.combine_data import ORDERS, write_data
+from tests.support.faulty_s3 import FaultyS3
 
 
 def user_tree(root: Path) -> dict[str, bytes]:
@@ -346,3 +347,36 @@ def test_coverage_of_objects_in_range_is_unchanged_by_the_checks(
     assert code == 0, stderr
     assert json.loads((out / "c.json").read_text())["lambdacov"]["objects"]["combined"] == 3
     assert ORDERS.is_dir()
+
+
+def test_ctrl_c_during_the_downloads_stops_promptly_and_cleans_up(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str
+) -> None:
+    # 400 objects from an S3 that takes a second per GET: 12 s of downloads with 32
+    # threads. Ctrl-C must not wait for the queue, only for the GETs in flight.
+    body = write_data(tmp_path / "one.coverage", {"/var/task/app.py": [1, 2]}).read_bytes()
+    for n in range(400):
+        s3.put_object(Bucket=bucket, Key=f"coverage/2024/01/15/fn-{n:032x}.coverage", Body=body)
+    cache = tmp_path / "cache"
+    with FaultyS3("forward", upstream=moto_endpoint) as slow:
+        slow.get_delay = 1.0
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lambdacov", *cli_args(slow.endpoint, bucket, tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while slow.object_gets < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        stopped = time.monotonic() - interrupted
+        gets = slow.object_gets
+    assert process.returncode == 130, stderr
+    assert "lambdacov: interrupted" in stderr and "Traceback" not in stderr
+    assert stopped < 4, f"{stopped:.1f} s to stop"  # a hang, not a speed: the queue is 11 s
+    assert gets < 150, f"{gets} GETs: the queue went on after Ctrl-C"
+    assert list((cache / ".pins").iterdir()) == [], (stderr, stopped)  # this run's links go

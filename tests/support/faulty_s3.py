@@ -9,9 +9,10 @@ may change at any time:
 ``forward``  the request passed to ``upstream`` (moto server) and its answer returned:
              S3 is back
 
-In ``forward`` mode, two faults can still be aimed at object GETs: keys in
+In ``forward`` mode, faults can still be aimed at object GETs: keys in
 ``denied_keys`` ("bucket/key") get the error document (moto cannot deny one key
-to one caller), and the next ``resets_left`` GETs get their connection reset.
+to one caller), the next ``resets_left`` GETs get their connection reset, and
+each GET waits ``get_delay`` seconds first (a slow S3).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class FaultyS3:
         self.object_gets = 0
         self.denied_keys: set[str] = set()
         self.resets_left = 0
+        self.get_delay = 0.0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,6 +76,7 @@ class FaultyS3:
                 if self.command != "GET" or "list-type" in self.path:
                     return False
                 owner.object_gets += 1
+                time.sleep(owner.get_delay)
                 if owner.resets_left > 0:
                     owner.resets_left -= 1
                     self.close_connection = True

@@ -63,9 +63,9 @@ def test_cache_names_are_confined_whatever_the_key_and_etag(tmp_path: Path) -> N
 def test_a_run_keeps_reading_what_a_concurrent_run_evicts(tmp_path: Path) -> None:
     # Two combines share one --cache-dir: B stores a newer version of a key, which
     # evicts the version A found in the cache and is about to read.
-    run_a, run_b = ObjectCache(tmp_path), ObjectCache(tmp_path)
-    run_b.store("b", "k", "v1", b"version one")
-    run_b.release()
+    earlier_run, run_a, run_b = ObjectCache(tmp_path), ObjectCache(tmp_path), ObjectCache(tmp_path)
+    earlier_run.store("b", "k", "v1", b"version one")
+    earlier_run.release()
     pinned = run_a.pin(run_a.path("b", "k", "v1"))
     assert pinned is not None
     run_b.store("b", "k", "v2", b"version two")

@@ -23,7 +23,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -40,6 +40,7 @@ from lambdacov.collect import (
     Skipped,
     in_flight,
     normalise_prefix,
+    worker_pool,
 )
 from lambdacov.combine import CombineRequest, CombineResult, PathRemapper
 from lambdacov.errors import ExitCode, LambdacovError
@@ -157,7 +158,7 @@ class _Runner:
         results: dict[int, dict[str, Any]] = {}
         failures: list[tuple[str, str]] = []
         width = max(1, min(self.settings.concurrency, self.invoker.concurrency, len(jobs)))
-        with ThreadPoolExecutor(width) as pool:
+        with worker_pool(width) as pool:
             futures: dict[Future[dict[str, Any]], int] = {
                 pool.submit(self._one, event): index for index, (_, event) in enumerate(jobs)
             }
@@ -287,7 +288,7 @@ class _RemoteCombine:
         ]
         if self.settings.incremental:
             closed = [day for day in days if day.closed]
-            with ThreadPoolExecutor(16) as pool:
+            with worker_pool(16) as pool:
                 kept = pool.map(
                     lambda d: _kept_day(
                         self.client,
@@ -312,7 +313,7 @@ class _RemoteCombine:
             )
 
         todo = [day for day in days if day.kept is None]
-        with ThreadPoolExecutor(8) as pool:
+        with worker_pool(8) as pool:
             for day, listing in zip(todo, pool.map(listed, todo), strict=True):
                 day.objects = listing.objects
         total = sum(len(day.objects) for day in todo)
@@ -364,7 +365,7 @@ class _RemoteCombine:
                 raise RemoteCombineError(f"the combiner wrote no manifest at {key}")
             return _Manifest.parse(document)
 
-        with ThreadPoolExecutor(16) as pool:
+        with worker_pool(16) as pool:
             return list(pool.map(read, keys))
 
     def keep_closed_days(self, days: list[_Day]) -> None:
@@ -426,7 +427,7 @@ class _RemoteCombine:
 
         with TemporaryDirectory(prefix="lambdacov-partials-") as scratch:
             paths = [Path(scratch) / f"{n}.coverage" for n in range(len(partials))]
-            with ThreadPoolExecutor(16) as pool:
+            with worker_pool(16) as pool:
                 futures = list(map(lambda k, p: pool.submit(fetch, k, p), partials, paths))
                 for done, (key, future) in enumerate(zip(partials, futures, strict=True), 1):
                     try:
