@@ -14,7 +14,9 @@ the record always holds the values from before the first attach.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +43,10 @@ MAX_WAIT_SECONDS = 300.0
 
 Action = Literal["update", "unchanged", "skip", "refuse"]
 Kind = Literal["attach", "detach"]
+#: What apply is doing to a function: putting the role policy, writing or removing
+#: the record, updating the configuration, putting the record back after a failed
+#: update, deleting the role policy, or finished.
+Step = Literal["grant", "record", "update", "restore", "revoke", "done"]
 
 
 @dataclass(frozen=True)
@@ -481,7 +487,9 @@ def apply(
     *,
     iam_client: Any = None,
     max_wait: float = MAX_WAIT_SECONDS,
-) -> None:
+    on_step: Callable[[Step], None] | None = None,
+    stop: threading.Event | None = None,
+) -> bool:
     """Carry out an "update" plan on AWS; raise AwsError when AWS refuses.
 
     Attach writes its record first, then the configuration, so a failure in
@@ -490,24 +498,39 @@ def apply(
     Detach changes the configuration first and removes the record last, so it
     can be run again after a failure. Conflicts (an update already in
     progress) and throttling are retried with backoff; each update is waited
-    on until Lambda reports it finished.
+    on until Lambda reports it finished, or ``stop`` is set (Ctrl-C).
+
+    ``on_step`` hears each step before it starts, so whoever interrupts a
+    fleet can tell what a function was doing. Returns False when the wait was
+    cut short by ``stop`` (the update was accepted and still in progress).
     """
     if plan.action != "update":
-        return
+        return True
+    step = on_step or (lambda _step: None)
+    finished = True
     if plan.kind == "attach":
         if plan.grant:
+            step("grant")
             iam.put_grant(_need_iam(iam_client), plan.grant)
+        step("record")
         _tag(plan, client, retrier)
         try:
-            _update(plan, client, retrier, max_wait)
+            step("update")
+            finished = _update(plan, client, retrier, max_wait, stop)
         except AwsError:
+            step("restore")
             _restore_record(plan, client, retrier)
             raise
     else:
-        _update(plan, client, retrier, max_wait)
+        step("update")
+        finished = _update(plan, client, retrier, max_wait, stop)
+        step("record")
         _tag(plan, client, retrier)
         if plan.revoke:
+            step("revoke")
             iam.delete_grant(_need_iam(iam_client), *plan.revoke)
+    step("done")
+    return finished
 
 
 def _need_iam(iam_client: Any) -> Any:
@@ -541,9 +564,15 @@ def _restore_record(plan: FunctionPlan, client: Any, retrier: Retrier) -> None:
         pass  # the update's own error is the one to report
 
 
-def _update(plan: FunctionPlan, client: Any, retrier: Retrier, max_wait: float) -> None:
+def _update(
+    plan: FunctionPlan,
+    client: Any,
+    retrier: Retrier,
+    max_wait: float,
+    stop: threading.Event | None,
+) -> bool:
     if not plan.configuration_changes:
-        return
+        return True
     request: dict[str, Any] = {"FunctionName": plan.arn}
     if plan.layers_before != plan.layers_after:
         request["Layers"] = list(plan.layers_after)
@@ -551,30 +580,46 @@ def _update(plan: FunctionPlan, client: Any, retrier: Retrier, max_wait: float) 
         request["Environment"] = {"Variables": dict(plan.env_after)}
     with translating("update the function's configuration", plan.function):
         retrier.call(lambda: client.update_function_configuration(**request))
-        wait_until_updated(client, plan.arn, retrier, max_wait)
+        return wait_until_updated(client, plan.arn, retrier, max_wait, stop=stop)
 
 
-def wait_until_updated(client: Any, function: str, retrier: Retrier, max_wait: float) -> None:
-    """Poll until the function's last update finished; raise AwsError if it failed or hangs."""
+def wait_until_updated(
+    client: Any,
+    function: str,
+    retrier: Retrier,
+    max_wait: float,
+    *,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Poll until the function's last update finished; raise AwsError if it failed or hangs.
+
+    ``max_wait`` bounds the wait by the clock as well as by the pauses
+    between polls (so slow answers count too). Returns False, without
+    waiting further, when ``stop`` is set.
+    """
     waited, delay = 0.0, 0.5
+    deadline = clock() + max_wait
     while True:
         configuration = retrier.call(
             lambda: client.get_function_configuration(FunctionName=function)
         )
         status = configuration.get("LastUpdateStatus", "Successful")
         if status == "Successful":
-            return
+            return True
         if status == "Failed":
             raise AwsError(
                 f"the update of {function} failed: "
                 f"{configuration.get('LastUpdateStatusReason', 'no reason given')}",
                 "see the function's configuration in the Lambda console",
             )
-        if waited >= max_wait:
+        if waited >= max_wait or clock() >= deadline:
             raise AwsError(
                 f"the update of {function} is still in progress after {max_wait:g} s",
                 "check the function in the Lambda console, then run the command again",
             )
+        if stop is not None and stop.wait(0):
+            return False
         retrier.sleep(delay)
         waited += delay
         delay = min(delay * 2, 5.0)

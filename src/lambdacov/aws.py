@@ -4,17 +4,28 @@ Core modules receive clients from here (or from tests); they never build their
 own. :func:`translate` turns botocore's exceptions into :class:`AwsError` with a
 one-line message and a hint, so the CLI never shows a traceback for an AWS
 refusal. Retries and sleeps are parameters, so tests never sleep.
+
+Every client is bounded in time: each attempt waits at most ``timeout``
+seconds to connect and ``timeout`` seconds for each part of the answer, and a
+call makes at most :data:`CALL_ATTEMPTS` attempts. Clients of one
+:class:`AwsContext` share a :class:`CallGuard`: once an endpoint has let a
+call run out of attempts without answering, later calls to it fail at once
+instead of waiting again, and once the command is interrupted no new call
+starts. So a command facing an endpoint that never answers ends after about
+one call's worst case (:func:`call_bound`), not one per call it would make.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import re
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,6 +48,19 @@ THROTTLING_CODES = frozenset(
     }
 )
 RETRYABLE_CODES = THROTTLING_CODES | {"ResourceConflictException", "ServiceUnavailable"}
+# botocore's errors for an endpoint that refused, dropped or never answered a call.
+UNREACHABLE_ERRORS = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
+)
+#: Seconds an attempt waits to connect, and for each part of an answer (``--timeout``).
+#: Lambda, IAM, S3, STS, CloudWatch and Logs answer lambdacov's calls in well under a
+#: second; ten seconds of silence is a network or endpoint fault, not a slow answer.
+DEFAULT_TIMEOUT = 10.0
+#: Attempts per call: the first and two retries (botocore's standard mode, as the AWS CLI).
+CALL_ATTEMPTS = 3
+#: The most botocore sleeps between the attempts of a call that timed out:
+#: rand(0, 1) x 0.05 x 2**i seconds before retry i (standard mode, not throttled).
+RETRY_PAUSES = 0.05 + 0.1
 
 _HINTS = {
     "AccessDenied": "grant the caller {action} on {resource} (or use another --profile)",
@@ -94,10 +118,11 @@ def translate(error: BaseException, action: str, resource: str = "") -> AwsError
         )
     if name in ("NoRegionError",):
         return AwsError(f"no AWS region for {action}", "pass --region or set AWS_REGION")
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+    if name in UNREACHABLE_ERRORS:
         return AwsError(
             f"cannot reach AWS for {action}: {redact_urls(str(error))}",
-            "check the network, the --region and any --endpoint-url",
+            "check the network, the --region and any --endpoint-url; "
+            "if AWS is only slow to answer, raise --timeout",
             slug="unreachable",
         )
     message = redact_urls(str(error).splitlines()[0]) if str(error) else code
@@ -143,13 +168,110 @@ class Retrier:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+def call_bound(timeout: float = DEFAULT_TIMEOUT, attempts: int = CALL_ATTEMPTS) -> float:
+    """Seconds one call can take against an endpoint that accepts connections and never answers.
+
+    Each attempt waits ``timeout`` for the answer, and botocore pauses briefly
+    between attempts. (A connection that itself takes almost ``timeout`` to
+    open, then gets no answer, can add up to ``timeout`` per attempt.)
+    """
+    return attempts * timeout + RETRY_PAUSES
+
+
+class Interrupted(KeyboardInterrupt):
+    """An AWS call refused because the command is being interrupted (Ctrl-C).
+
+    A KeyboardInterrupt, so the ``except Exception`` of code that keeps going
+    after one failed call lets it through, and worker threads stop at once.
+    """
+
+
+class CallGuard:
+    """What the clients of one command share: endpoints found unreachable, and Ctrl-C.
+
+    A call to an endpoint that already let a call run out of attempts without
+    answering fails at once with that call's error (a fleet of 500 functions
+    does not wait 500 times); after :meth:`interrupt`, every call that has not
+    started raises :class:`Interrupted`, except in a :meth:`finishing` block,
+    where a worker finishes the function it had started changing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unreachable: dict[str, BaseException] = {}
+        self._interrupted = threading.Event()
+        self._local = threading.local()
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether :meth:`interrupt` was called."""
+        return self._interrupted.is_set()
+
+    @property
+    def unreachable(self) -> BaseException | None:
+        """The error of the first call an endpoint never answered, None while all answer."""
+        with self._lock:
+            return next(iter(self._unreachable.values()), None)
+
+    def interrupt(self) -> None:
+        """Let no new call start (safe to call from a signal handler)."""
+        self._interrupted.set()
+
+    @contextlib.contextmanager
+    def finishing(self) -> Iterator[None]:
+        """Calls made by this thread in the block go out even after :meth:`interrupt`."""
+        self._local.finishing = True
+        try:
+            yield
+        finally:
+            self._local.finishing = False
+
+    def watch(self, client: Any) -> None:
+        """Check every call of ``client`` before it is sent, and note the endpoints that fail."""
+        endpoint = str(client.meta.endpoint_url)
+
+        def before_call(**_: Any) -> None:
+            if self._interrupted.is_set() and not getattr(self._local, "finishing", False):
+                raise Interrupted
+            with self._lock:
+                failed = self._unreachable.get(endpoint)
+            if failed is not None:
+                raise _replay(failed)
+
+        def after_error(exception: BaseException | None = None, **_: Any) -> None:
+            if exception is not None and type(exception).__name__ in UNREACHABLE_ERRORS:
+                with self._lock:
+                    self._unreachable.setdefault(endpoint, exception)
+
+        # Raised from before-call, the error leaves the client at once: botocore
+        # retries only what fails inside the request loop that follows.
+        client.meta.events.register("before-call", before_call)
+        client.meta.events.register("after-call-error", after_error)
+
+
+def _replay(error: BaseException) -> BaseException:
+    """A fresh exception like ``error`` (the same class and message) to raise in another call."""
+    kwargs = getattr(error, "kwargs", None)
+    try:
+        return type(error)(**kwargs) if isinstance(kwargs, dict) else type(error)(str(error))
+    except Exception:  # noqa: BLE001 - an exotic constructor: the original will do
+        return error
+
+
 @dataclass(frozen=True)
 class AwsContext:
-    """How to reach AWS: the global options every AWS command accepts."""
+    """How to reach AWS: the global options every AWS command accepts.
+
+    ``timeout`` bounds each attempt of each call (``--timeout``); ``guard`` is
+    shared by every client made from this context and its :meth:`for_region`
+    copies.
+    """
 
     profile: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    guard: CallGuard = field(default_factory=CallGuard, compare=False, repr=False)
 
     def session(self) -> Any:
         """A boto3 Session for the profile and region (botocore reads the rest as usual)."""
@@ -174,10 +296,11 @@ class AwsContext:
         max_pool_connections: int | None = None,
         raw_timestamps: bool = False,
     ) -> Any:
-        """A client with standard retries and lambdacov's user agent.
+        """A client with bounded waits and attempts, watched by the guard; lambdacov's user agent.
 
         ``read_timeout`` is for calls that legitimately wait long (a synchronous
-        invocation of a 15-minute function); ``max_pool_connections`` for many
+        invocation of a 15-minute function): it replaces ``timeout`` for the
+        answer only, never for connecting. ``max_pool_connections`` for many
         concurrent calls on one client. With ``raw_timestamps``, timestamps in
         the responses of the session's clients stay the strings AWS sent (as
         ``aws --cli-timestamp-format none`` does): parsing them is a quarter of
@@ -194,15 +317,15 @@ class AwsContext:
         if not region_name:
             raise UsageError("no AWS region", "pass --region or set AWS_REGION")
         options: dict[str, Any] = {
-            "retries": {"max_attempts": 6, "mode": "standard"},
+            "retries": {"total_max_attempts": CALL_ATTEMPTS, "mode": "standard"},
+            "connect_timeout": self.timeout,
+            "read_timeout": self.timeout if read_timeout is None else read_timeout,
             "user_agent_extra": f"lambdacov/{__version__}",
         }
-        if read_timeout is not None:
-            options["read_timeout"] = read_timeout
         if max_pool_connections is not None:
             options["max_pool_connections"] = max_pool_connections
         try:
-            return session.client(
+            client = session.client(
                 service,
                 region_name=region_name,
                 endpoint_url=self.endpoint_url or None,
@@ -213,7 +336,110 @@ class AwsContext:
                 f"cannot use {error}",
                 "check --region (e.g. eu-west-1) and --endpoint-url (e.g. http://127.0.0.1:5000)",
             ) from error
+        self.guard.watch(client)
+        return client
+
+    def unreachable_error(self, action: str) -> AwsError | None:
+        """The AwsError for ``action`` when an endpoint was found unreachable, else None."""
+        failed = self.guard.unreachable
+        return None if failed is None else translate(failed, action)
 
     def for_region(self, region: str) -> AwsContext:
-        """The same context in another region."""
-        return AwsContext(self.profile, region, self.endpoint_url)
+        """The same context (options and guard) in another region."""
+        return dataclasses.replace(self, region=region)
+
+
+R = TypeVar("R")
+
+#: Seconds :func:`map_calls` lets started items finish after Ctrl-C.
+STOP_GRACE = 2.5
+
+
+class Abandoned(KeyboardInterrupt):
+    """Ctrl-C during :func:`map_calls`: what finished, what was running, what never started.
+
+    ``done`` maps item indexes to their results; ``running`` holds the items
+    whose function had started and had not returned within the grace period;
+    ``cause`` is the interruption itself (Ctrl-C, or SIGTERM unwinding as one).
+    """
+
+    def __init__(
+        self, done: dict[int, Any], running: frozenset[int], cause: KeyboardInterrupt
+    ) -> None:
+        super().__init__()
+        self.done = done
+        self.running = running
+        self.cause = cause
+
+
+def map_calls(
+    function: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    *,
+    stop: threading.Event | None = None,
+    grace: float = STOP_GRACE,
+) -> list[R]:
+    """``function(item)`` for each item on at most ``workers`` threads; the results in order.
+
+    Unlike ``ThreadPoolExecutor.map``, Ctrl-C does not wait for the whole queue:
+    on KeyboardInterrupt in the caller, ``stop`` is set (no worker starts
+    another item, and ``function`` may look at it), the items already started
+    get ``grace`` seconds to finish, then :class:`Abandoned` is raised with
+    what finished. The workers are daemon threads, so one still blocked on an
+    endpoint does not hold the process's exit either. An exception from
+    ``function`` stops the other workers taking items and is raised here.
+    """
+    stop = stop if stop is not None else threading.Event()
+    results: dict[int, R] = {}
+    errors: dict[int, BaseException] = {}
+    running: set[int] = set()
+    lock = threading.Lock()
+    queue = iter(range(len(items)))
+
+    threads = max(1, min(workers, len(items)))
+    left = [threads]  # workers still running
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            take()
+        finally:
+            with lock:
+                left[0] -= 1
+                if not left[0]:
+                    finished.set()
+
+    def take() -> None:
+        while not stop.is_set():
+            with lock:
+                index = next(queue, None)
+                if index is None:
+                    return
+                running.add(index)
+            try:
+                value = function(items[index])
+            except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+                with lock:
+                    errors[index] = error
+                    running.discard(index)
+                stop.set()
+                return
+            with lock:
+                results[index] = value
+                running.discard(index)
+
+    for number in range(threads):
+        threading.Thread(target=work, name=f"lambdacov-worker-{number}", daemon=True).start()
+    # An Event, not Thread.join: a join interrupted by Ctrl-C marks a running thread
+    # as finished (CPython 3.12), and the grace period would not wait for it.
+    try:
+        finished.wait()
+    except KeyboardInterrupt as cause:
+        stop.set()
+        finished.wait(grace)
+        with lock:
+            raise Abandoned(dict(results), frozenset(running | errors.keys()), cause) from None
+    if errors:
+        raise errors[min(errors)]
+    return [results[index] for index in range(len(items))]

@@ -3,24 +3,41 @@
 Everything here takes clients as parameters and returns frozen results; the
 CLI renders them. A failing function never stops the others: its result says
 why, and :attr:`FleetResult.failed` tells the CLI to exit 1.
+
+Ctrl-C stops the fleet between functions: no function starts after it, a
+function already started finishes its steps (each one call, bounded), and
+:class:`FleetInterrupted` carries the result: which functions changed, which
+were left in the middle of a step (and which step), which never started.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import json
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lambdacov import conventions, iam
-from lambdacov.attach import AttachSettings, FunctionPlan, apply, plan_attach, plan_detach
-from lambdacov.aws import Retrier, translating
+from lambdacov.attach import (
+    AttachSettings,
+    FunctionPlan,
+    Step,
+    apply,
+    plan_attach,
+    plan_detach,
+)
+from lambdacov.aws import STOP_GRACE, Abandoned, CallGuard, Retrier, map_calls, translating
 from lambdacov.errors import AwsError, LambdacovError, UsageError
 from lambdacov.selection import Missing, SelectedFunction
 
-Status = Literal["changed", "unchanged", "planned", "skipped", "refused", "failed"]
+Status = Literal[
+    "changed", "unchanged", "planned", "skipped", "refused", "failed", "interrupted", "not-started"
+]
 LayerKey = tuple[str, str, str]  # (region, runtime, arch)
 ClientFor = Callable[[str | None], Any]
 
@@ -35,6 +52,9 @@ class FunctionResult:
     detail: str = ""
     plan: FunctionPlan | None = None
     missing_policy: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: Whether AWS may hold changes of this function that a later detach (or,
+    #: for detach, running it again) has to finish: changed, or cut off mid-step.
+    touched: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON, the plan's changes included."""
@@ -43,6 +63,7 @@ class FunctionResult:
             "region": self.region,
             "status": self.status,
             "detail": self.detail,
+            "touched": self.touched,
             "plan": self.plan.to_dict() if self.plan else None,
             "missing_policy": self.missing_policy,
         }
@@ -60,6 +81,11 @@ class FleetResult:
     def failed(self) -> bool:
         """Whether any function failed or was refused (the command exits 1)."""
         return any(result.status in ("failed", "refused") for result in self.results)
+
+    @property
+    def touched(self) -> tuple[FunctionResult, ...]:
+        """The functions AWS may hold changes of (see :attr:`FunctionResult.touched`)."""
+        return tuple(result for result in self.results if result.touched)
 
     def counts(self) -> dict[str, int]:
         """How many functions ended in each status."""
@@ -201,14 +227,25 @@ def missing_policies(
         except AwsError as error:
             return key, f"could not check the role's policies: {error.message}"
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        verdicts = dict(pool.map(check, sorted(checks)))
+    verdicts = dict(map_calls(check, sorted(checks), concurrency))
     missing: dict[str, Mapping[str, Any] | str] = {}
     for arn, doc in wanted.items():
         verdict = verdicts[roles[arn], json.dumps(doc, sort_keys=True)]
         if verdict is not True:
             missing[arn] = doc if verdict is False else str(verdict)
     return missing
+
+
+class FleetInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`execute`; ``result`` says what each function got.
+
+    ``cause`` is the interruption to raise again once the result is shown.
+    """
+
+    def __init__(self, result: FleetResult, cause: KeyboardInterrupt) -> None:
+        super().__init__()
+        self.result = result
+        self.cause = cause
 
 
 def execute(
@@ -222,29 +259,95 @@ def execute(
     missing: Iterable[Missing] = (),
     policies: Mapping[str, Mapping[str, Any] | str] | None = None,
     on_result: Callable[[FunctionResult], None] | None = None,
+    guard: CallGuard | None = None,
+    grace: float = STOP_GRACE,
 ) -> FleetResult:
-    """Apply every "update" plan (none with ``dry_run``) with at most ``concurrency`` at once."""
+    """Apply every "update" plan (none with ``dry_run``) with at most ``concurrency`` at once.
+
+    On Ctrl-C, raises :class:`FleetInterrupted` within about ``grace``
+    seconds. ``guard`` is the clients' guard: a function already started
+    may finish its calls after Ctrl-C, and no other call starts.
+    """
     plans = tuple(plans)
     kind: Literal["attach", "detach"] = plans[0].kind if plans else "attach"
     policies = policies or {}
+    stop = threading.Event()
+    steps: dict[str, Step] = {}
+    finishing = guard.finishing if guard is not None else contextlib.nullcontext
+    # Backoff pauses end early on Ctrl-C, so a throttled function does not hold the stop.
+    stoppable = dataclasses.replace(retrier, sleep=_stoppable_sleep(retrier.sleep, stop))
 
     def run(plan: FunctionPlan) -> FunctionResult:
-        result = _run_one(
-            plan,
-            client_for,
-            retrier,
-            iam_client=iam_client,
-            dry_run=dry_run,
-            policy=policies.get(plan.arn),
-        )
+        def on_step(step: Step) -> None:
+            steps[plan.arn] = step
+
+        with finishing():
+            result = _run_one(
+                plan,
+                client_for,
+                stoppable,
+                iam_client=iam_client,
+                dry_run=dry_run,
+                policy=policies.get(plan.arn),
+                on_step=on_step,
+                stop=stop,
+            )
         if on_result is not None:
             on_result(result)
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        results = list(pool.map(run, plans))
     failures = [FunctionResult(item.name, "", "failed", item.message) for item in missing]
+    try:
+        results = map_calls(run, plans, concurrency, stop=stop, grace=grace)
+    except Abandoned as abandoned:
+        partial = [
+            abandoned.done.get(index)
+            or _cut_off(plan, steps.get(plan.arn), started=index in abandoned.running)
+            for index, plan in enumerate(plans)
+        ]
+        result = FleetResult(kind, dry_run, (*failures, *partial))
+        raise FleetInterrupted(result, abandoned.cause) from None
     return FleetResult(kind, dry_run, (*failures, *results))
+
+
+def _stoppable_sleep(
+    sleep: Callable[[float], None], stop: threading.Event
+) -> Callable[[float], None]:
+    if sleep is not time.sleep:
+        return sleep  # a test's sleep: it does not wait anyway
+
+    def pause(seconds: float) -> None:
+        stop.wait(seconds)
+
+    return pause
+
+
+# What a function cut off in the middle of a step may hold, by kind and step.
+_CUT_OFF: dict[tuple[str, str], str] = {
+    ("attach", "grant"): "interrupted while putting the policy on the role: the function is "
+    "unchanged; the role may hold the policy",
+    ("attach", "record"): "interrupted while writing the record: the configuration is unchanged; "
+    "detach removes a record left behind",
+    ("attach", "update"): "interrupted while updating the configuration: the update may have "
+    "been applied; the record says what it changes and detach undoes it",
+    ("attach", "restore"): "the update failed and the record was being removed when interrupted: "
+    "detach removes a record left behind",
+    ("detach", "update"): "interrupted while restoring the configuration: run detach again",
+    ("detach", "record"): "interrupted while removing the record: run detach again",
+    ("detach", "revoke"): "interrupted while deleting the policy from the role: run detach again",
+}
+
+
+def _cut_off(plan: FunctionPlan, step: Step | None, *, started: bool) -> FunctionResult:
+    """The result of a function Ctrl-C caught before it started or in the middle of a step."""
+    if not started or step is None:
+        return FunctionResult(
+            plan.function, plan.region, "not-started", "interrupted before it started", plan
+        )
+    detail = _CUT_OFF.get((plan.kind, step), f"interrupted during {step}")
+    # An attach cut off while putting the policy wrote no record: detach cannot undo that.
+    touched = not (plan.kind == "attach" and step == "grant")
+    return FunctionResult(plan.function, plan.region, "interrupted", detail, plan, touched=touched)
 
 
 def _run_one(
@@ -255,15 +358,19 @@ def _run_one(
     iam_client: Any,
     dry_run: bool,
     policy: Mapping[str, Any] | str | None,
+    on_step: Callable[[Step], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> FunctionResult:
     note = policy if isinstance(policy, str) else ""
     document = policy if isinstance(policy, Mapping) else None
     if document is not None:
         note = "the role lacks the coverage policy (printed below)"
 
-    def result(status: Status, detail: str) -> FunctionResult:
+    def result(status: Status, detail: str, *, touched: bool = False) -> FunctionResult:
         detail = "; ".join(part for part in (detail, note) if part)
-        return FunctionResult(plan.function, plan.region, status, detail, plan, document)
+        return FunctionResult(
+            plan.function, plan.region, status, detail, plan, document, touched=touched
+        )
 
     if plan.action == "skip":
         return result("skipped", plan.reason)
@@ -274,10 +381,20 @@ def _run_one(
     if dry_run:
         return result("planned", _summary(plan))
     try:
-        apply(plan, client_for(plan.region), retrier, iam_client=iam_client)
+        finished = apply(
+            plan,
+            client_for(plan.region),
+            retrier,
+            iam_client=iam_client,
+            on_step=on_step,
+            stop=stop,
+        )
     except LambdacovError as error:
         return result("failed", error.message)
-    return result("changed", _summary(plan))
+    summary = _summary(plan)
+    if not finished:
+        summary += " (interrupted while Lambda was still applying the update)"
+    return result("changed", summary, touched=True)
 
 
 def _summary(plan: FunctionPlan) -> str:

@@ -1,19 +1,32 @@
-"""Options shared by every AWS command, and output helpers (JSON on stdout, rich otherwise).
+"""Options shared by every AWS command, Ctrl-C for them, and output helpers.
 
 Every AWS command declares the same global options, after its own name as users
-type them: ``lambdacov attach my-fn --region eu-west-1 --json``.
+type them: ``lambdacov attach my-fn --region eu-west-1 --json``. Output is JSON
+on stdout with ``--json``, rich otherwise.
+
+Ctrl-C in an AWS command (in the ``lambdacov`` program) stops every AWS call
+that has not started yet, raises KeyboardInterrupt in the main thread as
+usual, and ends the process :data:`INTERRUPT_GRACE` seconds later if it is
+still waiting for calls in flight (a second Ctrl-C ends it at once). Commands
+that change AWS (attach, detach) use that time to report exactly what they
+changed and how to undo it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from lambdacov.aws import AwsContext
+from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, CallGuard
 
 Profile = Annotated[
     str | None, typer.Option("--profile", help="AWS profile to use (as the AWS CLI's).")
@@ -35,15 +48,89 @@ EndpointUrl = Annotated[
         show_envvar=True,
     ),
 ]
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        envvar="LAMBDACOV_TIMEOUT",
+        show_envvar=True,
+        help="Seconds to wait for AWS to connect, and for each part of an answer, per attempt "
+        "(3 attempts per call).",
+    ),
+]
 JsonOutput = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")]
 
 
-def aws_context(profile: str | None, region: str | None, endpoint_url: str | None) -> AwsContext:
-    """The AwsContext for a command's global options."""
-    return AwsContext(profile=profile, region=region, endpoint_url=endpoint_url or None)
+#: Seconds the program may take to stop after Ctrl-C before it stops without waiting.
+INTERRUPT_GRACE = 4.0
+
+
+def aws_context(
+    profile: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AwsContext:
+    """The AwsContext for a command's global options; Ctrl-C will stop its calls."""
+    context = AwsContext(
+        profile=profile, region=region, endpoint_url=endpoint_url or None, timeout=timeout
+    )
+    _interrupts.watch(context.guard)
+    return context
+
+
+class _Interrupts:
+    """The program's SIGINT handler while an AWS command runs."""
+
+    def __init__(self) -> None:
+        self._guards: list[CallGuard] = []
+        self._installed = False
+        self._count = 0
+
+    def watch(self, guard: CallGuard) -> None:
+        self._guards.append(guard)
+        from lambdacov import cli
+
+        # Only in the lambdacov program: a process that calls main() (tests,
+        # scripts) keeps its own handling of SIGINT.
+        if self._installed or not cli._owns_process:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGINT, self._handle)
+        self._installed = True
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        self._count += 1
+        for guard in self._guards:
+            guard.interrupt()
+        if self._count > 1:
+            _exit_now("lambdacov: interrupted\n")
+        # A worker blocked on an endpoint that never answers would hold the
+        # interpreter's exit (it joins its threads) until its call times out.
+        timer = threading.Timer(
+            INTERRUPT_GRACE,
+            _exit_now,
+            ("lambdacov: interrupted; stopped without waiting for the AWS calls in flight\n",),
+        )
+        timer.daemon = True
+        timer.start()
+        raise KeyboardInterrupt
+
+
+def _exit_now(message: str) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os.write(2, message.encode())
+    os._exit(130)
+
+
+_interrupts = _Interrupts()
 
 
 def print_json(document: Any) -> None:

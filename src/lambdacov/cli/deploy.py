@@ -8,6 +8,8 @@ people, or one JSON document for ``--json``.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -22,13 +24,14 @@ from rich.table import Table
 
 from lambdacov import fleet
 from lambdacov.attach import AttachSettings, FunctionPlan
-from lambdacov.aws import AwsContext, Retrier
+from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, Retrier, redact_url
 from lambdacov.cli._options import (
     EndpointUrl,
     JsonOutput,
     Profile,
     Region,
     Regions,
+    Timeout,
     Verbose,
     aws_context,
     console,
@@ -44,7 +47,7 @@ from lambdacov.layer.publish import (
     PublishFailure,
     publish_everywhere,
 )
-from lambdacov.selection import Selection, select_functions
+from lambdacov.selection import Selection, SelectionResult, select_functions
 
 Concurrency = Annotated[
     int,
@@ -85,6 +88,7 @@ class _Clients:
     thread-safe), then shared by worker threads (clients are)."""
 
     def __init__(self, context: AwsContext) -> None:
+        self.context = context
         self._context = context
         self._session = context.session()
         self._lock = threading.Lock()
@@ -152,6 +156,7 @@ def publish_layer_command(
     profile: Profile = None,
     region: Regions = None,
     endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: JsonOutput = False,
     verbose: Verbose = False,
 ) -> None:
@@ -159,7 +164,7 @@ def publish_layer_command(
     grants = ([Grant.public()] if public else []) + [Grant.parse(p) for p in principal or []]
     if zips and (python or arch):
         raise UsageError("--zip publishes existing zips: leave out --python and --arch")
-    clients = _Clients(aws_context(profile, None, endpoint_url))
+    clients = _Clients(aws_context(profile, None, endpoint_url, timeout))
     regions = list(dict.fromkeys(region or [clients.default_region]))
     err = progress_console()
     shown = err if err is not None and not as_json else None
@@ -185,6 +190,9 @@ def publish_layer_command(
                 concurrency=concurrency,
                 on_done=lambda _outcome: advance(),
             )
+    unreachable = clients.context.unreachable_error("publish the layers")
+    if unreachable is not None and not published:
+        raise unreachable
     if as_json:
         print_json(
             {
@@ -347,6 +355,7 @@ def attach_command(
     profile: Profile = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: JsonOutput = False,
     verbose: Verbose = False,
 ) -> None:
@@ -371,11 +380,9 @@ def attach_command(
         everything=everything,
         excludes=exclude or (),
     )
-    clients = _Clients(aws_context(profile, region, endpoint_url))
+    clients = _Clients(aws_context(profile, region, endpoint_url, timeout))
     retrier = Retrier()
-    selected = select_functions(
-        selection, clients.lambda_client, retrier=retrier, concurrency=concurrency
-    )
+    selected = _select(selection, clients, retrier, concurrency)
     layers = fleet.find_layers(
         selected.functions, clients.lambda_client, retrier, layer_arns=layer_arn or ()
     )
@@ -414,6 +421,7 @@ def detach_command(
     profile: Profile = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: JsonOutput = False,
     verbose: Verbose = False,
 ) -> None:
@@ -425,11 +433,9 @@ def detach_command(
         everything=everything,
         excludes=exclude or (),
     )
-    clients = _Clients(aws_context(profile, region, endpoint_url))
+    clients = _Clients(aws_context(profile, region, endpoint_url, timeout))
     retrier = Retrier()
-    selected = select_functions(
-        selection, clients.lambda_client, retrier=retrier, concurrency=concurrency
-    )
+    selected = _select(selection, clients, retrier, concurrency)
     plans = fleet.plan_detach_all(selected.functions)
     _run_and_render(
         plans,
@@ -443,6 +449,20 @@ def detach_command(
         as_json=as_json,
         verbose=verbose,
     )
+
+
+def _select(
+    selection: Selection, clients: _Clients, retrier: Retrier, concurrency: int
+) -> SelectionResult:
+    selected = select_functions(
+        selection, clients.lambda_client, retrier=retrier, concurrency=concurrency
+    )
+    # Named functions that cannot be read are reported one by one; an endpoint that
+    # does not answer is one error for the command, before anything changes.
+    unreachable = clients.context.unreachable_error("read the functions")
+    if unreachable is not None:
+        raise unreachable
+    return selected
 
 
 def _run_and_render(
@@ -461,24 +481,71 @@ def _run_and_render(
     err = progress_console()
     shown = err if err is not None and not as_json and not dry_run else None
     updates = sum(plan.action == "update" for plan in plans)
-    with _progress(shown, "Updating", updates) as advance:
-        result = fleet.execute(
-            plans,
-            clients.lambda_client,
-            retrier,
-            iam_client=iam_client,
-            dry_run=dry_run,
-            concurrency=concurrency,
-            missing=missing,
-            policies=policies,
-            on_result=lambda r: advance() if r.plan and r.plan.action == "update" else None,
-        )
+    try:
+        with _progress(shown, "Updating", updates) as advance:
+            result = fleet.execute(
+                plans,
+                clients.lambda_client,
+                retrier,
+                iam_client=iam_client,
+                dry_run=dry_run,
+                concurrency=concurrency,
+                missing=missing,
+                policies=policies,
+                on_result=lambda r: advance() if r.plan and r.plan.action == "update" else None,
+                guard=clients.context.guard,
+            )
+    except fleet.FleetInterrupted as interrupted:
+        if as_json:
+            print_json(interrupted.result.to_dict())
+        else:
+            _render_fleet(interrupted.result, verbose=verbose)
+        sys.stderr.write(_interrupted_summary(interrupted.result, clients.context))
+        raise interrupted.cause from None
     if as_json:
         print_json(result.to_dict())
     else:
         _render_fleet(result, verbose=verbose)
+    unreachable = clients.context.unreachable_error(f"{result.kind} the functions")
+    if unreachable is not None:
+        raise unreachable
     if result.failed:
         raise typer.Exit(1)
+
+
+def _interrupted_summary(result: fleet.FleetResult, context: AwsContext) -> str:
+    """What Ctrl-C left in AWS, and the command that undoes (or finishes) it."""
+    counts = result.counts()
+    parts = [f"{counts[status]} {status}" for status in sorted(counts)]
+    lines = [f"{result.kind} interrupted: {', '.join(parts) or 'no functions'}"]
+    touched = result.touched
+    if result.kind == "attach":
+        if touched:
+            names = ", ".join(item.function for item in touched)
+            lines.append(f"  changed (or cut off mid-change): {names}")
+            lines.append(f"  to undo: {_detach_command(touched, context)}")
+        else:
+            lines.append("  no function was changed")
+    else:
+        unfinished = tuple(
+            item for item in result.results if item.touched and item.status != "changed"
+        ) + tuple(item for item in result.results if item.status == "not-started")
+        if unfinished:
+            lines.append(f"  to finish: {_detach_command(unfinished, context)}")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _detach_command(items: tuple[fleet.FunctionResult, ...], context: AwsContext) -> str:
+    regions = {item.region for item in items}
+    if len(regions) == 1:
+        words = [item.function for item in items] + ["--region", regions.pop()]
+    else:  # an ARN names its region
+        words = [item.plan.arn if item.plan else item.function for item in items]
+    if context.profile:
+        words += ["--profile", context.profile]
+    if context.endpoint_url:
+        words += ["--endpoint-url", redact_url(context.endpoint_url)]
+    return shlex.join(["lambdacov", "detach", *words])
 
 
 _STYLE = {
@@ -488,6 +555,8 @@ _STYLE = {
     "skipped": "yellow",
     "refused": "red",
     "failed": "red",
+    "interrupted": "bold red",
+    "not-started": "dim",
 }
 
 

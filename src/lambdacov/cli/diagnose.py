@@ -20,12 +20,13 @@ from rich.text import Text
 
 from lambdacov import alarms as alarm_core
 from lambdacov import logs as log_core
-from lambdacov.aws import AwsContext, translating
+from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, translating
 from lambdacov.cli._options import (
     EndpointUrl,
     JsonOutput,
     Profile,
     Region,
+    Timeout,
     Verbose,
     aws_context,
     console,
@@ -98,6 +99,7 @@ def doctor_command(
     profile: Profile = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: JsonOutput = False,
     verbose: Verbose = False,
 ) -> None:
@@ -105,7 +107,7 @@ def doctor_command(
 
     Every check has a stable code (docs/doctor.md).
     """
-    context = aws_context(profile, region, endpoint_url)
+    context = aws_context(profile, region, endpoint_url, timeout)
     session = context.session()
     request = DoctorRequest(
         functions=tuple(functions or ()),
@@ -118,7 +120,10 @@ def doctor_command(
         prefix=prefix if not prefix or prefix.endswith("/") else prefix + "/",
     )
     report = run_doctor(
-        lambda service, where: context.client(service, session, region=where), request
+        lambda service, where, read_timeout=None: context.client(
+            service, session, region=where, read_timeout=read_timeout
+        ),
+        request,
     )
     if as_json:
         print_json(report.to_dict())
@@ -181,11 +186,12 @@ def logs_command(
     profile: Profile = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: JsonOutput = False,
     verbose: Verbose = False,
 ) -> None:
     """Search the function's CloudWatch logs; lambdacov's JSON lines are shown readably."""
-    context = aws_context(profile, region, endpoint_url)
+    context = aws_context(profile, region, endpoint_url, timeout)
     window = log_core.parse_since(since)
     start = int((time.time() - window.total_seconds()) * 1000)
     with translating("read the function's logs", function):
@@ -266,6 +272,7 @@ def alarms_create_command(
     profile: Profile = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: JsonOutput = False,
 ) -> None:
     """Create (or update) the error, duration and CoverageFailure alarms of each function."""
@@ -276,7 +283,7 @@ def alarms_create_command(
         period=period,
         evaluation_periods=evaluation_periods,
     )
-    context = aws_context(profile, region, endpoint_url)
+    context = aws_context(profile, region, endpoint_url, timeout)
     specs = [
         spec for name in _names(functions) for spec in alarm_core.plan_alarms(name, thresholds)
     ]
@@ -292,10 +299,11 @@ def alarms_delete_command(
     profile: Profile = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     as_json: JsonOutput = False,
 ) -> None:
     """Delete the alarms `alarms create` made for each function (absent ones are fine)."""
-    context = aws_context(profile, region, endpoint_url)
+    context = aws_context(profile, region, endpoint_url, timeout)
     names = [
         alarm_core.alarm_name(name, kind) for name in _names(functions) for kind in alarm_core.KINDS
     ]

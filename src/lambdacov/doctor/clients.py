@@ -8,13 +8,20 @@ The doctor needs clients for several services, sometimes in another region
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from lambdacov.aws import error_code
 from lambdacov.doctor.model import Check, skipped
 
-#: (service, region or None for the default) -> a boto3 client.
-ClientFactory = Callable[[str, str | None], Any]
+
+class ClientFactory(Protocol):
+    """(service, region or None for the default, read timeout for long calls) -> a boto3 client."""
+
+    def __call__(
+        self, service: str, region: str | None, /, read_timeout: float | None = None
+    ) -> Any:
+        """A client; ``read_timeout`` only for calls that legitimately wait long."""
+
 
 # Error codes meaning "you may not look", as opposed to "what you looked at is wrong".
 DENIED_CODES = frozenset(
@@ -28,13 +35,21 @@ class Clients:
     def __init__(self, factory: ClientFactory, region: str | None) -> None:
         self.factory = factory
         self.region = region
-        self._made: dict[tuple[str, str | None], Any] = {}
+        self._made: dict[tuple[str, str | None, float | None], Any] = {}
 
-    def get(self, service: str, region: str | None = None) -> Any:
-        """The client for ``service`` in ``region`` (default: the run's region)."""
-        key = (service, region or self.region)
+    def get(
+        self, service: str, region: str | None = None, *, read_timeout: float | None = None
+    ) -> Any:
+        """The client for ``service`` in ``region`` (default: the run's region).
+
+        ``read_timeout`` is for a call that waits long (a synchronous invocation).
+        """
+        key = (service, region or self.region, read_timeout)
         if key not in self._made:
-            self._made[key] = self.factory(service, key[1])
+            if read_timeout is None:
+                self._made[key] = self.factory(service, key[1])
+            else:
+                self._made[key] = self.factory(service, key[1], read_timeout=read_timeout)
         return self._made[key]
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from lambdacov.doctor.model import Check, fail, ok, warn
 
 HEALTH_EVENT = {"action": "health_check"}
+#: Seconds the health check waits for an answer beyond the function's own timeout.
+INVOKE_READ_MARGIN = 10.0
 _STATUSES = ("healthy", "disabled", "unhealthy")
 
 

@@ -14,6 +14,11 @@ _CREDENTIAL_HINTS = {
     "InvalidClientTokenId": "the access key is not valid: check --profile and AWS_* variables",
     "ExpiredToken": "refresh your credentials (aws sso login, or new session keys)",
     "EndpointConnectionError": "check the network, the --region and any --endpoint-url",
+    "ConnectTimeoutError": "check the network, the --region and any --endpoint-url; "
+    "if AWS is only slow to answer, raise --timeout",
+    "ReadTimeoutError": "check the network, the --region and any --endpoint-url; "
+    "if AWS is only slow to answer, raise --timeout",
+    "ConnectionClosedError": "check the network, the --region and any --endpoint-url",
 }
 
 

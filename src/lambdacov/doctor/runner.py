@@ -223,7 +223,11 @@ class _Run:
             )
         )
         if self.request.invoke:
-            checks.append(guard("invoke.health", lambda: health.check_invoke(lam, name)))
+            # The answer can take as long as the function may run, then some.
+            invoker = self.clients.get(
+                "lambda", region, read_timeout=timeout + health.INVOKE_READ_MARGIN
+            )
+            checks.append(guard("invoke.health", lambda: health.check_invoke(invoker, name)))
         else:
             checks.append(skipped("invoke.health", "not requested (pass --invoke)"))
         return checks

@@ -15,13 +15,12 @@ import json
 import re
 import zipfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lambdacov import __version__, conventions
-from lambdacov.aws import Retrier, translating
+from lambdacov.aws import Retrier, map_calls, translating
 from lambdacov.errors import LambdacovError, UsageError
 from lambdacov.layer.build import MANIFEST_NAME, LayerBuild
 
@@ -214,8 +213,9 @@ def publish_everywhere(
             on_done(outcome)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(jobs) or 1))) as pool:
-        outcomes = list(pool.map(run, jobs))
+    # Ctrl-C: no other upload starts, and the process does not wait for those in
+    # flight (a version they publish is found by content hash next time).
+    outcomes = map_calls(run, jobs, concurrency)
     published = tuple(o for o in outcomes if isinstance(o, PublishedLayer))
     failures = tuple(o for o in outcomes if isinstance(o, PublishFailure))
     return published, failures
