@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lambdacov import __version__
-from lambdacov.errors import AwsError, UsageError
+from lambdacov.errors import AwsError, LambdacovError, UsageError
 
 T = TypeVar("T")
 
@@ -52,6 +52,10 @@ RETRYABLE_CODES = THROTTLING_CODES | {"ResourceConflictException", "ServiceUnava
 UNREACHABLE_ERRORS = frozenset(
     {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
 )
+# Those of them that make a guard give up on the endpoint: no connection at all, or
+# silence. A connection closed mid-answer comes at once and often passes (a reset,
+# a proxy's hiccup): the callers that retry it keep their retries.
+ENDPOINT_DOWN_ERRORS = UNREACHABLE_ERRORS - {"ConnectionClosedError"}
 #: Seconds an attempt waits to connect, and for each part of an answer (``--timeout``).
 #: Lambda, IAM, S3, STS, CloudWatch and Logs answer lambdacov's calls in well under a
 #: second; ten seconds of silence is a network or endpoint fault, not a slow answer.
@@ -105,11 +109,22 @@ def error_code(error: BaseException) -> str:
     return type(error).__name__
 
 
-def translate(error: BaseException, action: str, resource: str = "") -> AwsError:
-    """Turn a botocore exception into an AwsError: what failed, why, and the fix."""
+def translate(error: BaseException, action: str, resource: str = "") -> LambdacovError:
+    """Turn a botocore exception into an AwsError: what failed, why, and the fix.
+
+    A parameter botocore refused before sending anything is the caller's
+    mistake: a UsageError, with botocore's whole reason on one line.
+    """
     code = error_code(error)
     target = f" on {resource}" if resource else ""
     name = type(error).__name__
+    if name == "ParamValidationError":
+        reason = " ".join(line.strip() for line in str(error).splitlines()[1:]) or str(error)
+        return UsageError(
+            f"invalid value for {action}{target}: {redact_urls(reason)}",
+            "check the names and values given on the command line",
+            slug="invalid-parameter",
+        )
     if name in ("NoCredentialsError", "PartialCredentialsError"):
         return AwsError(
             f"no AWS credentials for {action}",
@@ -239,7 +254,7 @@ class CallGuard:
                 raise _replay(failed)
 
         def after_error(exception: BaseException | None = None, **_: Any) -> None:
-            if exception is not None and type(exception).__name__ in UNREACHABLE_ERRORS:
+            if exception is not None and type(exception).__name__ in ENDPOINT_DOWN_ERRORS:
                 with self._lock:
                     self._unreachable.setdefault(endpoint, exception)
 
@@ -339,7 +354,7 @@ class AwsContext:
         self.guard.watch(client)
         return client
 
-    def unreachable_error(self, action: str) -> AwsError | None:
+    def unreachable_error(self, action: str) -> LambdacovError | None:
         """The AwsError for ``action`` when an endpoint was found unreachable, else None."""
         failed = self.guard.unreachable
         return None if failed is None else translate(failed, action)

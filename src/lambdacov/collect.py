@@ -40,13 +40,13 @@ from lambdacov.errors import UsageError
 MAX_DIRECT_DAYS = 62
 # Objects are a few KB; anything this large is not a coverage data file.
 MAX_OBJECT_BYTES = 256 * 1024 * 1024
-# Faults worth another try: botocore's network exceptions and S3's "try again".
+# Faults worth another try: a connection or a body cut short, and S3's "try again".
+# Not a refused connection or silence (EndpointConnectionError, ConnectTimeoutError,
+# ReadTimeoutError): botocore has already made its attempts, each waiting the
+# client's timeout, and the client's guard then fails every later call at once.
 NETWORK_FAULTS = frozenset(
     {
         "ConnectionClosedError",
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
         "ResponseStreamingError",
         "IncompleteReadError",
         "ProtocolError",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from lambdacov.errors import UsageError
+
 #: Lambda's exec wrapper path for the layer's wrapper script.
 WRAPPER_PATH = "/opt/lambdacov-wrapper"
 #: The handler that zero-code instrumentation redirects to.
@@ -57,3 +59,23 @@ def is_lambdacov_layer_arn(arn: str) -> bool:
     """True for the ARN of any version of a lambdacov layer."""
     parts = arn.split(":")
     return len(parts) >= 8 and parts[5] == "layer" and parse_layer_name(parts[6]) is not None
+
+
+# What S3 accepts as a bucket: today's names (3-63 lowercase letters, digits, '.', '-'),
+# the older us-east-1 names (up to 255, with capitals and '_'), and access point ARNs.
+# botocore checks the same before sending, with a reason it spreads over two lines.
+_BUCKET = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
+_ACCESS_POINT = re.compile(r"^arn:aws[a-z-]*:s3[a-z-]*:[a-z0-9-]*:\d{12}:[a-z]+[/:]\S+$")
+
+
+def check_bucket_name(name: str, option: str = "--bucket") -> str:
+    """``name`` if S3 could accept it as a bucket; otherwise a UsageError saying what is wrong."""
+    if _BUCKET.match(name) or _ACCESS_POINT.match(name):
+        return name
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    raise UsageError(
+        f"{option} {shown!r} is not an S3 bucket name",
+        "bucket names are 3 to 63 lowercase letters, digits, '.' and '-' (an access point "
+        "ARN also works)",
+        slug="invalid-bucket",
+    )

@@ -164,12 +164,16 @@ def test_when_every_object_is_bad_each_is_named_with_its_reason(
         ["combine", "--since", "0001-01-01T00:00:00+01:00"],
         ["logs", "fn", "--since", "99999999999d"],
         ["doctor", "fn", "--since", "99999999999d"],
+        ["combine", "--bucket", "my coverage bucket"],
+        ["attach", "fn", "--bucket", "coverage/2024"],
+        ["doctor", "fn", "--bucket", "x" * 300],
+        ["combiner", "deploy", "--bucket", "bad|name"],
     ],
 )
-def test_out_of_range_dates_are_one_line_and_exit_2(
+def test_out_of_range_dates_and_bad_bucket_names_are_one_line_and_exit_2(
     args: list[str], moto_endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    extra = ["--bucket", "b"] if args[0] == "combine" else []
+    extra = ["--bucket", "my-bucket"] if "--bucket" not in args and args[0] == "combine" else []
     code, _, stderr = run_cli(
         [*args, *extra, "--endpoint-url", moto_endpoint, "--region", "us-east-1"], capsys
     )

@@ -65,6 +65,19 @@ JsonOutput = Annotated[
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")]
 
 
+def bucket_name(value: str | None) -> str | None:
+    """Typer callback for every ``--bucket``: a malformed name fails before any AWS call."""
+    from lambdacov.conventions import check_bucket_name
+
+    return None if value is None else check_bucket_name(value)
+
+
+Bucket = Annotated[
+    str,
+    typer.Option("--bucket", help="The bucket the layer writes to.", callback=bucket_name),
+]
+
+
 #: Seconds the program may take to stop after Ctrl-C before it stops without waiting.
 INTERRUPT_GRACE = 4.0
 

@@ -16,12 +16,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lambdacov.aws import translating
+from lambdacov.aws import DEFAULT_TIMEOUT, translating
 from lambdacov.cli import freeze_heap
 from lambdacov.cli._options import (
+    Bucket,
     EndpointUrl,
     Profile,
     Region,
+    Timeout,
     Verbose,
     aws_context,
     console,
@@ -167,7 +169,7 @@ def _upload(client: Any, bucket: str, key: str, data: Path, document: dict[str, 
 
 def combine_command(
     *,
-    bucket: Annotated[str, typer.Option("--bucket", help="The bucket the layer writes to.")],
+    bucket: Bucket,
     prefix: Annotated[
         str, typer.Option("--prefix", help="Key prefix of the objects.")
     ] = "coverage/",
@@ -259,6 +261,7 @@ def combine_command(
     profile: Profile = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
     verbose: Verbose = False,
 ) -> None:
     """Combine the coverage objects in S3 and write reports (a table when no report is asked)."""
@@ -285,9 +288,8 @@ def combine_command(
     )
     check_plan(plan)  # before any download: a path that cannot be written fails now
     # combine reads keys, sizes and ETags from listings, never a timestamp.
-    client = aws_context(profile, region, endpoint_url).client(
-        "s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True
-    )
+    context = aws_context(profile, region, endpoint_url, timeout)
+    client = context.client("s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True)
     # The downloads and coverage.py's reports allocate a lot: a collector walking
     # botocore's models each time was a third of the reports' time.
     freeze_heap()
@@ -306,7 +308,7 @@ def combine_command(
             from lambdacov.cli.combiner import remote_combine
 
             result = remote_combine(
-                aws_context(profile, region, endpoint_url),
+                context,
                 request,
                 shards=shards,
                 combiner_function=combiner_function,
@@ -315,6 +317,11 @@ def combine_command(
             )
         else:
             result = combine(client, request, progress)
+    # S3 stopped answering: the objects it did not send are skipped, and a report of
+    # what is left would look complete. It is an AWS failure, as for the listing.
+    unreachable = context.unreachable_error(f"s3:GetObject on s3://{bucket}/{request.prefix}")
+    if unreachable is not None:
+        raise unreachable
     only_data = (
         (plan.data_file is not None or bool(upload_key))
         and dataclasses.replace(plan, data_file=None) == ReportPlan()

@@ -15,6 +15,7 @@ import typer
 
 from lambdacov.aws import AwsContext, Retrier
 from lambdacov.cli._options import (
+    Bucket,
     EndpointUrl,
     JsonOutput,
     Profile,
@@ -133,7 +134,7 @@ def _layer_arn(
 @app.command("deploy")
 def deploy_command(
     *,
-    bucket: Annotated[str, typer.Option("--bucket", help="The bucket the layer writes to.")],
+    bucket: Bucket,
     prefix: Annotated[
         str, typer.Option("--prefix", help="Key prefix of the coverage objects.")
     ] = "coverage/",

@@ -26,6 +26,7 @@ from lambdacov import fleet
 from lambdacov.attach import AttachSettings, FunctionPlan
 from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, Retrier, redact_url
 from lambdacov.cli._options import (
+    Bucket,
     EndpointUrl,
     JsonOutput,
     Profile,
@@ -292,9 +293,7 @@ def _progress(err: Any, label: str, total: int) -> Iterator[Callable[[], None]]:
 def attach_command(
     functions: Functions = None,
     *,
-    bucket: Annotated[
-        str, typer.Option("--bucket", help="S3 bucket that receives the coverage data.")
-    ],
+    bucket: Bucket,
     prefix: Annotated[
         str | None,
         typer.Option("--prefix", help="Key prefix of the coverage data.", show_default="coverage/"),

@@ -29,6 +29,7 @@ from lambdacov.cli._options import (
     Timeout,
     Verbose,
     aws_context,
+    bucket_name,
     console,
     print_json,
 )
@@ -82,7 +83,9 @@ def doctor_command(
     bucket: Annotated[
         str | None,
         typer.Option(
-            "--bucket", help="Check this bucket (as your identity), with or without functions."
+            "--bucket",
+            help="Check this bucket (as your identity), with or without functions.",
+            callback=bucket_name,
         ),
     ] = None,
     prefix: Annotated[
