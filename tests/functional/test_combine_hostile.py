@@ -384,3 +384,25 @@ def test_ctrl_c_during_the_downloads_stops_promptly_and_cleans_up(
     assert stopped < 4, f"{stopped:.1f} s to stop"  # a hang, not a speed: the queue is 11 s
     assert gets < 150, f"{gets} GETs: the queue went on after Ctrl-C"
     assert list((cache / ".pins").iterdir()) == [], (stderr, stopped)  # this run's links go
+
+
+def test_s3_that_stops_answering_mid_download_is_exit_3_not_a_partial_report(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_many(s3, bucket, tmp_path, 40)
+    with FaultyS3("forward", upstream=moto_endpoint) as silent_gets:
+        silent_gets.get_delay = 30.0  # listings answer; every GET meets silence
+        started = time.monotonic()
+        code, _, stderr = run_cli(
+            [
+                *cli_args(silent_gets.endpoint, bucket, tmp_path, "--json", "-"),
+                "--timeout",
+                "0.5",
+            ],
+            capsys,
+        )
+        took = time.monotonic() - started
+    assert code == 3, stderr
+    assert "cannot reach AWS for s3:GetObject" in stderr and "raise --timeout" in stderr
+    assert "Traceback" not in stderr
+    assert took < 20, f"{took:.1f} s"  # 3 attempts of 0.5 s, then every other GET fails at once
