@@ -27,6 +27,9 @@ from coverage_wrapper.spool import SpoolDirectory
 log = get_logger("coverage_wrapper.wrapper")
 
 Mode = Literal["wrapper", "decorator", "context"]
+# Why an environment left out by COVERAGE_SAMPLE_RATE does not record (the health check
+# tells it apart from a failure by this exact text).
+NOT_SAMPLED = "not sampled (COVERAGE_SAMPLE_RATE)"
 # Time kept back from the invocation's deadline when the runtime uploads by itself.
 _DEADLINE_MARGIN = 0.5
 
@@ -66,10 +69,15 @@ class Engine:
             except ValueError as error:
                 return self._disable(f"configuration error: {error}", error=error)
             self.config = config
-            if not config.enabled:
-                return self._disable("COVERAGE_ENABLED=false", level="debug")
-            if config.sample_rate < 1.0 and random.random() >= config.sample_rate:  # noqa: S311
-                return self._disable("not sampled (COVERAGE_SAMPLE_RATE)", level="debug")
+            if reason := _not_recording(config):
+                return self._disable(reason, level="debug")
+            spool = SpoolDirectory(config.spool_dir)
+            try:
+                # Before coverage starts: a spool that can never take data must not
+                # leave the process traced for nothing.
+                spool.prepare()
+            except ValueError as error:
+                return self._disable(f"configuration error: {error}", error=error)
             task_root = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path.cwd())
             recorder = Recorder(config, task_root)
             try:
@@ -78,7 +86,7 @@ class Engine:
                 return self._disable(str(error), error=error)
             self.recorder = recorder
             self.mode = mode
-            self.spool = SpoolDirectory(config.spool_dir)
+            self.spool = spool
             self._notifier = RuntimeNotifier(self.spool.socket_path)
             if mode == "wrapper":
                 self._notifier.send(ARMED, str(os.getpid()))
@@ -173,6 +181,15 @@ class Engine:
                 self.config, self.spool, S3Uploader(self.config), self.function_name
             )
         return self._deliverer
+
+
+def _not_recording(config: CoverageConfig) -> str:
+    """Why this environment does not record (switched off, not sampled), or ""."""
+    if not config.enabled:
+        return "COVERAGE_ENABLED=false"
+    if config.sample_rate < 1.0 and random.random() >= config.sample_rate:  # noqa: S311
+        return NOT_SAMPLED
+    return ""
 
 
 _engine = Engine()

@@ -12,12 +12,15 @@ for INVOKE and SHUTDOWN events and then loops:
 
 The extension never touches the function's response; its failures are JSON
 log lines, and whatever it could not deliver stays in the spool for the next
-pass.
+pass. It never fails Lambda's init either: with coverage switched off, a bad
+configuration or a spool it cannot use, it registers and idles, and the
+runtime (which reads the same variables) logs the one line that explains why.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -61,11 +64,6 @@ class ExtensionsApi:
         _, event = self._call("GET", "event/next")
         return event  # type: ignore[no-any-return]
 
-    def report_init_error(self, message: str) -> None:
-        """Tell Lambda the extension cannot start (Extension.InitError)."""
-        body = json.dumps({"errorMessage": message, "errorType": "Extension.InitError"})
-        self._call("POST", "init/error", body.encode())
-
 
 def _seconds_left(event: dict[str, Any]) -> float:
     deadline_ms = event.get("deadlineMs")
@@ -84,6 +82,7 @@ class CoverageExtension:
         self.api = api
         self.config = config
         self.spool = SpoolDirectory(config.spool_dir)
+        self.spool.prepare()  # ConfigurationError when the spool cannot be used
         self.listener = ExtensionListener(self.spool.socket_path)
         function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
         self.deliverer = Deliverer(config, self.spool, S3Uploader(config, attempts=2), function)
@@ -118,10 +117,11 @@ class CoverageExtension:
         self.listener.close()
 
     def _deliver(self, budget: float, *, final: bool = False) -> None:
-        if budget <= 0 or not self.deliverer.has_pending():
+        if budget <= 0:
             return
         try:
-            self.deliverer.deliver(time.monotonic() + budget, final=final)
+            if self.deliverer.has_pending():
+                self.deliverer.deliver(time.monotonic() + budget, final=final)
         except Exception as error:  # noqa: BLE001 - the extension must keep serving events
             log.error(f"Coverage delivery failed: {type(error).__name__}: {error}")
 
@@ -130,33 +130,55 @@ class CoverageExtension:
         while True:
             event = self.api.next_event()
             kind = event.get("eventType")
-            if kind == "INVOKE":
-                self.on_invoke(event)
-            elif kind == "SHUTDOWN":
-                self.on_shutdown(event)
+            try:
+                if kind == "INVOKE":
+                    self.on_invoke(event)
+                elif kind == "SHUTDOWN":
+                    self.on_shutdown(event)
+            except Exception as error:  # noqa: BLE001 - an extension that exits fails the invocation
+                log.error(f"Coverage extension error: {type(error).__name__}: {error}")
+            if kind == "SHUTDOWN":
                 return
 
 
+def idle(api: ExtensionsApi) -> None:
+    """Answer Lambda's events without doing anything until SHUTDOWN."""
+    while api.next_event().get("eventType") != "SHUTDOWN":
+        pass
+
+
 def main() -> int:
-    """Register, then serve events; with a bad configuration, stay out of the way."""
+    """Register, then serve events; when there is nothing to deliver, stay out of the way.
+
+    Whatever the reason, the way out is the same: register and idle. Reporting an
+    init error instead would make Lambda fail every invocation of the function.
+    """
     api = ExtensionsApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    extension: CoverageExtension | None = None
+    reason, level = "COVERAGE_ENABLED=false", logging.DEBUG
     try:
         config = CoverageConfig.from_environment()
+        if config.enabled:
+            extension = CoverageExtension(api, config)
     except ValueError as error:
-        # Registering and idling keeps Lambda happy; the runtime logs the same
-        # configuration error, so it is not repeated here.
-        api.register()
-        log.debug(f"Extension idle: {error}")
-        while api.next_event().get("eventType") != "SHUTDOWN":
-            pass
-        return 0
-    try:
-        extension = CoverageExtension(api, config)
-    except OSError as error:
-        api.register()
-        api.report_init_error(f"lambdacov extension cannot use {config.spool_dir}: {error}")
-        return 1
+        # A bad variable or an unusable spool: the runtime logs the same reason when
+        # it starts (it reads the same variables and prepares the same spool), so the
+        # line is not repeated here.
+        reason = str(error)
+    except Exception as error:  # noqa: BLE001 - an extension that exits fails Lambda's init
+        # Only this process knows: its socket could not be bound (a full disk, the path
+        # taken by a directory...). The runtime, finding no listener, uploads by itself.
+        level = logging.WARNING
+        reason = (
+            f"{type(error).__name__}: {error}; the function uploads coverage by itself,"
+            " within its invocations (if extension.sock in COVERAGE_SPOOL_DIR is in the way,"
+            " remove it or set COVERAGE_SPOOL_DIR to another directory)"
+        )
     api.register()
+    if extension is None:
+        log.log(level, f"Extension idle: {reason}")
+        idle(api)
+        return 0
     extension.run()
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from coverage_wrapper._version import __version__
-from coverage_wrapper.engine import get_engine
+from coverage_wrapper.engine import NOT_SAMPLED, get_engine
 from coverage_wrapper.models import CoverageConfig
 
 
@@ -51,7 +51,7 @@ def health_check_handler(event: Any = None, context: Any = None) -> dict[str, An
     if errors:
         status = "unhealthy"
     elif not enabled or (engine.disabled_reason and not engine.active):
-        status = "disabled" if not enabled or "sampl" in engine.disabled_reason else "unhealthy"
+        status = "disabled" if not enabled or engine.disabled_reason == NOT_SAMPLED else "unhealthy"
         if status == "unhealthy":
             errors.append(engine.disabled_reason)
     document: dict[str, Any] = {

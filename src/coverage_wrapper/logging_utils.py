@@ -46,7 +46,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             doc["error"] = {"type": type(error).__name__, "message": str(error)}
-        return json.dumps(doc, default=str, ensure_ascii=False)
+        line = json.dumps(doc, default=str, ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            # A value read from a variable or path that is not UTF-8 holds lone
+            # surrogates, which stdout cannot write: escape them as JSON escapes them.
+            line = line.encode("utf-8", "backslashreplace").decode("utf-8")
+        return line
 
 
 def debug_enabled() -> bool:

@@ -27,6 +27,8 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 # letters, digits, dots and hyphens, starting and ending with a letter or digit.
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MAX_UPLOAD_TIMEOUT = 900.0  # Lambda's own maximum timeout: a larger value cannot be honoured
+# An S3 key is at most 1,024 bytes; the date, function name and id take up to about 120.
+MAX_PREFIX_BYTES = 900
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class CoverageConfig:
                 f"COVERAGE_FLUSH must be 'environment' or 'invocation', not {flush!r}"
             )
         spool = env.get("COVERAGE_SPOOL_DIR", "").strip()
+        if spool and not Path(spool).is_absolute():
+            # The runtime and the extension run in different working directories:
+            # a relative path would give them two spools that never meet.
+            raise ConfigurationError(f"COVERAGE_SPOOL_DIR must be an absolute path, not {spool!r}")
         tmp = env.get("TMPDIR", "").strip() or tempfile.gettempdir()
         return cls(
             s3_bucket=bucket,
@@ -98,6 +104,14 @@ def _prefix(raw: str) -> str:
     prefix = raw.strip().lstrip("/")
     if ".." in prefix.split("/"):
         raise ConfigurationError(f"COVERAGE_S3_PREFIX must not contain '..': {raw!r}")
+    try:
+        size = len(prefix.encode("utf-8"))
+    except UnicodeEncodeError:  # a variable that was not UTF-8: no S3 key can hold it
+        raise ConfigurationError(f"COVERAGE_S3_PREFIX must be UTF-8 text, not {raw!r}") from None
+    if size > MAX_PREFIX_BYTES:
+        raise ConfigurationError(
+            f"COVERAGE_S3_PREFIX must be at most {MAX_PREFIX_BYTES} bytes, not {size}"
+        )
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 

@@ -17,6 +17,7 @@ Every file appears whole or not at all, so a process killed at any moment
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -29,10 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coverage_wrapper.errors import ConfigurationError
 from coverage_wrapper.recorder import Delta
 
 FORMAT_VERSION = 1
 _sequence = itertools.count()
+# The longest path an AF_UNIX socket can be bound to on Linux (sun_path less its NUL).
+MAX_SOCKET_PATH_BYTES = 107
+# A full disk may empty again: deltas wait in memory meanwhile (see Engine._spool_checkpoint).
+_TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _file_name(name: object) -> str:
@@ -47,6 +53,14 @@ def _measured(kind: str, items: object) -> set[Any]:
     if kind == "arcs":
         return {(int(a), int(b)) for a, b in items}
     return {int(n) for n in items}
+
+
+def _reason(error: OSError, root: Path) -> str:
+    """``Not a directory``, naming the file when it is not the spool's root."""
+    reason = error.strerror or str(error)
+    if error.filename is not None and os.fsdecode(error.filename) != str(root):
+        reason += f" ({os.fsdecode(error.filename)})"
+    return reason
 
 
 class SpoolBusyError(TimeoutError):
@@ -80,6 +94,45 @@ class SpoolDirectory:
         """Create the spool's directories."""
         for path in (self.pending_dir, self.corrupt_dir, self.state_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+    def prepare(self) -> None:
+        """Create the spool and check that it can be used; ConfigurationError if it cannot.
+
+        Both processes call this before they use the spool, and both take the same
+        way out when it fails: the runtime turns coverage off for the environment
+        (one log line), the extension registers and idles. Neither falls back to
+        another directory: the two processes must agree on one spool, and a user
+        who named a directory did not ask for data to be written anywhere else.
+        A full disk is not a reason to stop: it may empty again, and deltas wait
+        in memory meanwhile.
+        """
+        probe = self.pending_dir / f".probe-{os.getpid()}.tmp"
+        try:
+            self.ensure()
+            probe.touch()
+            probe.unlink()
+            (self.state_dir / "lock").open("a").close()
+        except OSError as error:
+            if error.errno not in _TRANSIENT:
+                raise ConfigurationError(self._unusable(_reason(error, self.root))) from error
+        except ValueError as error:  # a name the file system encoding cannot express
+            raise ConfigurationError(self._unusable(str(error))) from error
+        socket_bytes = len(os.fsencode(self.socket_path))
+        if socket_bytes > MAX_SOCKET_PATH_BYTES:
+            raise ConfigurationError(
+                self._unusable(
+                    f"the path is too long: the extension's socket in it would take"
+                    f" {socket_bytes} bytes, and a socket path at most {MAX_SOCKET_PATH_BYTES}"
+                )
+            )
+
+    def _unusable(self, reason: str) -> str:
+        """The one line that says this spool cannot be used, why, and what to do."""
+        return (
+            f"COVERAGE_SPOOL_DIR={self.root} cannot be used: {reason};"
+            " set COVERAGE_SPOOL_DIR to a writable directory on local disk"
+            " (the default is $TMPDIR/lambdacov, /tmp/lambdacov in Lambda)"
+        )
 
     def environment_id(self) -> str:
         """This execution environment's id, the same for every process in it.

@@ -6,6 +6,7 @@ to moto server over HTTP. What the user deploys, exercised the way Lambda runs i
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,287 @@ def test_data_left_behind_by_a_timed_out_environment_is_delivered_by_the_next(
     app = next(name for name in data.measured_files() if name.endswith("sleepy/app.py"))
     executed = set(data.lines(app) or [])
     assert {7, 11} <= executed  # first_path (before the timeout) and second_path (after)
+
+
+# Spool directories no process can use: name -> (the path, from a scratch directory that
+# holds a regular file named "file"; the reason the log line gives). Tests run as root,
+# for whom permissions change nothing: each of these fails for every user.
+UNUSABLE_SPOOLS = {
+    "a-regular-file": (lambda scratch: scratch / "file", "Not a directory"),
+    "under-a-regular-file": (lambda scratch: scratch / "file" / "spool", "Not a directory"),
+    "deep-under-a-regular-file": (
+        lambda scratch: scratch / "file" / "a" / "b" / "spool",
+        "Not a directory",
+    ),
+    "name-longer-than-NAME_MAX": (lambda scratch: scratch / ("n" * 300), "File name too long"),
+    "too-long-for-the-extensions-socket": (
+        lambda scratch: scratch / ("s" * 120),
+        "the path is too long: the extension's socket in it would take",
+    ),
+    "on-procfs": (lambda scratch: Path("/proc/lambdacov-spool"), "No such file or directory"),
+}
+
+
+def spool_errors(function: LocalLambda) -> list[dict[str, Any]]:
+    """The runtime's and the extension's ERROR lines."""
+    return [e for e in json_logs(function.logs) if e.get("level") == "ERROR"]
+
+
+def broken_lines(function: LocalLambda) -> list[str]:
+    """Tracebacks but the function's own, and log records that could not be written."""
+    return [
+        line.text
+        for line in function.logs
+        if "Logging error" in line.text
+        or ("Traceback" in line.text and "crash requested by the event" not in line.text)
+    ]
+
+
+def no_crash_in(function: LocalLambda) -> None:
+    """Nothing in the environment's output says lambdacov broke."""
+    assert broken_lines(function) == []
+
+
+@pytest.mark.parametrize("where", sorted(UNUSABLE_SPOOLS))
+@pytest.mark.parametrize("mode", ["wrapper", "decorator"])
+def test_an_unusable_spool_directory_turns_coverage_off_with_one_line(
+    where: str,
+    mode: str,
+    host_layer: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    events: list[dict[str, Any]],
+    plain_results: list[dict[str, Any]],
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    path_in, reason = UNUSABLE_SPOOLS[where]
+    spool = path_in(tmp_path)
+    env = {"COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint}
+    env["COVERAGE_SPOOL_DIR"] = str(spool)
+    if mode == "wrapper":
+        function_dir, handler, expected = ORDERS, "app.handler", plain_results
+        env.update(WRAPPER)
+        sample = events
+    else:
+        function_dir, handler = FIXTURES / "decorated", "app.lambda_handler"
+        sample = [{"name": "test"}, {}]
+        expected = [{"payload": {"message": f"Hello, {name}!"}} for name in ("test", "World")]
+    with LocalLambda(
+        function_dir, handler, layer=host_layer, env=env, function_name="orders"
+    ) as function:
+        results = [outcome(function.invoke(event)) for event in sample]
+        shutdown_logs = function.shutdown()
+    # No Extension.InitError, no changed result: the function runs as without the layer.
+    assert results == expected
+    errors = spool_errors(function)
+    assert len(errors) == 1, errors
+    message = errors[0]["message"]
+    assert "coverage is off for this execution environment" in message
+    assert f"COVERAGE_SPOOL_DIR={spool} cannot be used: {reason}" in message
+    assert "set COVERAGE_SPOOL_DIR to a writable directory" in message
+    assert keys(s3, bucket) == []
+    assert not [line for line in shutdown_logs if "Traceback" in line.text]
+    no_crash_in(function)
+    assert (tmp_path / "file").read_text() == "not a directory"
+
+
+def test_the_kill_switch_with_an_unusable_spool_directory_is_silent(
+    host_layer: Path,
+    moto_endpoint: str,
+    bucket: str,
+    tmp_path: Path,
+    events: list[dict[str, Any]],
+    plain_results: list[dict[str, Any]],
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    env = {
+        **WRAPPER,
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_ENABLED": "false",
+        "COVERAGE_SPOOL_DIR": str(tmp_path / "file" / "spool"),
+    }
+    with LocalLambda(
+        ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
+    ) as function:
+        results = [outcome(function.invoke(event)) for event in events]
+    assert results == plain_results
+    assert spool_errors(function) == []
+    no_crash_in(function)
+
+
+def test_the_health_check_reports_an_unusable_spool_directory(
+    host_layer: Path, moto_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    # A path that happens to say "samples" is still a failure, not an unsampled environment.
+    (tmp_path / "samples").write_text("not a directory")
+    spool = tmp_path / "samples" / "spool"
+    env = {
+        **WRAPPER,
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_SPOOL_DIR": str(spool),
+    }
+    with LocalLambda(FIXTURES / "probe", "app.handler", layer=host_layer, env=env) as function:
+        health = function.invoke({"action": "health_check"}).payload
+    assert health["status"] == "unhealthy" and health["coverage_enabled"] is False
+    assert health["recording"] is False
+    assert len(health["errors"]) == 1
+    assert f"COVERAGE_SPOOL_DIR={spool} cannot be used: Not a directory" in health["errors"][0]
+
+
+def test_a_socket_path_the_extension_cannot_take_leaves_delivery_to_the_runtime(
+    host_layer: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    events: list[dict[str, Any]],
+    oracle: tuple[dict[str, Any], list[Any]],
+    plain_results: list[dict[str, Any]],
+) -> None:
+    # The spool works, but a directory sits where the extension binds its socket.
+    expected, _ = oracle
+    spool = tmp_path / "spool"
+    (spool / "extension.sock" / "in-the-way").mkdir(parents=True)
+    env = {
+        **WRAPPER,
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_SPOOL_DIR": str(spool),
+    }
+    with LocalLambda(
+        ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
+    ) as function:
+        results = [outcome(function.invoke(event)) for event in events]
+        function.shutdown()
+    assert results == plain_results
+    no_crash_in(function)
+    assert spool_errors(function) == []
+    warnings = [e for e in json_logs(function.logs) if e.get("level") == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["message"].startswith("Extension idle: IsADirectoryError")
+    assert "the function uploads coverage by itself" in warnings[0]["message"]
+    assert "COVERAGE_SPOOL_DIR" in warnings[0]["message"]
+    delivered = keys(s3, bucket)
+    assert len(delivered) == 1 and ENV_KEY.match(delivered[0]), delivered
+    assert lines_in(s3, bucket, delivered[0], tmp_path) == expected
+
+
+# A value of each COVERAGE_* variable the layer reads that no one should set, and the
+# variable its one error line names (None: accepted, so no line is required).
+# "\udcff" stands for a byte that is not UTF-8 (how Python reads such a variable);
+# RELATIVE is a relative path (to the scratch directory, from the function's).
+RELATIVE = "<relative>"
+HOSTILE_VALUES: list[tuple[str, str, str | None]] = [
+    ("COVERAGE_S3_BUCKET", "", "COVERAGE_S3_BUCKET"),
+    ("COVERAGE_S3_BUCKET", "b" * 3000, "COVERAGE_S3_BUCKET"),
+    ("COVERAGE_S3_BUCKET", "bucket-\udcff", "COVERAGE_S3_BUCKET"),
+    ("COVERAGE_S3_PREFIX", "a/../b", "COVERAGE_S3_PREFIX"),
+    ("COVERAGE_S3_PREFIX", "p" * 2000, "COVERAGE_S3_PREFIX"),
+    ("COVERAGE_S3_PREFIX", "cov-\udcff/", "COVERAGE_S3_PREFIX"),
+    ("COVERAGE_INCLUDE_PATTERNS", "[", None),
+    ("COVERAGE_INCLUDE_PATTERNS", "src/**x", None),
+    ("COVERAGE_INCLUDE_PATTERNS", ",,, ,", None),
+    ("COVERAGE_INCLUDE_PATTERNS", "*\udcff*", None),
+    ("COVERAGE_EXCLUDE_PATTERNS", "***", None),
+    ("COVERAGE_EXCLUDE_PATTERNS", "x" * 3000, None),
+    ("COVERAGE_DEBUG", "maybe", "COVERAGE_DEBUG"),
+    ("COVERAGE_DEBUG", "\udcff", "COVERAGE_DEBUG"),
+    ("COVERAGE_UPLOAD_TIMEOUT", "-1", "COVERAGE_UPLOAD_TIMEOUT"),
+    ("COVERAGE_UPLOAD_TIMEOUT", "1e999", "COVERAGE_UPLOAD_TIMEOUT"),
+    ("COVERAGE_UPLOAD_TIMEOUT", "nan", "COVERAGE_UPLOAD_TIMEOUT"),
+    ("COVERAGE_UPLOAD_TIMEOUT", "9" * 400, "COVERAGE_UPLOAD_TIMEOUT"),
+    ("COVERAGE_ENABLED", "perhaps", "COVERAGE_ENABLED"),
+    ("COVERAGE_ENABLED", "\udcff", "COVERAGE_ENABLED"),
+    ("COVERAGE_BRANCH", "2", "COVERAGE_BRANCH"),
+    ("COVERAGE_SAMPLE_RATE", "-0.5", "COVERAGE_SAMPLE_RATE"),
+    ("COVERAGE_SAMPLE_RATE", "inf", "COVERAGE_SAMPLE_RATE"),
+    ("COVERAGE_SAMPLE_RATE", "0", None),
+    ("COVERAGE_FLUSH", "sometimes", "COVERAGE_FLUSH"),
+    ("COVERAGE_KMS_KEY_ID", "k" * 3000, None),
+    ("COVERAGE_KMS_KEY_ID", "alias/\udcff", None),
+    ("COVERAGE_SPOOL_DIR", "   ", None),
+    ("COVERAGE_SPOOL_DIR", RELATIVE, "COVERAGE_SPOOL_DIR"),
+    ("COVERAGE_CORE", "\udcff", None),
+]
+
+
+def test_no_value_of_a_coverage_variable_changes_what_the_function_returns(
+    host_layer: Path,
+    moto_endpoint: str,
+    bucket: str,
+    tmp_path: Path,
+    events: list[dict[str, Any]],
+    plain_results: list[dict[str, Any]],
+) -> None:
+    # One test for the whole table, so every value that misbehaves is listed at once.
+    sample = [0, 5]  # a response and an exception
+    expected = [plain_results[i] for i in sample]
+    wrong: list[str] = []
+    for number, (name, hostile, named) in enumerate(HOSTILE_VALUES):
+        scratch = tmp_path / str(number)
+        scratch.mkdir()
+        value = os.path.relpath(scratch / "spool", ORDERS) if hostile == RELATIVE else hostile
+        env = {
+            **WRAPPER,
+            "COVERAGE_S3_BUCKET": bucket,
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "COVERAGE_SPOOL_DIR": str(scratch / "spool"),
+            "COVERAGE_UPLOAD_TIMEOUT": "2",
+            name: value,
+        }
+        with LocalLambda(
+            ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
+        ) as function:
+            results = [outcome(function.invoke(events[i])) for i in sample]
+            function.shutdown()
+        case = f"{name}={value[:40]!a}"
+        if results != expected:
+            wrong.append(f"{case}: results {results}")
+        crashes = broken_lines(function)
+        if crashes:
+            wrong.append(f"{case}: {crashes}")
+        errors = [e["message"] for e in spool_errors(function)]
+        if named is not None and not (
+            len(errors) == 1
+            and errors[0].startswith("ConfigurationError: coverage is off")
+            and named in errors[0]
+        ):
+            wrong.append(f"{case}: expected one line naming {named}, got {errors}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_debug_records_of_a_spool_directory_that_is_not_utf8_are_written(
+    host_layer: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    events: list[dict[str, Any]],
+    plain_results: list[dict[str, Any]],
+) -> None:
+    # A usable directory whose name is not UTF-8, and debug records that show it: each
+    # record stays one line of UTF-8 JSON, the byte escaped, rather than a line stdout
+    # refuses to write or a reader cannot decode.
+    env = {
+        **WRAPPER,
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_DEBUG": "true",
+        "COVERAGE_SPOOL_DIR": str(tmp_path / "spool-\udcff"),
+    }
+    with LocalLambda(
+        ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
+    ) as function:
+        results = [outcome(function.invoke(event)) for event in events]
+        function.shutdown()
+    assert results == plain_results
+    no_crash_in(function)
+    assert spool_errors(function) == []
+    records = json_logs(function.logs)
+    started = [e for e in records if e["message"] == "Initializing coverage tracking"]
+    assert started and started[0]["data"]["config"]["spool_dir"].endswith("spool-\udcff")
+    assert len(keys(s3, bucket)) == 1
