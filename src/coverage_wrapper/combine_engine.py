@@ -19,6 +19,13 @@ those decimal strings as they come, since hashing a short string costs less
 than parsing it, and parses each distinct arc once, at the end. A file's arcs
 thus become a set without a Python step per row. Memory is bounded by the
 combined data, not by the number of files.
+
+A data file comes from a Lambda function, so it may be hostile. The reader has
+hard bounds (see :data:`MAX_LINE` and the constants beside it): it reads only
+plain tables, stops SQLite after :data:`READ_TIME_BUDGET` seconds on one file,
+and refuses a file whose line numbers, contexts, measured files or numbits are
+beyond what any real program produces, so that every later step (merge, write,
+reports) is linear in what it was given.
 """
 
 from __future__ import annotations
@@ -28,10 +35,14 @@ import re
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+_T = TypeVar("_T")
 
 Kind = Literal["lines", "arcs"]
 Arc = tuple[int, int]
@@ -42,9 +53,27 @@ Slot = tuple[str, str]  # (measured file, context)
 KNOWN_SCHEMA_VERSION = 7
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Bounds on one object, far beyond any real function: a hostile or broken file is
-# refused with a reason instead of exhausting memory.
+# refused with a reason instead of exhausting memory or time.
 MAX_FILES_PER_OBJECT = 100_000
+MAX_CONTEXTS_PER_OBJECT = 100_000
 MAX_PATH_LENGTH = 4096
+# The highest line number read. Line sets are numbits, whose size follows their
+# highest line: 4,194,304 (2**22) is ten times the largest generated modules
+# (hundreds of thousands of lines) and costs at most 512 KB per (file, context).
+MAX_LINE = 1 << 22
+# The numbits one object's line sets may take in all (arcs counted by their highest
+# line, as they become numbits when reported): 32 MB. A line data file's numbits
+# are in the file itself; branch data would otherwise turn a small object (an arc
+# to a high line in each of many files) into gigabytes.
+MAX_LINE_BITS_PER_OBJECT = 1 << 28
+# Wall-clock seconds SQLite may spend on one file (attach, checks, the read); a
+# real file takes well under a millisecond.
+READ_TIME_BUDGET = 5.0
+# The longest string or blob SQLite may make while reading (a numbits blob at
+# MAX_LINE is 512 KB; a (file, context)'s joined arcs are 20 bytes an arc).
+MAX_SQL_VALUE_BYTES = 64 * 1024 * 1024
+# SQLite virtual-machine steps between two looks at the clock (and at Ctrl-C).
+_PROGRESS_STEPS = 2000
 
 # Keys are PREFIX/YYYY/MM/DD/<function>-<id>.coverage; <id> is an environment id
 # (32 hex digits) or a request id (a UUID).
@@ -70,7 +99,8 @@ class DataFile:
 
 # Arcs are (from, to) line numbers, negative for entries and exits. Each is
 # packed into one integer with 31 bits per side, which SQLite computes in the
-# query (64-bit arithmetic), so numbers must lie in [-2**30, 2**30).
+# query (64-bit arithmetic), so numbers must lie in [-2**30, 2**30); the reader
+# accepts [-MAX_LINE, MAX_LINE] only.
 _BIAS = 1 << 30
 _LOW = (1 << 31) - 1
 # A row whose numbers are not integers in range packs to 'x' instead. The unary
@@ -79,10 +109,18 @@ _LOW = (1 << 31) - 1
 # compares as unknown, so they fail. A REAL in range passes, but the arithmetic
 # keeps it REAL, which SQLite always writes with a '.' (an infinite one cannot be
 # in range). A group's text with neither 'x' nor '.' is digits and commas only.
+_ARC_IN_RANGE_SQL = (
+    f"+fromno >= -{MAX_LINE} and +fromno <= {MAX_LINE} "
+    f"and +tono >= -{MAX_LINE} and +tono <= {MAX_LINE}"
+)
 _PACKED_ARC_SQL = (
-    f"case when +fromno >= -{_BIAS} and +fromno < {_BIAS} "
-    f"and +tono >= -{_BIAS} and +tono < {_BIAS} "
-    f"then (fromno + {_BIAS}) * {1 << 31} + (tono + {_BIAS}) else 'x' end"
+    f"case when {_ARC_IN_RANGE_SQL} then (fromno + {_BIAS}) * {1 << 31} + (tono + {_BIAS}) "
+    "else 'x' end"
+)
+# The first arc that is not a pair of line numbers in range, to name it in the refusal.
+_BAD_ARC_SQL = (
+    "select fromno, tono from data.arc "  # noqa: S608 - constants only
+    f"where case when {_ARC_IN_RANGE_SQL} then 0 else 1 end limit 1"
 )
 
 
@@ -159,6 +197,35 @@ def _check_count(count: int) -> None:
         raise InvalidDataFileError(f"implausible: {count} measured files in one object")
 
 
+def _check_contexts(count: int) -> None:
+    if count > MAX_CONTEXTS_PER_OBJECT:
+        raise InvalidDataFileError(f"implausible: {count} contexts")
+
+
+def _check_top_line(bits: int) -> int:
+    """The size of a numbits integer, in bits; InvalidDataFileError beyond MAX_LINE."""
+    size = bits.bit_length()
+    if size > MAX_LINE + 1:
+        raise InvalidDataFileError(f"implausible: line {size - 1}")
+    return size
+
+
+def _check_budget(total: int) -> None:
+    if total > MAX_LINE_BITS_PER_OBJECT:
+        raise InvalidDataFileError(
+            f"too large: the object's line sets would take {total // 8} bytes as numbits "
+            f"(at most {MAX_LINE_BITS_PER_OBJECT // 8})"
+        )
+
+
+def _arc_reason(start: object, end: object) -> str:
+    """Why an arc is refused: a line number out of range, or not a number at all."""
+    for number in (start, end):
+        if type(number) is int and not -MAX_LINE <= number <= MAX_LINE:
+            return f"implausible: line {number}"
+    return "corrupt: an arc is not a pair of line numbers"
+
+
 def _check_path(name: object) -> str:
     if not isinstance(name, str) or not name or len(name) > MAX_PATH_LENGTH or "\x00" in name:
         raise InvalidDataFileError("corrupt: a measured file name is not a plausible path")
@@ -183,28 +250,62 @@ class _Reader:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self._connection = sqlite3.connect(":memory:", uri=True)
+        self._deadline = float("inf")
+        self._timed_out = False
+        self._connection = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(":memory:", uri=True)
+        # Ask every _PROGRESS_STEPS steps whether to stop: past the time budget,
+        # a hostile file (a recursive view, a huge join) is refused instead of
+        # spinning inside SQLite, where Python would never see Ctrl-C either.
+        connection.set_progress_handler(self._progress, _PROGRESS_STEPS)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_SQL_VALUE_BYTES)
+        return connection
+
+    def _progress(self) -> int:
+        # Called by SQLite; a KeyboardInterrupt raised here (Python runs signal
+        # handlers at this point) is swallowed by the sqlite3 module, which then
+        # stops the statement: guarded() tells the two apart afterwards.
+        if time.monotonic() > self._deadline:
+            self._timed_out = True
+            return 1
+        return 0
+
+    def guarded(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` on the connection within the time budget.
+
+        A statement stopped by the budget becomes InvalidDataFileError ("too
+        expensive"); one stopped by Ctrl-C becomes KeyboardInterrupt again.
+        """
+        self._timed_out = False
+        self._deadline = time.monotonic() + READ_TIME_BUDGET
+        try:
+            return work(self._connection)
+        except sqlite3.OperationalError as error:
+            if self._timed_out:
+                raise InvalidDataFileError(
+                    f"too expensive: over {READ_TIME_BUDGET:g} s in SQLite"
+                ) from error
+            if _interrupted(error):
+                raise KeyboardInterrupt from error
+            raise
+        finally:
+            self._deadline = float("inf")
 
     def read(self, path: Path) -> DataFile:
         name = os.fspath(path)
         _check_header(name)
         try:
-            self._connection.execute("attach database ? as data", (_readonly_uri(name),))
+            self.guarded(
+                lambda connection: connection.execute(
+                    "attach database ? as data", (_readonly_uri(name),)
+                )
+            )
         except sqlite3.Error as error:
             raise InvalidDataFileError(f"corrupt: {error}") from error
         try:
-            try:
-                cursor = self._connection.execute(_READ_ALL)
-                try:
-                    found = _decode(cursor)
-                finally:
-                    cursor.close()
-            except sqlite3.Error as error:
-                # Not the schema the statement expects: tell a foreign file from
-                # another coverage.py schema version (read through the public API).
-                if _schema_version(self._connection) != KNOWN_SCHEMA_VERSION:
-                    return _read_with_coverage_api(path)
-                raise InvalidDataFileError(f"corrupt: {error}") from error
+            found = self.guarded(_read_attached)
         finally:
             self._detach()
         return _read_with_coverage_api(path) if found is None else found
@@ -214,10 +315,118 @@ class _Reader:
             self._connection.execute("detach database data")
         except sqlite3.Error:  # left in a state of its own making: start afresh
             self._connection.close()
-            self._connection = sqlite3.connect(":memory:", uri=True)
+            self._connection = self._connect()
+
+
+def _interrupted(error: sqlite3.Error) -> bool:
+    """True for the error of a statement stopped by the progress handler."""
+    name = getattr(error, "sqlite_errorname", None)
+    return name == "SQLITE_INTERRUPT" if name else str(error) == "interrupted"
+
+
+def _read_attached(connection: sqlite3.Connection) -> DataFile | None:
+    """The attached file's data; None when it must be read through coverage.py's API."""
+    _check_tables(connection)
+    try:
+        cursor = connection.execute(_READ_ALL)
+        try:
+            return _decode(cursor, connection)
+        finally:
+            cursor.close()
+    except sqlite3.Error as error:
+        if _interrupted(error):
+            raise
+        # Not the schema the statement expects: tell a foreign file from
+        # another coverage.py schema version (read through the public API).
+        if _schema_version(connection) != KNOWN_SCHEMA_VERSION:
+            _check_for_coverage_api(connection)
+            return None
+        raise InvalidDataFileError(f"corrupt: {error}") from error
 
 
 _readers = threading.local()
+
+
+# The tables coverage.py's schema has, which both readers read.
+_TABLES = ("coverage_schema", "meta", "file", "context", "line_bits", "arc", "tracer")
+_CHECK_TABLES = (
+    "select lower(name), type, rootpage, sql from data.sqlite_master "  # noqa: S608 - constants
+    f"where lower(name) in ({', '.join(repr(t) for t in _TABLES)})"
+)
+# What may follow the word AS in a generated column's definition before its "(":
+# blanks and comments.
+_BEFORE_PAREN = re.compile(r"(?:\s|/\*.*?\*/|--[^\n]*\n)*\(", re.DOTALL)
+
+
+def _check_tables(connection: sqlite3.Connection) -> None:
+    """Refuse a file where a table the readers read is a view or not a plain table.
+
+    A view runs a query of the file's choosing (an endless recursive one, say)
+    each time it is read, a virtual table (no root page) a module's code, and a
+    generated column an expression; this is checked before any statement reads
+    one. Coverage's schema has none of them.
+    """
+    for name, kind, root, sql in connection.execute(_CHECK_TABLES):
+        if kind != "table":
+            article = "an" if str(kind)[:1] in "aeiou" else "a"
+            raise InvalidDataFileError(f"not a coverage data file: {name} is {article} {kind}")
+        if not root or not isinstance(sql, str):
+            raise InvalidDataFileError(f"not a coverage data file: {name} is not a plain table")
+        if sql not in _PLAIN_TABLE_SQL:
+            if _has_generated_column(sql):
+                raise InvalidDataFileError(f"not a coverage data file: {name} is not a plain table")
+            if len(_PLAIN_TABLE_SQL) < 1000:  # every file repeats coverage's few statements
+                _PLAIN_TABLE_SQL.add(sql)
+
+
+# CREATE TABLE statements checked already and found plain.
+_PLAIN_TABLE_SQL: set[str] = set()
+
+
+def _has_generated_column(sql: str) -> bool:
+    """True if a CREATE TABLE statement has a column ``... AS (expression)``.
+
+    A scan for the word AS rather than one regular expression over the whole
+    statement: this runs for every file, and the expression costs 20 times more.
+    """
+    text = sql.lower()
+    start = text.find("as")
+    while start >= 0:
+        before = text[start - 1] if start else " "
+        if not (before.isalnum() or before == "_") and _BEFORE_PAREN.match(text, start + 2):
+            return True
+        start = text.find("as", start + 2)
+    return False
+
+
+def _check_for_coverage_api(connection: sqlite3.Connection) -> None:
+    """Apply the reader's bounds to a file before coverage.py's API reads it.
+
+    That API reads through a connection of its own, without the time budget;
+    the tables are plain (checked already), so what it costs follows their size,
+    which these checks bound: counts, numbits sizes and arcs, each one query.
+    """
+    for table, check in (("file", _check_count), ("context", _check_contexts)):
+        try:
+            (count,) = connection.execute(f"select count(*) from data.{table}").fetchone()  # noqa: S608
+        except sqlite3.OperationalError as error:
+            if _interrupted(error):
+                raise
+            continue  # no such table: coverage.py says what is wrong
+        check(count)
+    try:
+        row = connection.execute(
+            "select numbits from data.line_bits order by length(numbits) desc limit 1"
+        ).fetchone()
+        if row is not None and isinstance(row[0], bytes):
+            _check_top_line(int.from_bytes(row[0], "little"))
+        row = connection.execute(_BAD_ARC_SQL).fetchone()
+    except sqlite3.OperationalError as error:
+        if _interrupted(error):
+            raise
+        return
+    if row is not None:
+        raise InvalidDataFileError(_arc_reason(*row))
 
 
 def _schema_version(connection: sqlite3.Connection) -> int | None:
@@ -225,25 +434,34 @@ def _schema_version(connection: sqlite3.Connection) -> int | None:
     try:
         row = connection.execute("select version from data.coverage_schema").fetchone()
     except sqlite3.Error as error:
+        if _interrupted(error):
+            raise
         raise InvalidDataFileError("not a coverage data file (no coverage_schema)") from error
-    return None if row is None else int(row[0])
+    if row is None:
+        return None
+    try:
+        return int(row[0])
+    except (TypeError, ValueError, OverflowError) as error:
+        raise InvalidDataFileError("corrupt: the schema version is not a number") from error
 
 
 # A whole file in one statement, each row tagged with its table. Per file, SQLite's
 # cost is opening it, parsing its schema and compiling statements: one statement
 # instead of three is a quarter of the read. Arcs come one row per (file, context),
-# packed and joined by SQLite, so Python splits a string instead of stepping rows.
+# packed and joined by SQLite, so Python splits a string instead of stepping rows;
+# with each group's highest line, for the bound on the numbits its lines would take.
 _VERSION, _FILE, _CONTEXT, _META, _TRACER, _LINE_BITS, _ARCS = range(7)  # the tags below
 _READ_ALL = (
-    "select 0, version, null, null from data.coverage_schema "  # noqa: S608 - constants only
-    "union all select 1, id, path, null from data.file "
-    "union all select 2, id, context, null from data.context "
-    "union all select 3, key, value, null from data.meta "
-    "union all select 4, file_id, tracer, null from data.tracer "
-    "union all select 5, file_id, context_id, numbits from data.line_bits "
-    f"union all select 6, file_id, context_id, group_concat({_PACKED_ARC_SQL}) "
-    "from data.arc group by file_id, context_id"
+    "select 0, version, null, null, null from data.coverage_schema "  # noqa: S608 - constants
+    "union all select 1, id, path, null, null from data.file "
+    "union all select 2, id, context, null, null from data.context "
+    "union all select 3, key, value, null, null from data.meta "
+    "union all select 4, file_id, tracer, null, null from data.tracer "
+    "union all select 5, file_id, context_id, numbits, null from data.line_bits "
+    f"union all select 6, file_id, context_id, group_concat({_PACKED_ARC_SQL}), "
+    "max(max(+fromno, +tono)) from data.arc group by file_id, context_id"
 )
+_Row = tuple[Any, Any, Any, Any, Any]
 
 
 @dataclass
@@ -255,19 +473,22 @@ class _Rows:
     contexts: dict[Any, Any] = field(default_factory=dict)
     meta: dict[Any, Any] = field(default_factory=dict)
     tracers: list[tuple[Any, Any]] = field(default_factory=list)
-    data: list[tuple[Any, Any, Any, Any]] = field(default_factory=list)
+    data: list[_Row] = field(default_factory=list)
 
     @classmethod
-    def sort(cls, rows: Iterable[tuple[Any, Any, Any, Any]]) -> _Rows:
+    def sort(cls, rows: Iterable[_Row]) -> _Rows:
         found = cls()
         for row in rows:
-            table, key, value, _ = row
+            table, key, value, _, _ = row
             if table >= _LINE_BITS:
                 found.data.append(row)
             elif table == _FILE:
-                found.files[key] = value
+                # One id for two paths: coverage.py would give both the id's data.
+                if found.files.setdefault(key, value) is not value:
+                    raise InvalidDataFileError("corrupt: two measured files with one id")
             elif table == _CONTEXT:
-                found.contexts[key] = value
+                if found.contexts.setdefault(key, value) is not value:
+                    raise InvalidDataFileError("corrupt: two contexts with one id")
             elif table == _META:
                 found.meta[key] = value
             elif table == _TRACER:
@@ -285,31 +506,25 @@ class _Rows:
             ) from error
 
 
-def _decode(rows: Iterable[tuple[Any, Any, Any, Any]]) -> DataFile | None:
+def _decode(rows: Iterable[_Row], connection: sqlite3.Connection) -> DataFile | None:
     """A DataFile from :data:`_READ_ALL`'s rows; None for another schema version."""
     found = _Rows.sort(rows)
     if found.version != KNOWN_SCHEMA_VERSION:
         return None
     _check_count(len(found.files))
+    _check_contexts(len(found.contexts))
     for name in found.files.values():
         _check_path(name)
     # A file says which kind it holds (meta has_arcs); the other table is ignored,
-    # as coverage.py does.
+    # as coverage.py does, which reads the value as bool(int(value)).
     has_arcs = found.meta.get("has_arcs")
-    lines: dict[Slot, int] = {}
-    arcs: dict[Slot, frozenset[PackedArc]] = {}
-    for table, file_id, context_id, value in found.data:
-        if table == _LINE_BITS and has_arcs != "1":
-            if not isinstance(value, bytes):
-                raise InvalidDataFileError("corrupt: line data is not a numbits blob")
-            slot = found.slot(file_id, context_id)
-            lines[slot] = lines.get(slot, 0) | int.from_bytes(value, "little")
-        elif table == _ARCS and has_arcs != "0":
-            if not isinstance(value, str) or "x" in value or "." in value:
-                raise InvalidDataFileError("corrupt: an arc is not a pair of line numbers")
-            slot = found.slot(file_id, context_id)
-            packed = frozenset(value.split(","))
-            arcs[slot] = arcs[slot] | packed if slot in arcs else packed  # two ids, one path
+    if "has_arcs" in found.meta:
+        try:
+            has_arcs = "1" if int(found.meta["has_arcs"]) else "0"
+        except (TypeError, ValueError, OverflowError) as error:
+            raise InvalidDataFileError("corrupt: has_arcs is not a number") from error
+    lines = _decode_lines(found) if has_arcs != "1" else {}
+    arcs = _decode_arcs(found, connection) if has_arcs != "0" else {}
     if lines and arcs:
         raise InvalidDataFileError("corrupt: both line and arc data in one file")
     kind: Kind | None = None
@@ -325,71 +540,169 @@ def _decode(rows: Iterable[tuple[Any, Any, Any, Any]]) -> DataFile | None:
     return DataFile(kind, lines, arcs, tracers)
 
 
-def _packed(arcs: Iterable[Arc]) -> frozenset[PackedArc]:
+def _decode_lines(found: _Rows) -> dict[Slot, int]:
+    lines: dict[Slot, int] = {}
+    # Rows for a slot seen already (two ids for one path or one context name):
+    # united once at the end, so many of them cost what they hold, not more.
+    more: dict[Slot, list[int]] = {}
+    total = 0  # the numbits all line sets take, in bits
+    for table, file_id, context_id, value, _ in found.data:
+        if table == _LINE_BITS:
+            if not isinstance(value, bytes):
+                raise InvalidDataFileError("corrupt: line data is not a numbits blob")
+            slot = found.slot(file_id, context_id)
+            bits = int.from_bytes(value, "little")
+            total += _check_top_line(bits)
+            if slot in lines:
+                more.setdefault(slot, []).append(bits)
+            else:
+                lines[slot] = bits
+    _check_budget(total)
+    for slot, values in more.items():
+        lines[slot] = _union_bits([lines[slot], *values])
+    return lines
+
+
+def _decode_arcs(found: _Rows, connection: sqlite3.Connection) -> dict[Slot, frozenset[PackedArc]]:
+    arcs: dict[Slot, frozenset[PackedArc]] = {}
+    more: dict[Slot, list[frozenset[PackedArc]]] = {}
+    total = 0  # the numbits the arcs' lines would take, in bits
+    for table, file_id, context_id, value, top in found.data:
+        if table == _ARCS:
+            if not isinstance(value, str) or "x" in value or "." in value:
+                row = connection.execute(_BAD_ARC_SQL).fetchone()
+                reason = (
+                    _arc_reason(*row) if row else "corrupt: an arc is not a pair of line numbers"
+                )
+                raise InvalidDataFileError(reason)
+            slot = found.slot(file_id, context_id)
+            total += top + 1 if top > 0 else 0
+            packed = frozenset(value.split(","))
+            if slot in arcs:
+                more.setdefault(slot, []).append(packed)
+            else:
+                arcs[slot] = packed
+    _check_budget(total)
+    for slot, sets in more.items():
+        arcs[slot] = frozenset().union(arcs[slot], *sets)
+    return arcs
+
+
+def _union_bits(values: list[int]) -> int:
+    """The union of numbits integers, smallest first: each ``|`` costs its larger side,
+    so this costs what the values hold, however many small ones join a large one."""
+    values.sort(key=int.bit_length)
+    bits = 0
+    for value in values:
+        bits |= value
+    return bits
+
+
+def _packed(arcs: Iterable[Arc]) -> tuple[frozenset[PackedArc], int]:
+    """Arcs packed as the direct reader packs them, and their highest line (0 if none)."""
     found = list(arcs)
-    if any(not -_BIAS <= number < _BIAS for arc in found for number in arc):
-        raise InvalidDataFileError("corrupt: an arc is not a pair of line numbers")
-    return frozenset(pack_arc(start, end) for start, end in found)
+    top = 0
+    for arc in found:
+        for number in arc:
+            if type(number) is not int or not -MAX_LINE <= number <= MAX_LINE:
+                raise InvalidDataFileError(_arc_reason(*arc))
+            top = max(top, number)
+    return frozenset(pack_arc(start, end) for start, end in found), top
 
 
 def _read_with_coverage_api(path: Path) -> DataFile:
-    """Read a file of another schema version through coverage.py's public API."""
+    """Read a file of another schema version through coverage.py's public API.
+
+    The direct reader has checked the file first (plain tables, counts, numbits
+    sizes and arcs in range); the same bounds apply to what coverage.py returns,
+    and the time budget is checked between its queries.
+    """
     import coverage
 
     data = coverage.CoverageData(basename=str(path))
     try:
-        data.read()
-        measured = sorted(data.measured_files())
-        _check_count(len(measured))
-        lines: dict[Slot, int] = {}
-        arcs: dict[Slot, frozenset[PackedArc]] = {}
-        for context in sorted(data.measured_contexts()) or [""]:
-            data.set_query_context(context)
-            for name in measured:
-                _check_path(name)
-                if data.has_arcs():
-                    found = data.arcs(name)
-                    if found:
-                        arcs[name, context] = _packed(found)
-                else:
-                    numbers = data.lines(name)
-                    if numbers:
-                        lines[name, context] = sum(1 << n for n in set(numbers))
-        tracers = {name: tracer for name in measured if (tracer := data.file_tracer(name))}
-        kind: Kind | None = ("arcs" if data.has_arcs() else "lines") if measured else None
+        return _through_api(data, time.monotonic() + READ_TIME_BUDGET)
     except InvalidDataFileError:
         raise
     except Exception as error:  # coverage's DataError, sqlite errors: all mean "unusable"
         raise InvalidDataFileError(f"unreadable by coverage.py: {error}") from error
     finally:
         data.close()
+
+
+def _through_api(data: Any, deadline: float) -> DataFile:
+    data.read()
+    measured = sorted(data.measured_files())
+    _check_count(len(measured))
+    for name in measured:
+        _check_path(name)
+    contexts = sorted(data.measured_contexts())
+    _check_contexts(len(contexts))
+    lines: dict[Slot, int] = {}
+    arcs: dict[Slot, frozenset[PackedArc]] = {}
+    total = 0
+    for context in contexts or [""]:
+        data.set_query_context(context)
+        for name in measured:
+            if time.monotonic() > deadline:
+                raise InvalidDataFileError(
+                    f"too expensive: over {READ_TIME_BUDGET:g} s in coverage.py's reader"
+                )
+            if data.has_arcs():
+                if found := data.arcs(name):
+                    arcs[name, context], top = _packed(found)
+                    total += top + 1 if top > 0 else 0
+            elif numbers := data.lines(name):
+                lines[name, context] = _checked_lines_to_bits(numbers)
+                total += lines[name, context].bit_length()
+        _check_budget(total)
+    tracers = {name: tracer for name in measured if (tracer := data.file_tracer(name))}
+    kind: Kind | None = ("arcs" if data.has_arcs() else "lines") if measured else None
     return DataFile(kind, lines, arcs, tracers)
 
 
+def _checked_lines_to_bits(numbers: list[int]) -> int:
+    for number in numbers:
+        if type(number) is not int or not 0 <= number <= MAX_LINE:
+            raise InvalidDataFileError(f"implausible: line {number}")
+    return _lines_to_bits(numbers)
+
+
+# For each byte value, the positions of its set bits.
+_BYTE_BITS = tuple(tuple(n for n in range(8) if value >> n & 1) for value in range(256))
+_NONZERO_RUN = re.compile(rb"[^\x00]+")
+
+
 def _bits_to_lines(bits: int) -> list[int]:
-    """Line numbers from a numbits integer (bit n set: line n ran)."""
-    found = []
-    offset = 0
-    while bits:
-        chunk = bits & 0xFFFFFFFFFFFFFFFF
-        while chunk:
-            low = chunk & -chunk
-            found.append(offset + low.bit_length() - 1)
-            chunk ^= low
-        bits >>= 64
-        offset += 64
+    """Line numbers from a numbits integer (bit n set: line n ran), in order.
+
+    Linear in the integer's size: its bytes are scanned once, runs of zero
+    bytes by the regular expression engine, set bytes through a table.
+    """
+    found: list[int] = []
+    data = bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+    for run in _NONZERO_RUN.finditer(data):
+        base = run.start() * 8
+        for byte in run.group():
+            found.extend([base + n for n in _BYTE_BITS[byte]])
+            base += 8
     return found
+
+
+def _lines_to_bits(lines: Iterable[int]) -> int:
+    """A numbits integer from non-negative line numbers, in time linear in both."""
+    numbers = list(lines)
+    if not numbers:
+        return 0
+    buffer = bytearray(max(numbers) // 8 + 1)
+    for number in numbers:
+        buffer[number >> 3] |= 1 << (number & 7)
+    return int.from_bytes(buffer, "little")
 
 
 def arcs_to_bits(arcs: Iterable[Arc]) -> int:
     """The executed lines of branch data, as coverage.py derives them, as numbits."""
-    bits = 0
-    for start, end in arcs:
-        if start > 0:
-            bits |= 1 << start
-        if end > 0:
-            bits |= 1 << end
-    return bits
+    return _lines_to_bits({number for arc in arcs for number in arc if number > 0})
 
 
 PathMap = Callable[[str], str | None]  # measured path -> combined path, or None to drop
@@ -414,16 +727,25 @@ class Combined:
         """The contexts present, sorted."""
         return sorted({context for _, context in (*self.lines, *self.arcs)})
 
+    @cached_property
+    def _contexts_by_file(self) -> dict[str, list[str]]:
+        """Each measured file's contexts: built once, so that asking for every file's
+        lines costs the size of the data, not its square."""
+        found: dict[str, list[str]] = {}
+        for name, context in (*self.lines, *self.arcs):
+            found.setdefault(name, []).append(context)
+        return found
+
     def executed_lines(self, name: str, context: str | None = None) -> set[int]:
         """Lines of ``name`` that ran (in ``context``, or in any context)."""
-        bits = 0
-        for (path, ctx), value in self.lines.items():
-            if path == name and (context is None or ctx == context):
-                bits |= value
-        for (path, ctx), arcs in self.arcs.items():
-            if path == name and (context is None or ctx == context):
-                bits |= arcs_to_bits(arcs)
-        return set(_bits_to_lines(bits))
+        wanted = self._contexts_by_file.get(name, []) if context is None else [context]
+        found: list[int] = []
+        arcs: list[Arc] = []
+        for ctx in wanted:
+            if (bits := self.lines.get((name, ctx))) is not None:
+                found += _bits_to_lines(bits)
+            arcs.extend(self.arcs.get((name, ctx), ()))
+        return {*found, *(number for arc in arcs for number in arc if number > 0)}
 
     def executed_by_context(self) -> dict[str, dict[str, int]]:
         """For each context, each measured file's executed lines as numbits."""
@@ -449,29 +771,27 @@ class Combined:
         )
         os.close(handle)
         Path(temporary).unlink()
+        # Grouped by context in one pass over the sorted slots: coverage.py's API
+        # takes one context at a time.
+        arcs = self.kind == "arcs"
+        slots: Iterable[tuple[Slot, Any]] = sorted((self.arcs if arcs else self.lines).items())
+        by_context: dict[str, dict[str, Any]] = {}
+        for (name, context), value in slots:
+            if only is None or only(name):
+                by_context.setdefault(context, {})[name] = value
         try:
             data = coverage.CoverageData(basename=temporary, no_disk=False)
-            for context in self.contexts():
+            for context, per_file in sorted(by_context.items()):
                 data.set_context(context)
-                if self.kind == "arcs":
-                    data.add_arcs(
-                        {
-                            name: sorted(arcs)
-                            for (name, ctx), arcs in sorted(self.arcs.items())
-                            if ctx == context and (only is None or only(name))
-                        }
-                    )
+                if arcs:
+                    data.add_arcs({name: sorted(value) for name, value in per_file.items()})
                 else:
                     data.add_lines(
-                        {
-                            name: _bits_to_lines(bits)
-                            for (name, ctx), bits in sorted(self.lines.items())
-                            if ctx == context and (only is None or only(name))
-                        }
+                        {name: _bits_to_lines(value) for name, value in per_file.items()}
                     )
-            if not self.contexts():
+            if not by_context:
                 # An empty result is still a valid data file, of line or branch data.
-                if self.kind == "arcs":
+                if arcs:
                     data.add_arcs({})
                 else:
                     data.add_lines({})
