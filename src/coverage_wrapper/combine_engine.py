@@ -61,11 +61,19 @@ MAX_PATH_LENGTH = 4096
 # highest line: 4,194,304 (2**22) is ten times the largest generated modules
 # (hundreds of thousands of lines) and costs at most 512 KB per (file, context).
 MAX_LINE = 1 << 22
-# The numbits one object's line sets may take in all (arcs counted by their highest
-# line, as they become numbits when reported): 32 MB. A line data file's numbits
-# are in the file itself; branch data would otherwise turn a small object (an arc
-# to a high line in each of many files) into gigabytes.
+# The numbits one object's line sets may take in all: 32 MB. A line data file's
+# numbits are in the file itself; branch data is counted by each (file, context)'s
+# highest line, as its lines become numbits where it is written as line data
+# (mixed with line data): a small object, an arc to a high line in each of many
+# files, would otherwise become gigabytes there.
 MAX_LINE_BITS_PER_OBJECT = 1 << 28
+# The executed lines one object's line data may hold, counted over its (file,
+# context) pairs: 4,194,304 (2**22), forty times a large application's. Reports
+# and the data file written list them one Python int each (about 36 bytes), so a
+# small object of dense numbits would otherwise take gigabytes there. Branch data
+# needs no such bound: its lines are two per arc at most, and the arcs are in the
+# object.
+MAX_LINES_PER_OBJECT = 1 << 22
 # Wall-clock seconds SQLite may spend on one file (attach, checks, the read); a
 # real file takes well under a millisecond.
 READ_TIME_BUDGET = 5.0
@@ -210,11 +218,16 @@ def _check_top_line(bits: int) -> int:
     return size
 
 
-def _check_budget(total: int) -> None:
+def _check_budget(total: int, lines: int) -> None:
+    """Refuse line data whose numbits (``total`` bits) or line count exceed their bounds."""
     if total > MAX_LINE_BITS_PER_OBJECT:
         raise InvalidDataFileError(
-            f"too large: the object's line sets would take {total // 8} bytes as numbits "
+            f"too large: the object's line sets take {total // 8} bytes as numbits "
             f"(at most {MAX_LINE_BITS_PER_OBJECT // 8})"
+        )
+    if lines > MAX_LINES_PER_OBJECT:
+        raise InvalidDataFileError(
+            f"too large: {lines} executed lines in one object (at most {MAX_LINES_PER_OBJECT})"
         )
 
 
@@ -234,10 +247,15 @@ def _check_path(name: object) -> str:
 
 def read_data_file(path: Path) -> DataFile:
     """Read one coverage.py data file; raise InvalidDataFileError with the reason if it is bad."""
-    reader = getattr(_readers, "reader", None)
+    return _reader().read(path)
+
+
+def _reader() -> _Reader:
+    """This thread's reader (made anew in a forked process)."""
+    reader: _Reader | None = getattr(_readers, "reader", None)
     if reader is None or reader.pid != os.getpid():
         reader = _readers.reader = _Reader()
-    return reader.read(path)
+    return reader
 
 
 class _Reader:
@@ -252,6 +270,7 @@ class _Reader:
         self.pid = os.getpid()
         self._deadline = float("inf")
         self._timed_out = False
+        self.denied: str | None = None  # the view the authorizer last refused
         self._connection = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -261,7 +280,29 @@ class _Reader:
         # spinning inside SQLite, where Python would never see Ctrl-C either.
         connection.set_progress_handler(self._progress, _PROGRESS_STEPS)
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_SQL_VALUE_BYTES)
+        connection.set_authorizer(self._only_tables)
         return connection
+
+    def _only_tables(
+        self,
+        action: int,
+        first: str | None,
+        second: str | None,
+        database: str | None,
+        inside: str | None,
+    ) -> int:
+        """SQLite's authorizer: nothing a statement compiles may come from a view or trigger.
+
+        SQLite asks it about each table and column a statement reads, while
+        compiling, naming the view (or trigger) an access comes from. A data
+        file whose ``file`` is a view running an endless recursive query is so
+        refused before it runs, at no cost per row; a look at ``sqlite_master``
+        first would cost a statement per file, a seventh of the read.
+        """
+        if inside is None:
+            return sqlite3.SQLITE_OK
+        self.denied = inside
+        return sqlite3.SQLITE_DENY
 
     def _progress(self) -> int:
         # Called by SQLite; a KeyboardInterrupt raised here (Python runs signal
@@ -279,15 +320,18 @@ class _Reader:
         expensive"); one stopped by Ctrl-C becomes KeyboardInterrupt again.
         """
         self._timed_out = False
+        self.denied = None
         self._deadline = time.monotonic() + READ_TIME_BUDGET
         try:
             return work(self._connection)
-        except sqlite3.OperationalError as error:
+        except sqlite3.DatabaseError as error:
             if self._timed_out:
                 raise InvalidDataFileError(
                     f"too expensive: over {READ_TIME_BUDGET:g} s in SQLite"
                 ) from error
-            if _interrupted(error):
+            # A KeyboardInterrupt raised in the progress handler or the authorizer is
+            # swallowed by the sqlite3 module, which then stops or refuses the statement.
+            if _interrupted(error) or (_denied(error) and self.denied is None):
                 raise KeyboardInterrupt from error
             raise
         finally:
@@ -296,19 +340,26 @@ class _Reader:
     def read(self, path: Path) -> DataFile:
         name = os.fspath(path)
         _check_header(name)
+        found = self.guarded(lambda connection: self._attach_and_read(connection, name))
+        return _read_with_coverage_api(path) if found is None else found
+
+    def _attach_and_read(self, connection: sqlite3.Connection, name: str) -> DataFile | None:
         try:
-            self.guarded(
-                lambda connection: connection.execute(
-                    "attach database ? as data", (_readonly_uri(name),)
-                )
-            )
+            connection.execute("attach database ? as data", (_readonly_uri(name),))
         except sqlite3.Error as error:
+            if _interrupted(error):
+                raise
             raise InvalidDataFileError(f"corrupt: {error}") from error
         try:
-            found = self.guarded(_read_attached)
+            return _read_attached(connection)
+        except sqlite3.DatabaseError as error:
+            if _denied(error) and self.denied is not None:  # else Ctrl-C: see guarded()
+                raise InvalidDataFileError(
+                    f"not a coverage data file: {self.denied} is a view"
+                ) from error
+            raise
         finally:
             self._detach()
-        return _read_with_coverage_api(path) if found is None else found
 
     def _detach(self) -> None:
         try:
@@ -316,6 +367,12 @@ class _Reader:
         except sqlite3.Error:  # left in a state of its own making: start afresh
             self._connection.close()
             self._connection = self._connect()
+
+
+def _denied(error: sqlite3.Error) -> bool:
+    """True for the error of a statement the authorizer refused."""
+    name = getattr(error, "sqlite_errorname", None)
+    return name == "SQLITE_AUTH" if name else str(error) == "not authorized"
 
 
 def _interrupted(error: sqlite3.Error) -> bool:
@@ -326,7 +383,6 @@ def _interrupted(error: sqlite3.Error) -> bool:
 
 def _read_attached(connection: sqlite3.Connection) -> DataFile | None:
     """The attached file's data; None when it must be read through coverage.py's API."""
-    _check_tables(connection)
     try:
         cursor = connection.execute(_READ_ALL)
         try:
@@ -336,8 +392,11 @@ def _read_attached(connection: sqlite3.Connection) -> DataFile | None:
     except sqlite3.Error as error:
         if _interrupted(error):
             raise
+        if _denied(error):
+            raise  # the reader names the view
         # Not the schema the statement expects: tell a foreign file from
         # another coverage.py schema version (read through the public API).
+        _check_tables(connection)
         if _schema_version(connection) != KNOWN_SCHEMA_VERSION:
             _check_for_coverage_api(connection)
             return None
@@ -364,19 +423,25 @@ def _check_tables(connection: sqlite3.Connection) -> None:
     A view runs a query of the file's choosing (an endless recursive one, say)
     each time it is read, a virtual table (no root page) a module's code, and a
     generated column an expression; this is checked before any statement reads
-    one. Coverage's schema has none of them.
+    one. Coverage's schema has none of them. (:data:`_READ_ALL` makes the same
+    check on its first rows, before it reads any table.)
     """
     for name, kind, root, sql in connection.execute(_CHECK_TABLES):
-        if kind != "table":
-            article = "an" if str(kind)[:1] in "aeiou" else "a"
-            raise InvalidDataFileError(f"not a coverage data file: {name} is {article} {kind}")
-        if not root or not isinstance(sql, str):
+        _check_table(name, kind, root, sql)
+
+
+def _check_table(name: object, kind: object, root: object, sql: object) -> None:
+    """Refuse one sqlite_master entry of a table the readers read, unless a plain table."""
+    if kind != "table":
+        article = "an" if str(kind)[:1] in "aeiou" else "a"
+        raise InvalidDataFileError(f"not a coverage data file: {name} is {article} {kind}")
+    if not root or not isinstance(sql, str):
+        raise InvalidDataFileError(f"not a coverage data file: {name} is not a plain table")
+    if sql not in _PLAIN_TABLE_SQL:
+        if _has_generated_column(sql):
             raise InvalidDataFileError(f"not a coverage data file: {name} is not a plain table")
-        if sql not in _PLAIN_TABLE_SQL:
-            if _has_generated_column(sql):
-                raise InvalidDataFileError(f"not a coverage data file: {name} is not a plain table")
-            if len(_PLAIN_TABLE_SQL) < 1000:  # every file repeats coverage's few statements
-                _PLAIN_TABLE_SQL.add(sql)
+        if len(_PLAIN_TABLE_SQL) < 1000:  # every file repeats coverage's few statements
+            _PLAIN_TABLE_SQL.add(sql)
 
 
 # CREATE TABLE statements checked already and found plain.
@@ -449,7 +514,7 @@ def _schema_version(connection: sqlite3.Connection) -> int | None:
 # cost is opening it, parsing its schema and compiling statements: one statement
 # instead of three is a quarter of the read. Arcs come one row per (file, context),
 # packed and joined by SQLite, so Python splits a string instead of stepping rows;
-# with each group's highest line, for the bound on the numbits its lines would take.
+# with each group's highest "to" line, for the bound on the numbits its lines take.
 _VERSION, _FILE, _CONTEXT, _META, _TRACER, _LINE_BITS, _ARCS = range(7)  # the tags below
 _READ_ALL = (
     "select 0, version, null, null, null from data.coverage_schema "  # noqa: S608 - constants
@@ -459,7 +524,7 @@ _READ_ALL = (
     "union all select 4, file_id, tracer, null, null from data.tracer "
     "union all select 5, file_id, context_id, numbits, null from data.line_bits "
     f"union all select 6, file_id, context_id, group_concat({_PACKED_ARC_SQL}), "
-    "max(max(+fromno, +tono)) from data.arc group by file_id, context_id"
+    "max(+tono) from data.arc group by file_id, context_id"
 )
 _Row = tuple[Any, Any, Any, Any, Any]
 
@@ -545,7 +610,7 @@ def _decode_lines(found: _Rows) -> dict[Slot, int]:
     # Rows for a slot seen already (two ids for one path or one context name):
     # united once at the end, so many of them cost what they hold, not more.
     more: dict[Slot, list[int]] = {}
-    total = 0  # the numbits all line sets take, in bits
+    total = count = 0  # the numbits all line sets take, in bits; the lines they hold
     for table, file_id, context_id, value, _ in found.data:
         if table == _LINE_BITS:
             if not isinstance(value, bytes):
@@ -553,11 +618,12 @@ def _decode_lines(found: _Rows) -> dict[Slot, int]:
             slot = found.slot(file_id, context_id)
             bits = int.from_bytes(value, "little")
             total += _check_top_line(bits)
+            count += bits.bit_count()
             if slot in lines:
                 more.setdefault(slot, []).append(bits)
             else:
                 lines[slot] = bits
-    _check_budget(total)
+    _check_budget(total, count)
     for slot, values in more.items():
         lines[slot] = _union_bits([lines[slot], *values])
     return lines
@@ -566,8 +632,8 @@ def _decode_lines(found: _Rows) -> dict[Slot, int]:
 def _decode_arcs(found: _Rows, connection: sqlite3.Connection) -> dict[Slot, frozenset[PackedArc]]:
     arcs: dict[Slot, frozenset[PackedArc]] = {}
     more: dict[Slot, list[frozenset[PackedArc]]] = {}
-    total = 0  # the numbits the arcs' lines would take, in bits
-    for table, file_id, context_id, value, top in found.data:
+    total = 0  # the numbits the arcs' lines take where they become line data, in bits
+    for table, file_id, context_id, value, top_to in found.data:
         if table == _ARCS:
             if not isinstance(value, str) or "x" in value or "." in value:
                 row = connection.execute(_BAD_ARC_SQL).fetchone()
@@ -576,13 +642,18 @@ def _decode_arcs(found: _Rows, connection: sqlite3.Connection) -> dict[Slot, fro
                 )
                 raise InvalidDataFileError(reason)
             slot = found.slot(file_id, context_id)
+            parts = value.split(",")
+            # The highest line: SQLite gives the highest "to"; the highest "from" is
+            # that of the largest packed arc, and in range every packed arc has 19
+            # digits, so the largest string is the largest number.
+            top = max(top_to, (int(max(parts)) >> 31) - _BIAS)
             total += top + 1 if top > 0 else 0
-            packed = frozenset(value.split(","))
+            packed = frozenset(parts)
             if slot in arcs:
                 more.setdefault(slot, []).append(packed)
             else:
                 arcs[slot] = packed
-    _check_budget(total)
+    _check_budget(total, 0)
     for slot, sets in more.items():
         arcs[slot] = frozenset().union(arcs[slot], *sets)
     return arcs
@@ -640,7 +711,7 @@ def _through_api(data: Any, deadline: float) -> DataFile:
     _check_contexts(len(contexts))
     lines: dict[Slot, int] = {}
     arcs: dict[Slot, frozenset[PackedArc]] = {}
-    total = 0
+    total = count = 0
     for context in contexts or [""]:
         data.set_query_context(context)
         for name in measured:
@@ -655,7 +726,8 @@ def _through_api(data: Any, deadline: float) -> DataFile:
             elif numbers := data.lines(name):
                 lines[name, context] = _checked_lines_to_bits(numbers)
                 total += lines[name, context].bit_length()
-        _check_budget(total)
+                count += len(numbers)
+        _check_budget(total, count)
     tracers = {name: tracer for name in measured if (tracer := data.file_tracer(name))}
     kind: Kind | None = ("arcs" if data.has_arcs() else "lines") if measured else None
     return DataFile(kind, lines, arcs, tracers)
@@ -673,7 +745,7 @@ _BYTE_BITS = tuple(tuple(n for n in range(8) if value >> n & 1) for value in ran
 _NONZERO_RUN = re.compile(rb"[^\x00]+")
 
 
-def _bits_to_lines(bits: int) -> list[int]:
+def bits_to_lines(bits: int) -> list[int]:
     """Line numbers from a numbits integer (bit n set: line n ran), in order.
 
     Linear in the integer's size: its bytes are scanned once, runs of zero
@@ -700,9 +772,13 @@ def _lines_to_bits(lines: Iterable[int]) -> int:
     return int.from_bytes(buffer, "little")
 
 
-def arcs_to_bits(arcs: Iterable[Arc]) -> int:
-    """The executed lines of branch data, as coverage.py derives them, as numbits."""
-    return _lines_to_bits({number for arc in arcs for number in arc if number > 0})
+def arc_lines(arcs: Iterable[Arc]) -> set[int]:
+    """The executed lines of branch data, as coverage.py derives them.
+
+    A set: numbits take room by the highest line, so one arc to a high line
+    would cost far more than the arc itself.
+    """
+    return {number for arc in arcs for number in arc if number > 0}
 
 
 PathMap = Callable[[str], str | None]  # measured path -> combined path, or None to drop
@@ -715,6 +791,8 @@ class Combined:
 
     kind: Kind | None
     lines: Mapping[Slot, int]
+    # Branch data; with ``mixed``, the arcs of the branch files, whose lines join
+    # ``lines`` when the line data is written or reported.
     arcs: Mapping[Slot, frozenset[Arc]]
     tracers: Mapping[str, str]
     mixed: bool  # line and branch files were mixed: combined as line data
@@ -743,20 +821,33 @@ class Combined:
         arcs: list[Arc] = []
         for ctx in wanted:
             if (bits := self.lines.get((name, ctx))) is not None:
-                found += _bits_to_lines(bits)
+                found += bits_to_lines(bits)
             arcs.extend(self.arcs.get((name, ctx), ()))
         return {*found, *(number for arc in arcs for number in arc if number > 0)}
 
-    def executed_by_context(self) -> dict[str, dict[str, int]]:
-        """For each context, each measured file's executed lines as numbits."""
-        result: dict[str, dict[str, int]] = {}
+    def executed_by_context(self) -> dict[str, dict[str, set[int]]]:
+        """For each context, each measured file's executed lines."""
+        result: dict[str, dict[str, set[int]]] = {}
         for (path, context), value in self.lines.items():
-            per = result.setdefault(context, {})
-            per[path] = per.get(path, 0) | value
+            result.setdefault(context, {}).setdefault(path, set()).update(bits_to_lines(value))
         for (path, context), arcs in self.arcs.items():
-            per = result.setdefault(context, {})
-            per[path] = per.get(path, 0) | arcs_to_bits(arcs)
+            result.setdefault(context, {}).setdefault(path, set()).update(arc_lines(arcs))
         return result
+
+    def _by_context(self, only: Callable[[str], bool] | None) -> dict[str, dict[str, Any]]:
+        """What to write, grouped by context in one pass (coverage.py's API takes one
+        context at a time): arcs, numbits, or for mixed data (numbits, arcs)."""
+        arcs = self.kind == "arcs"
+        by_context: dict[str, dict[str, Any]] = {}
+        for (name, context), value in sorted(self.arcs.items() if arcs else self.lines.items()):
+            if only is None or only(name):
+                by_context.setdefault(context, {})[name] = value
+        if self.mixed:  # the lines of the branch files join the line data
+            for (name, context), value in self.arcs.items():
+                if only is None or only(name):
+                    per = by_context.setdefault(context, {})
+                    per[name] = (per.get(name, 0), value)
+        return by_context
 
     def write(self, output: Path, *, only: Callable[[str], bool] | None = None) -> Path:
         """Write a coverage.py data file atomically (a temporary file renamed into place).
@@ -771,14 +862,8 @@ class Combined:
         )
         os.close(handle)
         Path(temporary).unlink()
-        # Grouped by context in one pass over the sorted slots: coverage.py's API
-        # takes one context at a time.
         arcs = self.kind == "arcs"
-        slots: Iterable[tuple[Slot, Any]] = sorted((self.arcs if arcs else self.lines).items())
-        by_context: dict[str, dict[str, Any]] = {}
-        for (name, context), value in slots:
-            if only is None or only(name):
-                by_context.setdefault(context, {})[name] = value
+        by_context = self._by_context(only)
         try:
             data = coverage.CoverageData(basename=temporary, no_disk=False)
             for context, per_file in sorted(by_context.items()):
@@ -786,9 +871,7 @@ class Combined:
                 if arcs:
                     data.add_arcs({name: sorted(value) for name, value in per_file.items()})
                 else:
-                    data.add_lines(
-                        {name: _bits_to_lines(value) for name, value in per_file.items()}
-                    )
+                    data.add_lines({name: _line_list(value) for name, value in per_file.items()})
             if not by_context:
                 # An empty result is still a valid data file, of line or branch data.
                 if arcs:
@@ -803,6 +886,14 @@ class Combined:
         finally:
             Path(temporary).unlink(missing_ok=True)
         return output
+
+
+def _line_list(value: int | tuple[int, frozenset[Arc]]) -> list[int]:
+    """A slot's lines to write: numbits, or numbits and the arcs of mixed data."""
+    if isinstance(value, int):
+        return bits_to_lines(value)
+    bits, arcs = value
+    return sorted(arc_lines(arcs).union(bits_to_lines(bits)))
 
 
 class Merger:
@@ -875,16 +966,11 @@ class Merger:
         has_lines = self.files_by_kind["lines"] > 0
         has_arcs = self.files_by_kind["arcs"] > 0
         mixed = has_lines and has_arcs
-        if mixed:
-            lines = dict(self._lines)
-            for key, packed in self._arcs.items():
-                lines[key] = lines.get(key, 0) | arcs_to_bits(map(unpack_arc, packed))
-            return Combined("lines", lines, {}, dict(self._tracers), mixed=True)
-        kind: Kind | None = "arcs" if has_arcs else ("lines" if has_lines else None)
+        kind: Kind | None = "lines" if has_lines else ("arcs" if has_arcs else None)
         return Combined(
             kind,
             dict(self._lines),
             {key: frozenset(map(unpack_arc, packed)) for key, packed in self._arcs.items()},
             dict(self._tracers),
-            mixed=False,
+            mixed=mixed,
         )

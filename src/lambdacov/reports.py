@@ -346,11 +346,10 @@ def _function_rows(
     covered: dict[str, dict[str, set[int]]] = {}
     for context, per_file in result.combined.executed_by_context().items():
         function = context.split("|", 1)[0]
-        for path, bits in per_file.items():
+        for path, lines in per_file.items():
             known = statements.get(path)
             if known:
-                ran = {n for n in known if bits >> n & 1}
-                covered.setdefault(function, {}).setdefault(path, set()).update(ran)
+                covered.setdefault(function, {}).setdefault(path, set()).update(known & lines)
     names = sorted(set(result.objects_by_function) | set(covered))
     return tuple(
         FunctionRow(

@@ -322,4 +322,4 @@ def test_numbits_helpers_agree_with_coverage() -> None:
 
     nums = [1, 7, 8, 63, 64, 65, 1000]
     bits = int.from_bytes(nums_to_numbits(nums), "little")
-    assert combine_engine._bits_to_lines(bits) == nums
+    assert combine_engine.bits_to_lines(bits) == nums

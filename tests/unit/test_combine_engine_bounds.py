@@ -212,14 +212,21 @@ print(json.dumps({"outcome": outcome, "seconds": time.monotonic() - started,
 """
 
 
+# A query that takes hours inside SQLite, from no table of any file: a cross join of
+# a JSON array of 2,000 numbers with itself, three times (the reader refuses any
+# recursive query).
+_NUMBERS = "'[" + ",".join(["0"] * 2000) + "]'"
+SPIN = "select count(*) from " + ", ".join(f"json_each({_NUMBERS}) {name}" for name in "abc")
+
+
 def test_the_time_budget_is_enforced_inside_sqlite() -> None:
-    result = run_bounded(GUARDED, "0.5", "-1", ENDLESS, timeout=30)
+    result = run_bounded(GUARDED, "0.5", "-1", SPIN, timeout=30)
     assert result["outcome"] == "too expensive: over 0.5 s in SQLite"
     assert result["after"] == [[1]]
 
 
 def test_ctrl_c_inside_sqlite_is_a_keyboard_interrupt_not_a_time_out() -> None:
-    result = run_bounded(GUARDED, "600", "0.5", ENDLESS, timeout=30)
+    result = run_bounded(GUARDED, "600", "0.5", SPIN, timeout=30)
     assert result["outcome"] == "KeyboardInterrupt"
     assert result["after"] == [[1]]
 
@@ -312,12 +319,31 @@ def test_many_measured_files_reaching_the_line_bound_in_one_object_are_refused(
     tmp_path: Path,
 ) -> None:
     # 2,000 measured files whose arcs reach the bound: a small object whose lines
-    # would take 2,000 x 512 KB as numbits.
+    # would take 2,000 x 512 KB as numbits where it is written as line data.
     path = arc_file(tmp_path / "a.coverage", LINE_BOUND, files=2000)
     lines = write_data(tmp_path / "l.coverage", {"/var/task/app.py": [1, 2]})
     result = pipeline(tmp_path, path, lines)
     assert list(result["refused"]) == [str(path)]
     assert result["refused"][str(path)].startswith("too large: ")
+
+
+def test_dense_line_data_beyond_the_line_count_bound_is_refused(tmp_path: Path) -> None:
+    # Two files with every line up to the line bound: 1 MB of numbits, 8 million
+    # lines, which reports would list one Python int each.
+    everything = (1 << (LINE_BOUND + 1)) - 2  # lines 1 .. LINE_BOUND
+    path = write_data(tmp_path / "d.coverage", {"/var/task/a.py": [1], "/var/task/b.py": [1]})
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "update line_bits set numbits = ?",
+            (everything.to_bytes(LINE_BOUND // 8 + 1, "little"),),
+        )
+    connection.close()
+    result = pipeline(tmp_path, path)
+    assert result["refused"] == {
+        str(
+            path
+        ): f"too large: {2 * LINE_BOUND} executed lines in one object (at most {LINE_BOUND})"
+    }
 
 
 def test_the_bounds_are_the_documented_ones() -> None:

@@ -192,7 +192,7 @@ def _as_we_read(found: combine_engine.DataFile) -> dict[tuple[str, str], list[An
     result: dict[tuple[str, str], list[Any]] = {}
     for slot, bits in found.lines.items():
         if bits:
-            result[slot] = combine_engine._bits_to_lines(bits)
+            result[slot] = combine_engine.bits_to_lines(bits)
     for slot, packed in found.arcs.items():
         result[slot] = sorted(map(unpack_arc, packed))
     return result
