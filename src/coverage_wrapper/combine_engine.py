@@ -80,6 +80,8 @@ READ_TIME_BUDGET = 5.0
 # The longest string or blob SQLite may make while reading (a numbits blob at
 # MAX_LINE is 512 KB; a (file, context)'s joined arcs are 20 bytes an arc).
 MAX_SQL_VALUE_BYTES = 64 * 1024 * 1024
+# The text and blobs a file may read as, beyond twice its size (see _Reader.read).
+MIN_READ_LIMIT = 1 << 20
 # SQLite virtual-machine steps between two looks at the clock (and at Ctrl-C).
 _PROGRESS_STEPS = 2000
 
@@ -153,6 +155,21 @@ def function_from_key(key: str) -> str:
     return stem.rsplit("-", 1)[0] if "-" in stem else stem
 
 
+# What a function's name in a key may hold: Lambda's names are letters, digits, '-'
+# and '_' (and '.' is allowed for local files named like objects). Anything else, a
+# '|' above all, which separates function and context in the combined data, would
+# let a key put its lines on another function's row.
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,140}")
+
+
+def function_of(key: str) -> str:
+    """The function name of an object key; InvalidDataFileError unless a plausible one."""
+    name = function_from_key(key)
+    if not _FUNCTION_NAME.fullmatch(name):
+        raise InvalidDataFileError(f"not a function's object: {name!r} is not a function name")
+    return name
+
+
 def function_context(function: str, context: str) -> str:
     """The context a file's ``context`` gets in combined data: its function's name.
 
@@ -163,8 +180,8 @@ def function_context(function: str, context: str) -> str:
     return f"{function}|{context}" if context else function
 
 
-def _check_header(name: str) -> None:
-    """Refuse empty, non-SQLite and truncated files before SQLite sees them."""
+def _check_header(name: str) -> int:
+    """Refuse empty, non-SQLite and truncated files before SQLite sees them; the size."""
     # os.open/fstat/read rather than Path.stat + open: a third of the cost, and this
     # runs once per object.
     try:
@@ -187,6 +204,7 @@ def _check_header(name: str) -> None:
     pages = int.from_bytes(header[28:32], "big")
     if pages and size < pages * page_size:
         raise InvalidDataFileError(f"truncated: {size} bytes of {pages * page_size}")
+    return size
 
 
 def _readonly_uri(name: str) -> str:
@@ -339,11 +357,15 @@ class _Reader:
 
     def read(self, path: Path) -> DataFile:
         name = os.fspath(path)
-        _check_header(name)
-        found = self.guarded(lambda connection: self._attach_and_read(connection, name))
+        # Plain tables hold at most what is in the file; the text of packed arcs takes
+        # about as much room as their rows and index entries.
+        limit = 2 * _check_header(name) + MIN_READ_LIMIT
+        found = self.guarded(lambda connection: self._attach_and_read(connection, name, limit))
         return _read_with_coverage_api(path) if found is None else found
 
-    def _attach_and_read(self, connection: sqlite3.Connection, name: str) -> DataFile | None:
+    def _attach_and_read(
+        self, connection: sqlite3.Connection, name: str, limit: int
+    ) -> DataFile | None:
         try:
             connection.execute("attach database ? as data", (_readonly_uri(name),))
         except sqlite3.Error as error:
@@ -351,7 +373,7 @@ class _Reader:
                 raise
             raise InvalidDataFileError(f"corrupt: {error}") from error
         try:
-            return _read_attached(connection)
+            return _read_attached(connection, limit)
         except sqlite3.DatabaseError as error:
             if _denied(error) and self.denied is not None:  # else Ctrl-C: see guarded()
                 raise InvalidDataFileError(
@@ -381,12 +403,12 @@ def _interrupted(error: sqlite3.Error) -> bool:
     return name == "SQLITE_INTERRUPT" if name else str(error) == "interrupted"
 
 
-def _read_attached(connection: sqlite3.Connection) -> DataFile | None:
+def _read_attached(connection: sqlite3.Connection, limit: int) -> DataFile | None:
     """The attached file's data; None when it must be read through coverage.py's API."""
     try:
         cursor = connection.execute(_READ_ALL)
         try:
-            return _decode(cursor, connection)
+            return _decode(cursor, connection, limit)
         finally:
             cursor.close()
     except sqlite3.Error as error:
@@ -541,10 +563,24 @@ class _Rows:
     data: list[_Row] = field(default_factory=list)
 
     @classmethod
-    def sort(cls, rows: Iterable[_Row]) -> _Rows:
+    def sort(cls, rows: Iterable[_Row], limit: int) -> _Rows:
+        """The rows by table; InvalidDataFileError once their text and blobs pass ``limit``
+        bytes (what plain tables hold is in the file: more is computed, by a generated
+        column or a virtual table, and a small file could so take gigabytes)."""
         found = cls()
+        held = 0
         for row in rows:
-            table, key, value, _, _ = row
+            table, key, value, data, _ = row
+            # Names (paths, contexts, meta) are in the third column, numbits and
+            # joined arcs in the fourth.
+            if value.__class__ is str or value.__class__ is bytes:
+                held += len(value)
+            if data.__class__ is str or data.__class__ is bytes:
+                held += len(data)
+            if held > limit:
+                raise InvalidDataFileError(
+                    f"too large: it reads as more than {limit} bytes of data"
+                )
             if table >= _LINE_BITS:
                 found.data.append(row)
             elif table == _FILE:
@@ -571,9 +607,9 @@ class _Rows:
             ) from error
 
 
-def _decode(rows: Iterable[_Row], connection: sqlite3.Connection) -> DataFile | None:
+def _decode(rows: Iterable[_Row], connection: sqlite3.Connection, limit: int) -> DataFile | None:
     """A DataFile from :data:`_READ_ALL`'s rows; None for another schema version."""
-    found = _Rows.sort(rows)
+    found = _Rows.sort(rows, limit)
     if found.version != KNOWN_SCHEMA_VERSION:
         return None
     _check_count(len(found.files))
@@ -857,9 +893,9 @@ class Combined:
         import coverage
 
         output.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{output.name}.", suffix=".tmp", dir=output.parent
-        )
+        # The target's name is cut so the temporary one stays within NAME_MAX (255 bytes).
+        stem = os.fsencode(output.name)[:200].decode(errors="ignore")
+        handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=output.parent)
         os.close(handle)
         Path(temporary).unlink()
         arcs = self.kind == "arcs"

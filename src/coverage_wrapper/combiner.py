@@ -21,7 +21,7 @@ from coverage_wrapper.combine_engine import (
     InvalidDataFileError,
     Merger,
     function_context,
-    function_from_key,
+    function_of,
     read_data_file,
 )
 from coverage_wrapper.logging_utils import get_logger
@@ -75,8 +75,8 @@ def combine_coverage_files(
                 for key, path in zip(keys, paths, strict=True)
             ]
             for key, future in zip(keys, futures, strict=True):
-                label = functools.partial(function_context, function_from_key(key))
                 try:
+                    label = functools.partial(function_context, function_of(key))
                     local = future.result()
                     merger.add(read_data_file(local), label)
                     local.unlink()

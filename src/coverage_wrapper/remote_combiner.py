@@ -49,6 +49,7 @@ from coverage_wrapper.combine_engine import (
     Merger,
     function_context,
     function_from_key,
+    function_of,
     read_data_file,
 )
 from coverage_wrapper.logging_utils import get_logger
@@ -249,7 +250,7 @@ def _merge_all(client: Any, spec: ShardSpec, listed: list[tuple[str, int]]) -> _
 
     def merge(key: str, path: Path) -> None:
         label: Callable[[str], str] | None = None
-        function = function_from_key(key)
+        function = function_of(key)
         if spec.relabel:
             label = functools.partial(function_context, function)
         outcome.merger.add(read_data_file(path), label)

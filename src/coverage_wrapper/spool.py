@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -77,6 +78,20 @@ class SpooledDelta:
     created: float
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file, opened for flock without ever blocking.
+
+    Opening a FIFO for writing waits for a reader, for ever if none comes: in
+    Lambda that would hold the invocation until its timeout. With O_NONBLOCK a
+    FIFO fails at once (or opens, and is refused as not a regular file).
+    """
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o600)
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise OSError(errno.EINVAL, f"{path.name} is not a regular file")
+    return handle
+
+
 class SpoolDirectory:
     """The on-disk spool shared by the runtime process and the extension process."""
 
@@ -111,7 +126,7 @@ class SpoolDirectory:
             self.ensure()
             probe.touch()
             probe.unlink()
-            (self.state_dir / "lock").open("a").close()
+            os.close(_open_lock(self.state_dir / "lock"))
         except OSError as error:
             if error.errno not in _TRANSIENT:
                 raise ConfigurationError(self._unusable(_reason(error, self.root))) from error
@@ -251,7 +266,7 @@ class SpoolDirectory:
         handler must never wait behind another process's upload.
         """
         self.ensure()
-        with (self.state_dir / "lock").open("a") as handle:
+        with os.fdopen(_open_lock(self.state_dir / "lock"), "ab", buffering=0) as handle:
             if timeout is None or not math.isfinite(timeout):
                 fcntl.flock(handle, fcntl.LOCK_EX)
             else:

@@ -161,6 +161,8 @@ def _days(since: date, until: date) -> Iterator[date]:
     day = since
     while day <= until:
         yield day
+        if day == date.max:
+            return
         day += timedelta(days=1)
 
 
@@ -421,23 +423,31 @@ class ObjectCache:
 
     def pin(self, cached: Path) -> Path | None:
         """This run's own link to the cached file ``cached``, or None if it is gone."""
-        private = self._pin_directory() / cached.name
         try:
-            _link_or_copy(cached, private)
+            return self._link(cached, cached.name)
         except FileNotFoundError:  # evicted by another run: fetch it again
             return None
+
+    def _link(self, source: Path, name: str) -> Path:
+        """Link ``source`` into this run's folder as ``name``, under the lock ``release``
+        takes: a download still in flight when the run is interrupted adds nothing after."""
+        private = self._pin_directory() / name
+        with self._lock:
+            if self._released:
+                raise RuntimeError("the run released its cache links")
+            _link_or_copy(source, private)
         return private
 
     def store(self, bucket: str, key: str, etag: str, body: bytes) -> Path:
         """Keep ``body`` as this version of ``key``, drop older versions; return this run's link."""
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.path(bucket, key, etag)
-        private = self._pin_directory() / target.name
         handle, temporary = tempfile.mkstemp(prefix=".part-", dir=self.directory)
         try:
             with os.fdopen(handle, "wb") as stream:
                 stream.write(body)
-            _link_or_copy(Path(temporary), private)
+            # Linked before it is published: another run may evict it at once after.
+            private = self._link(Path(temporary), target.name)
             Path(temporary).replace(target)
         finally:
             Path(temporary).unlink(missing_ok=True)

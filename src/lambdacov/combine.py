@@ -34,7 +34,7 @@ from coverage_wrapper.combine_engine import (
     InvalidDataFileError,
     Merger,
     function_context,
-    function_from_key,
+    function_of,
     read_data_file,
 )
 from lambdacov.collect import (
@@ -196,8 +196,8 @@ class _Accumulator:
         self.functions: Counter[str] = Counter()
 
     def add(self, key: str, path: str) -> None:
-        function = function_from_key(key)
         try:
+            function = function_of(key)
             self.merger.add(
                 read_data_file(Path(path)), functools.partial(function_context, function)
             )

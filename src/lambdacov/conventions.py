@@ -75,7 +75,7 @@ def check_bucket_name(name: str, option: str = "--bucket") -> str:
     shown = name if len(name) <= 80 else name[:77] + "..."
     raise UsageError(
         f"{option} {shown!r} is not an S3 bucket name",
-        "bucket names are 3 to 63 lowercase letters, digits, '.' and '-' (an access point "
-        "ARN also works)",
+        "a bucket name has letters, digits, '.', '-' and '_' only (today's rules: 3 to 63 "
+        "lowercase letters, digits, '.' and '-'); an access point ARN also works",
         slug="invalid-bucket",
     )

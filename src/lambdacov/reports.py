@@ -102,6 +102,11 @@ OUTPUT_OPTIONS = {
 }
 
 
+def _real(path: Path) -> Path:
+    """``path`` with symbolic links and ``..`` resolved, as far as it exists."""
+    return Path(os.path.realpath(path))
+
+
 def check_plan(plan: ReportPlan) -> None:
     """Refuse outputs that could not be written or would replace what is not lambdacov's.
 
@@ -111,18 +116,23 @@ def check_plan(plan: ReportPlan) -> None:
     it), or two outputs at one path.
     """
     seen: dict[Path, str] = {}
-    html = plan.html.absolute() if plan.html is not None else None
+    html = _real(plan.html) if plan.html is not None else None
     for name, option in OUTPUT_OPTIONS.items():
         target: Path | None = getattr(plan, name)
         if target is None:
             continue
-        absolute = target.absolute()
+        absolute = _real(target)
         if absolute in seen:
             raise ReportTargetError(
                 f"{seen[absolute]} and {option} both name {target}", "give each output its own path"
             )
         seen[absolute] = option
         if name == "html":
+            if Path.cwd().resolve().is_relative_to(absolute):
+                raise ReportTargetError(
+                    f"{option} {target} is the current directory or holds it",
+                    f"give {option} a directory of its own, e.g. htmlcov",
+                )
             check_directory_target(target, option)
             continue
         check_file_target(target, option)
@@ -189,7 +199,17 @@ def _publish_mode(temporary: Path, target: Path, default: int) -> None:
 
 @contextmanager
 def atomic_file(target: Path) -> Iterator[Path]:
-    """A temporary path that becomes ``target`` only when the block succeeds."""
+    """A temporary path that becomes ``target`` only when the block succeeds.
+
+    A symbolic link is written through: the file it names is replaced, the link
+    stays. A target that is not a regular file (``/dev/stdout``, ``/dev/null``, a
+    pipe) is written to directly, as any other program would: renaming a file
+    over it would replace the device or the pipe itself.
+    """
+    target = Path(os.path.realpath(target))
+    if target.exists() and not target.is_file():
+        yield target
+        return
     temporary = _temporary_beside(target)
     try:
         yield temporary
@@ -200,11 +220,31 @@ def atomic_file(target: Path) -> Iterator[Path]:
 
 
 def check_file_target(target: Path, option: str) -> None:
-    """Refuse an output file path that names a directory (it would never be replaced)."""
+    """Refuse an output file path that names a directory, or where nothing can be written.
+
+    Checked before any work, by making and removing a file where the report's
+    temporary file will go, so that a read-only or missing place fails at once,
+    naming the option.
+    """
     if target.is_dir():
         raise ReportTargetError(
             f"{option} {target} is a directory", f"give {option} a file name, e.g. {target}/report"
         )
+    real = Path(os.path.realpath(target))
+    if real.exists() and not real.is_file():
+        return  # a device or a pipe: written to directly
+    place = real.parent
+    while not place.exists() and place != place.parent:
+        place = place.parent  # the folders that will be made
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".lambdacov-probe-", dir=place)
+    except OSError as error:
+        raise ReportTargetError(
+            f"{option} {target}: cannot write in {place}: {error.strerror or error}",
+            f"give {option} a path in a writable folder",
+        ) from error
+    os.close(handle)
+    Path(probe).unlink()
 
 
 def _foreign_entries(directory: Path) -> list[str]:
@@ -212,7 +252,7 @@ def _foreign_entries(directory: Path) -> list[str]:
     try:
         manifest = json.loads((directory / REPORT_MANIFEST).read_text("utf-8"))
         ours = {str(name) for name in manifest["files"]}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         ours = set()
     foreign = []
     for root, folders, files in os.walk(directory):
@@ -277,6 +317,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     only what lambdacov wrote there (its manifest says what); anything else is
     refused with :class:`ReportTargetError`, before and after the block.
     """
+    target = Path(os.path.abspath(target))  # noqa: PTH100 - its parent must be a real folder
     check_directory_target(target)
     temporary = _temporary_beside(target, directory=True)
     try:
@@ -305,12 +346,16 @@ def _write_text(target: Path, text: str) -> Path:
 def _environment() -> Any:
     import jinja2
 
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("lambdacov", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    # Text from objects, shown with its control characters escaped (HTML escaping
+    # alone leaves a right-to-left override free to reorder what is read).
+    environment.filters["printable"] = printable
+    return environment
 
 
 def _is_step_summary(target: Path) -> bool:
@@ -333,7 +378,7 @@ def _write_markdown(target: Path, text: str) -> Path:
     if not _is_step_summary(target):
         return _write_text(target, text)
     with target.open("a", encoding="utf-8") as stream:
-        if stream.tell():
+        if os.fstat(stream.fileno()).st_size:  # a file with earlier lines (not a pipe)
             text = "\n" + text
         stream.write(text)
     return target

@@ -57,8 +57,12 @@ def test_html_never_replaces_a_directory_of_the_users_files(
     code, _, stderr = run_cli(cli_args(moto_endpoint, bucket, tmp_path, "--html", target), capsys)
     assert code == 2, stderr
     assert stderr.startswith("lambdacov: error: --html ")
-    assert "holds files lambdacov did not write" in stderr and "Traceback" not in stderr
-    assert "new or empty directory" in stderr
+    if where == "working directory":
+        assert "is the current directory" in stderr and "directory of its own" in stderr
+    else:
+        assert "holds files lambdacov did not write" in stderr
+        assert "new or empty directory" in stderr
+    assert "Traceback" not in stderr
     assert snapshot(mine) == before
     assert sorted(p.name for p in mine.iterdir()) == ["app.py", "pkg"]  # nothing added either
 
@@ -234,25 +238,101 @@ def test_object_keys_and_paths_cannot_drive_the_terminal_or_inject_markdown(
 ) -> None:
     hostile_function = "fn\x1b]0;owned\x07<img src=x onerror=alert(1)>`|[x](javascript:alert(1))"
     hostile_path = "/var/task/\x1b[2J\x1b[31mgone\u202e.py"
-    put_data(s3, bucket, tmp_path, {"/var/task/app.py": [1, 2]}, function=hostile_function)
-    put_data(s3, bucket, tmp_path, {hostile_path: [1]})
+    odd, _ = put_data(s3, bucket, tmp_path, {"/var/task/app.py": [1, 2]}, function=hostile_function)
+    put_data(s3, bucket, tmp_path, {"/var/task/app.py": [1], hostile_path: [1]})
     key = f"coverage/2024/01/15/bad\x1b[2J-{uuid.uuid4().hex}.coverage"
     s3.put_object(Bucket=bucket, Key=key, Body=b"junk")
     md = tmp_path / "summary.md"
+    html = tmp_path / "html"
     code, stdout, stderr = run_cli(
-        cli_args(moto_endpoint, bucket, tmp_path, "--markdown", str(md)), capsys
+        cli_args(moto_endpoint, bucket, tmp_path, "--markdown", str(md), "--html", str(html)),
+        capsys,
     )
     assert code == 0, stderr
     for stream in (stdout, stderr):
         assert "\x1b" not in stream and "\x07" not in stream and "\u202e" not in stream
     assert "\\x1b[2J" in stderr  # shown, escaped: the user sees what the key holds
+    # A name that is no function's (a '|' would put its lines on another row) is skipped.
+    assert "is not a function name" in stderr
+    document_rows = [line for line in md.read_text().splitlines() if line.startswith("| ")]
+    assert not any("owned" in row for row in document_rows)
     text = md.read_text()
-    assert not re.search(r"(?<!\\)[<>`\[\]]", text.split("| Function |")[1].split("<details>")[0])
-    assert "\x1b" not in text and "](javascript" not in text
-    assert "\\<img src=x onerror=alert\\(1\\)\\>" in text
+    assert "\x1b" not in text and "\u202e" not in text
+    outside_code = re.sub(r"(`+)(.+?)\1", "", text)  # what is not in a code span is markup
+    assert "<img" not in outside_code.replace("\\<img", "")
+    assert "](" not in outside_code.replace("\\]\\(", "")
+    index = (html / "index.html").read_text()
+    assert "\x1b" not in index and "\u202e" not in index and "<img src=x" not in index
+    assert odd in stderr.replace("\\x1b", "\x1b").replace("\\x07", "\x07")
     code, stdout, stderr = run_cli(cli_args(moto_endpoint, bucket, tmp_path), capsys)  # the table
     assert code == 0, stderr
-    assert "\x1b]0" not in stdout and "\\x1b]0;owned\\x07" in stdout
+    assert "\x1b" not in stdout + stderr and "\\x1b[2J" in stderr
+
+
+def test_outputs_through_links_and_pipes_never_replace_them(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    put_many(s3, bucket, tmp_path, 2)
+    real = tmp_path / "real.lcov"
+    real.write_text("old")
+    link = tmp_path / "link.lcov"
+    link.symlink_to(real)
+    fifo = tmp_path / "pipe.xml"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    code, _, stderr = run_cli(
+        cli_args(moto_endpoint, bucket, tmp_path, "--lcov", str(link), "--xml", str(fifo)), capsys
+    )
+    reader.join(timeout=30)
+    assert code == 0, stderr
+    assert link.is_symlink() and "end_of_record" in real.read_text()
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and b"<coverage" in received[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "text"),
+    [
+        (["--xml", "sub/../a.xml", "--lcov", "a.xml"], "both name"),
+        (["--html", "h", "--xml", "sub/../h/x.xml"], "inside the --html directory"),
+        (["--html", "."], "is the current directory"),
+        (["--xml", "/proc/x.xml"], "cannot write in /proc"),
+        (["--html", "h", "--cache-dir", "h/cache"], "--cache-dir"),
+        (["--timeout", "nan"], "--timeout nan"),
+    ],
+)
+def test_paths_that_name_one_place_twice_or_an_unwritable_one_fail_before_any_work(
+    extra: list[str],
+    text: str,
+    tmp_path: Path,
+    moto_endpoint: str,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    args = [a for a in cli_args(moto_endpoint, bucket, tmp_path) if a]
+    cache = args.index("--cache-dir")
+    if "--cache-dir" in extra:
+        del args[cache : cache + 2]
+    code, _, stderr = run_cli([*args, *extra], capsys)  # the bucket is empty: no data
+    assert code == 2, stderr
+    assert text in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+def test_a_window_that_ends_on_the_last_day_there_is_is_listed(
+    tmp_path: Path, moto_endpoint: str, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, stderr = run_cli(
+        cli_args(moto_endpoint, bucket, tmp_path, "--since", "9999-12-30", "--until", "9999-12-31"),
+        capsys,
+    )
+    assert code == 1 and "no objects under" in stderr, stderr
 
 
 def test_an_output_name_of_250_bytes_is_written(

@@ -496,7 +496,7 @@ def test_an_unwritable_report_path_is_one_line_and_exit_2(
         cli_args(moto_endpoint, bucket, tmp_path, "--xml", str(blocker / "cov.xml")), capsys
     )
     assert code == 2, stderr
-    assert stderr.startswith("lambdacov: error: cannot write the reports")
+    assert stderr.startswith(f"lambdacov: error: --xml {blocker / 'cov.xml'}: cannot write in")
     assert "Traceback" not in stderr
 
 

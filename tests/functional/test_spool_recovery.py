@@ -104,3 +104,18 @@ def test_delivery_never_waits_past_its_deadline_for_another_process(
         waited = time.monotonic() - started
     assert report.deferred and not report.uploaded and waited < 1.0
     assert d.deliver(deadline=float("inf")).uploaded  # delivered on the next pass
+
+
+def test_a_fifo_where_the_lock_goes_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    from coverage_wrapper.errors import ConfigurationError
+
+    (tmp_path / "spool" / "state").mkdir(parents=True)
+    os.mkfifo(tmp_path / "spool" / "state" / "lock")  # opening it to write would wait for ever
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError, match="cannot be used"):
+        SpoolDirectory(tmp_path / "spool").prepare()
+    assert time.monotonic() - started < 5

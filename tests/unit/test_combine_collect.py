@@ -129,3 +129,16 @@ def test_interrupted_outputs_leave_the_previous_ones(tmp_path: Path) -> None:
         (work / "index.html").write_text("new")
     assert (report / "index.html").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["html"]
+
+
+def test_a_download_that_ends_after_the_run_released_its_links_adds_none(tmp_path: Path) -> None:
+    # Ctrl-C: the run releases its links while a download is still in flight; what
+    # that download stores then goes nowhere, and no link folder is left behind.
+    cache = ObjectCache(tmp_path)
+    cache.store("b", "k1", "v", b"one")
+    cache.release()
+    with pytest.raises(RuntimeError):
+        cache.store("b", "k2", "v", b"two")
+    assert not cache.path("b", "k2", "v").exists()
+    assert list((tmp_path / ".pins").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pins", cache.path("b", "k1", "v").name]

@@ -351,3 +351,32 @@ def test_the_bounds_are_the_documented_ones() -> None:
 
     assert combine_engine.MAX_LINE == LINE_BOUND
     assert combine_engine.MAX_CONTEXTS_PER_OBJECT == CONTEXT_BOUND
+
+
+def test_a_generated_column_that_makes_a_small_file_read_as_gigabytes_is_refused(
+    tmp_path: Path,
+) -> None:
+    # 40 rows whose numbits a generated column makes 60 MB each: a 50 KB file that
+    # would read as 2.4 GB. Plain tables hold no more than the file does.
+    path = write_data(tmp_path / "g.coverage", {f"/var/task/m{n}.py": [1] for n in range(40)})
+    edit(
+        path,
+        "drop table line_bits; "
+        "create table line_bits (file_id integer, context_id integer, "
+        "numbits blob as (zeroblob(60000000)) virtual, unique (file_id, context_id)); "
+        "insert into line_bits (file_id, context_id) select file.id, context.id "
+        "from file, context;",
+    )
+    assert path.stat().st_size < 128 * 1024
+    result = pipeline(tmp_path, path)
+    assert list(result["refused"]) == [str(path)]
+    assert result["refused"][str(path)].startswith("too large: it reads as more than ")
+
+
+def test_a_key_whose_function_name_is_not_one_is_refused() -> None:
+    from coverage_wrapper.combine_engine import InvalidDataFileError, function_of
+
+    assert function_of("coverage/2024/01/15/orders-api-" + "a" * 32 + ".coverage") == "orders-api"
+    for key in ("p/orders|evil-" + "a" * 32 + ".coverage", "p/x\x1b[2J-" + "b" * 32 + ".coverage"):
+        with pytest.raises(InvalidDataFileError, match="is not a function name"):
+            function_of(key)

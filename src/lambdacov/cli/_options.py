@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 
 from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, CallGuard
+from lambdacov.errors import UsageError
 
 Profile = Annotated[
     str | None, typer.Option("--profile", help="AWS profile to use (as the AWS CLI's).")
@@ -48,11 +49,24 @@ EndpointUrl = Annotated[
         show_envvar=True,
     ),
 ]
+
+
+def _timeout_seconds(value: float) -> float:
+    """Typer callback for ``--timeout``: a number of seconds from 0.1 to an hour."""
+    if not 0.1 <= value <= MAX_TIMEOUT:  # also refuses nan, which no comparison holds for
+        raise UsageError(
+            f"--timeout {value:g} is not a number of seconds from 0.1 to {MAX_TIMEOUT:g}",
+            "pass e.g. --timeout 30",
+        )
+    return value
+
+
+MAX_TIMEOUT = 3600.0
 Timeout = Annotated[
     float,
     typer.Option(
         "--timeout",
-        min=0.1,
+        callback=_timeout_seconds,
         envvar="LAMBDACOV_TIMEOUT",
         show_envvar=True,
         help="Seconds to wait for AWS to connect, and for each part of an answer, per attempt "

@@ -268,10 +268,7 @@ def combine_command(
     if not remote and (shards is not None or executor != "aws"):
         raise UsageError("--shards and --executor go with --remote", "add --remote")
     now = datetime.now(UTC)
-    start = parse_when(since, now=now) if since else None
-    end = parse_when(until, now=now, end_of_day=True) if until else None
-    if start and end and end < start:
-        raise UsageError("--until is before --since", "swap them")
+    start, end = _window(since, until, now)
     if fail_under is not None and not 0 <= fail_under <= 100:
         raise UsageError("--fail-under takes a percentage from 0 to 100")
     root = (source_root or Path.cwd()).resolve()
@@ -286,7 +283,7 @@ def combine_command(
         markdown=markdown,
         data_file=data_file,
     )
-    check_plan(plan)  # before any download: a path that cannot be written fails now
+    cache = _check_outputs(plan, cache_dir)  # before any download: bad paths fail now
     # combine reads keys, sizes and ETags from listings, never a timestamp.
     context = aws_context(profile, region, endpoint_url, timeout)
     client = context.client("s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True)
@@ -300,7 +297,7 @@ def combine_command(
         since=start,
         until=end or (now if start else None),
         source_root=root,
-        cache_dir=cache_dir or default_cache_dir(),
+        cache_dir=cache,
         exclude_keys=(upload_key,) if upload_key else (),
     )
     with _progress(not to_stdout) as progress:
@@ -345,6 +342,29 @@ def combine_command(
     else:
         _written(reports, bucket, uploaded)
     _exit_status(result, reports, fail_under, strict)
+
+
+def _window(
+    since: str | None, until: str | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """The --since/--until window as UTC datetimes."""
+    start = parse_when(since, now=now) if since else None
+    end = parse_when(until, now=now, end_of_day=True) if until else None
+    if start and end and end < start:
+        raise UsageError("--until is before --since", "swap them")
+    return start, end
+
+
+def _check_outputs(plan: ReportPlan, cache_dir: Path | None) -> Path:
+    """Refuse outputs that cannot be written or would replace what is not ours; the cache."""
+    check_plan(plan)
+    cache = (cache_dir or default_cache_dir()).resolve()
+    if plan.html is not None and cache.is_relative_to(plan.html.resolve()):
+        raise UsageError(
+            f"--cache-dir {cache} is inside --html {plan.html}, which is replaced as a whole",
+            "keep the cache outside the report",
+        )
+    return cache
 
 
 def _check_data(
@@ -395,9 +415,9 @@ def _write_reports(result: CombineResult, plan: ReportPlan) -> Reports:
     try:
         return write_reports(result, plan)
     except OSError as error:  # an output path in a missing or read-only place
-        name = f" {error.filename}" if error.filename else ""
+        name = f" {error.filename}:" if error.filename else ""
         raise UsageError(
-            f"cannot write the reports:{name}: {error.strerror or error}",
+            f"cannot write the reports:{name} {error.strerror or error}",
             "choose writable paths for --html/--xml/--json/--lcov/--markdown/--data-file",
         ) from error
 
