@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 
+def error_code(error: BaseException) -> str:
+    """The AWS error code of a botocore ClientError, else the exception's class name.
+
+    The one reading of a code from an AWS error, for the runtime and for the
+    CLI (``lambdacov.aws`` takes it from here: the layer cannot import lambdacov).
+    """
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(error).__name__
+
+
 class CoverageWrapperError(Exception):
     """Root of every error the runtime raises."""
 

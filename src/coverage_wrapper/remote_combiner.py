@@ -52,6 +52,7 @@ from coverage_wrapper.combine_engine import (
     function_of,
     read_data_file,
 )
+from coverage_wrapper.errors import error_code
 from coverage_wrapper.logging_utils import get_logger
 
 log = get_logger("coverage_wrapper.remote_combiner")
@@ -235,11 +236,7 @@ def _reason(error: BaseException) -> tuple[str, bool]:
     """A skipped object's reason, and whether a later run could succeed (transient)."""
     if isinstance(error, InvalidDataFileError):
         return str(error), False
-    response = getattr(error, "response", None)
-    code = ""
-    if isinstance(response, dict):
-        code = str(response.get("Error", {}).get("Code", ""))
-    code = code or type(error).__name__
+    code = error_code(error)
     message = str(error).splitlines()[0] if str(error) else code
     text = message if message.startswith(code) else f"{code}: {message}"
     return text, code not in _GONE

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coverage_wrapper._version import __version__
-from coverage_wrapper.errors import S3UploadError
+from coverage_wrapper.errors import S3UploadError, error_code
 from coverage_wrapper.models import CoverageConfig
 
 if TYPE_CHECKING:
@@ -160,11 +160,7 @@ class S3Uploader:
 
 
 def _upload_error(error: Exception, bucket: str, key: str) -> S3UploadError:
-    response = getattr(error, "response", None)
-    code = ""
-    if isinstance(response, dict):
-        code = str(response.get("Error", {}).get("Code", ""))
-    code = code or type(error).__name__
+    code = error_code(error)
     detail = str(error).splitlines()[0] if str(error) else code
     return S3UploadError(code, detail, bucket=bucket, key=key, hint=_HINTS.get(code, ""))
 

@@ -3,7 +3,7 @@
 :func:`plan_attach` and :func:`plan_detach` are pure: a function's
 configuration and tags in, a frozen :class:`FunctionPlan` out, refusals
 included as data, so ``--dry-run`` shows exactly what :func:`apply` would do
-(shared/STYLE.md item 5, after newrelic-lambda-cli's ``_add_new_relic``).
+(after newrelic-lambda-cli's ``_add_new_relic``).
 
 Attach is declarative: it first undoes its own previous record (if any) on
 paper, then attaches afresh. So attaching twice with the same options is a

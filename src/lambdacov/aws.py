@@ -18,7 +18,6 @@ one call's worst case (:func:`call_bound`), not one per call it would make.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import random
 import re
@@ -29,6 +28,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+# Re-exported (the alias is mypy's mark for that): the CLI reads AWS error codes
+# with the runtime's function, the one definition the layer can import too.
+from coverage_wrapper.errors import error_code as error_code  # noqa: PLC0414
 from lambdacov import __version__
 from lambdacov.errors import AwsError, LambdacovError, UsageError
 
@@ -97,16 +99,6 @@ _URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.IGNORECASE)
 def redact_urls(text: str) -> str:
     """``text`` with every URL's user:password part removed."""
     return _URL.sub(lambda match: redact_url(match.group(0)), text)
-
-
-def error_code(error: BaseException) -> str:
-    """The AWS error code of a botocore ClientError, else the exception's class name."""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(error).__name__
 
 
 def translate(error: BaseException, action: str, resource: str = "") -> LambdacovError:
@@ -278,8 +270,7 @@ class AwsContext:
     """How to reach AWS: the global options every AWS command accepts.
 
     ``timeout`` bounds each attempt of each call (``--timeout``); ``guard`` is
-    shared by every client made from this context and its :meth:`for_region`
-    copies.
+    shared by every client made from this context.
     """
 
     profile: str | None = None
@@ -358,10 +349,6 @@ class AwsContext:
         """The AwsError for ``action`` when an endpoint was found unreachable, else None."""
         failed = self.guard.unreachable
         return None if failed is None else translate(failed, action)
-
-    def for_region(self, region: str) -> AwsContext:
-        """The same context (options and guard) in another region."""
-        return dataclasses.replace(self, region=region)
 
 
 R = TypeVar("R")

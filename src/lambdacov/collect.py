@@ -34,6 +34,7 @@ from typing import Any
 
 from lambdacov.aws import RETRYABLE_CODES, Retrier, error_code, translating
 from lambdacov.errors import UsageError
+from lambdacov.paths import cache_root
 
 # Windows up to this many days are listed one day partition at a time, with no
 # discovery calls; wider ones walk the year/month levels first.
@@ -502,8 +503,7 @@ def default_cache_dir() -> Path:
     explicit = os.environ.get("LAMBDACOV_CACHE_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lambdacov" / "objects"
+    return cache_root() / "objects"
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import posixpath
 import tempfile
@@ -37,6 +38,7 @@ from coverage_wrapper.combine_engine import (
     function_of,
     read_data_file,
 )
+from lambdacov.aws import translating
 from lambdacov.collect import (
     DOWNLOAD_WORKERS,
     LIST_WORKERS,
@@ -426,6 +428,34 @@ def combine(
     )
 
 
+def upload_combined(
+    client: Any, bucket: str, key: str, data_file: Path, document: dict[str, Any]
+) -> list[str]:
+    """Write the combined data file to ``key`` and its JSON report beside it; return both keys.
+
+    The JSON goes to ``key`` with ``.coverage`` replaced by ``.json``, so a
+    later run (or a person browsing the bucket) finds the numbers next to the
+    data. Both are written with SSE-S3 encryption.
+    """
+    json_key = key.removesuffix(".coverage") + ".json"
+    with translating("s3:PutObject", f"s3://{bucket}/{key}"):
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=data_file.read_bytes(),
+            ServerSideEncryption="AES256",
+            ContentType="application/vnd.sqlite3",
+        )
+        client.put_object(
+            Bucket=bucket,
+            Key=json_key,
+            Body=json.dumps(document, indent=2).encode(),
+            ServerSideEncryption="AES256",
+            ContentType="application/json",
+        )
+    return [key, json_key]
+
+
 # Below this many files a second process costs more than it saves.
 PARALLEL_THRESHOLD = 400
 
@@ -477,4 +507,5 @@ __all__ = [
     "combine",
     "merge_local",
     "normalise_prefix",
+    "upload_combined",
 ]

@@ -3,7 +3,9 @@
 The layer's name per runtime, its description format, the variables attach sets,
 and the metric namespace. `attach`, `doctor`, `publish-layer` and the runtime
 agree because they all read them from here (the runtime has its own copies of
-the two runtime-side names, checked by a test).
+the two runtime-side names, checked by a test). The supported runtimes and
+architectures are not defined here but taken from what the layer can be built
+for (lambdacov.layer.targets), under Lambda's names.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 
 from lambdacov.errors import UsageError
+from lambdacov.layer.targets import SUPPORTED_ARCHS, SUPPORTED_PYTHONS
 
 #: Lambda's exec wrapper path for the layer's wrapper script.
 WRAPPER_PATH = "/opt/lambdacov-wrapper"
@@ -22,12 +25,14 @@ NEXT_WRAPPER_VAR = "LAMBDACOV_NEXT_WRAPPER"
 EXEC_WRAPPER_VAR = "AWS_LAMBDA_EXEC_WRAPPER"
 #: CloudWatch namespace of the runtime's embedded metrics (CoverageFailure...).
 METRICS_NAMESPACE = "Lambda/Coverage"
-#: Lambda runtimes lambdacov supports, and architectures.
-PYTHON_RUNTIMES = ("python3.11", "python3.12", "python3.13")
-ARCHITECTURES = ("x86_64", "arm64")
+#: Lambda runtimes lambdacov supports, and architectures: those a layer can be built for.
+PYTHON_RUNTIMES: tuple[str, ...] = tuple(f"python{python}" for python in SUPPORTED_PYTHONS)
+ARCHITECTURES: tuple[str, ...] = SUPPORTED_ARCHS
 
 _DESCRIPTION = re.compile(r"^lambdacov (?P<version>\S+) (?P<hash>sha256:[0-9a-f]{64})")
-_LAYER_NAME = re.compile(r"^lambdacov-python(?P<py>3\d+)-(?P<arch>x86_64|arm64)$")
+_LAYER_NAME = re.compile(
+    rf"^lambdacov-python(?P<py>3\d+)-(?P<arch>{'|'.join(map(re.escape, ARCHITECTURES))})$"
+)
 
 
 def layer_name(python: str, arch: str) -> str:

@@ -33,6 +33,7 @@ from lambdacov.attach import (
 )
 from lambdacov.aws import STOP_GRACE, Abandoned, CallGuard, Retrier, map_calls, translating
 from lambdacov.errors import AwsError, LambdacovError, UsageError
+from lambdacov.layer.publish import newest_layer_version
 from lambdacov.selection import Missing, SelectedFunction
 
 Status = Literal[
@@ -130,25 +131,17 @@ def find_layers(
     )
     found: dict[LayerKey, str] = {}
     for region, runtime, arch in needed:
-        arn = latest_layer_version(
-            client_for(region), conventions.layer_name(runtime, arch), retrier
-        )
+        arn = _latest_layer_arn(client_for(region), conventions.layer_name(runtime, arch), retrier)
         if arn:
             found[region, runtime, arch] = arn
     return found
 
 
-def latest_layer_version(client: Any, name: str, retrier: Retrier) -> str | None:
+def _latest_layer_arn(client: Any, name: str, retrier: Retrier) -> str | None:
     """The ARN of a layer's newest version in the client's region, None when it has none."""
     with translating("list the layer's versions", name):
-        try:
-            versions = retrier.call(lambda: client.list_layer_versions(LayerName=name))
-        except client.exceptions.ResourceNotFoundException:
-            return None
-    entries = versions.get("LayerVersions") or []
-    if not entries:
-        return None
-    return str(max(entries, key=lambda entry: entry["Version"])["LayerVersionArn"])
+        newest = newest_layer_version(client, name, retrier)
+    return str(newest["LayerVersionArn"]) if newest else None
 
 
 def _explicit_layers(

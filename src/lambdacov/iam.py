@@ -4,24 +4,22 @@ The runtime only writes objects under the configured prefix, so the policy
 allows ``s3:PutObject`` on ``arn:aws:s3:::BUCKET/PREFIX*`` and, when objects are
 encrypted with a KMS key, ``kms:GenerateDataKey`` on that key. Nothing else.
 
-:func:`role_allows` evaluates the role's inline and attached policies locally
-(IAM's policy simulator is not available everywhere, moto included): an Allow
-statement grants an action on a resource when both match with IAM's ``*`` and
-``?`` wildcards. The evaluation is deliberately simple and errs on the side of
-"not allowed": statements with a Condition, NotAction or NotResource never
-count as granting, and any matching Deny wins.
+:func:`role_allows` reads the role's inline and attached policies and asks
+:mod:`lambdacov.policy`, the evaluator the doctor uses too, whether they grant
+every permission of that policy. Only a grant that does not rest on a
+Condition counts, so a role whose access depends on one is reported as
+lacking the policy (the doctor warns about the same role).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
-import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdacov import policy
 from lambdacov.aws import translating
 
 POLICY_VERSION = "2012-10-17"
@@ -91,7 +89,13 @@ def coverage_policy(
 
 
 def kms_key_resource(kms_key_id: str, where: FunctionArn) -> str:
-    """The ARN that names a KMS key given as an ARN, an id or an alias."""
+    """The ARN that names a KMS key given as an ARN, an id or an alias.
+
+    ``where`` supplies the partition, region and account of a bare id or alias
+    (the function's). IAM authorises GenerateDataKey on the key, never on an
+    alias, so an alias names every key of its account and region (``key/*``):
+    what ``--grant`` allows and what the doctor checks.
+    """
     keys = f"arn:{where.partition}:kms:{where.region}:{where.account}:key/"
     if kms_key_id.startswith("arn:"):
         if ":alias/" not in kms_key_id:
@@ -116,55 +120,43 @@ def policy_name(function_name: str) -> str:
 def required_permissions(document: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (action, resource) pairs a policy document grants."""
     pairs: list[tuple[str, str]] = []
-    for statement in _statements(document):
+    for statement in policy.statements(document):
         for action in _as_list(statement.get("Action")):
             pairs.extend((action, resource) for resource in _as_list(statement.get("Resource")))
     return pairs
 
 
-def allows(statements: list[Mapping[str, Any]], action: str, resource: str) -> bool:
-    """Whether these statements allow ``action`` on ``resource`` (simple, conservative)."""
-    allowed = False
-    for statement in statements:
-        effect = statement.get("Effect")
-        matches = any(
-            _wildcard(pattern, action, ignore_case=True)
-            for pattern in _as_list(statement.get("Action"))
-        ) and any(
-            _wildcard(pattern, resource, ignore_case=False)
-            for pattern in _as_list(statement.get("Resource"))
+def role_policies(iam: Any, role: str) -> list[Mapping[str, Any] | str]:
+    """Every identity policy document of the role ``role`` (a name): attached and inline.
+
+    botocore errors leave as they are, so callers can tell a missing role
+    (``NoSuchEntity``) from other failures.
+    """
+    documents: list[Mapping[str, Any] | str] = []
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role):
+        for attached in page.get("AttachedPolicies", []):
+            arn = attached["PolicyArn"]
+            version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+            found = iam.get_policy_version(PolicyArn=arn, VersionId=version)
+            documents.append(found["PolicyVersion"]["Document"])
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=role):
+        documents.extend(
+            iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            for name in page.get("PolicyNames", [])
         )
-        if not matches:
-            continue
-        if effect == "Deny":
-            return False
-        if effect == "Allow" and "Condition" not in statement:
-            allowed = True
-    return allowed
-
-
-def role_statements(iam: Any, role: str) -> list[Mapping[str, Any]]:
-    """Every statement of the role's inline and attached managed policies."""
-    statements: list[Mapping[str, Any]] = []
-    with translating("read the role's policies", role):
-        for page in iam.get_paginator("list_role_policies").paginate(RoleName=role):
-            for name in page["PolicyNames"]:
-                document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-                statements.extend(_statements(_document(document)))
-        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role):
-            for attached in page["AttachedPolicies"]:
-                arn = attached["PolicyArn"]
-                version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-                document = iam.get_policy_version(PolicyArn=arn, VersionId=version)
-                statements.extend(_statements(_document(document["PolicyVersion"]["Document"])))
-    return statements
+    return documents
 
 
 def role_allows(iam: Any, role: str, document: Mapping[str, Any]) -> bool:
-    """Whether the role's own policies already grant everything ``document`` grants."""
-    statements = role_statements(iam, role)
+    """Whether the role's own policies already grant everything ``document`` grants.
+
+    Granted means allowed without depending on a Condition: see :mod:`lambdacov.policy`.
+    """
+    with translating("read the role's policies", role):
+        documents = role_policies(iam, role)
     return all(
-        allows(statements, action, resource) for action, resource in required_permissions(document)
+        policy.evaluate(documents, action, resource).granted
+        for action, resource in required_permissions(document)
     )
 
 
@@ -187,31 +179,7 @@ def delete_grant(iam: Any, role: str, name: str) -> None:
         iam.delete_role_policy(RoleName=role, PolicyName=name)
 
 
-def _document(raw: Any) -> Mapping[str, Any]:
-    # boto3 decodes policy documents; a raw API response holds URL-encoded JSON.
-    if isinstance(raw, str):
-        decoded: Mapping[str, Any] = json.loads(urllib.parse.unquote(raw))
-        return decoded
-    return raw  # type: ignore[no-any-return]
-
-
-def _statements(document: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    for statement in _as_list(document.get("Statement")):
-        if isinstance(statement, Mapping):
-            yield statement
-
-
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
-
-
-def _wildcard(pattern: Any, value: str, *, ignore_case: bool) -> bool:
-    if not isinstance(pattern, str):
-        return False
-    regex = "".join(
-        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
-    )
-    flags = re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL
-    return re.fullmatch(regex, value, flags) is not None

@@ -1,8 +1,12 @@
 """`lambdacov build-layer` end to end: real wheels, real target interpreters, real zips.
 
 The coverage wheels live in one cache directory per test session, so each
-target's wheel is downloaded from PyPI at most once per run (none at all when
-a local wheel is found to prefill it with).
+target's wheel is downloaded from PyPI at most once per run.
+
+The target interpreters are found as build-layer finds them: the running one,
+``python3.X`` on PATH, then pyenv's versions. A developer without one skips the
+tests that need it; in CI (``CI`` set, as CI services do) a missing one fails
+them, so a broken CI image cannot pass by skipping most of this file.
 """
 
 from __future__ import annotations
@@ -25,22 +29,36 @@ import pytest
 from lambdacov.errors import BuildError, UsageError
 from lambdacov.layer import build_layer
 from lambdacov.layer.build import MANIFEST_NAME
-from lambdacov.layer.bytecode import find_interpreter
+from lambdacov.layer.bytecode import find_interpreter, pyenv_versions
 from lambdacov.layer.zipfile_repro import ZipEntry, content_hash
 
 COVERAGE_VERSION = importlib.metadata.version("coverage")
 RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
 # A target that is not the interpreter running the tests, to prove .pyc come from the target.
 OTHER = "3.13" if RUNNING != "3.13" else "3.12"
-# Wheels already on this machine, used to spare a download when present.
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _interpreter(python: str) -> Path:
+    """An interpreter of ``python``; without one, a skip here and a failure in CI."""
+    interpreter = find_interpreter(python)
+    if interpreter is None:
+        reason = (
+            f"no Python {python} interpreter on this machine (looked at the running one, "
+            f"python{python} on PATH and pyenv's {pyenv_versions()})"
+        )
+        if _in_ci():
+            pytest.fail(f"{reason}: CI must have every supported Python", pytrace=False)
+        pytest.skip(reason)
+    return interpreter
 
 
 @pytest.fixture(scope="session")
 def interpreter_312() -> Path:
-    interpreter = find_interpreter("3.12")
-    if interpreter is None:
-        pytest.skip("no Python 3.12 interpreter on this machine")
-    return interpreter
+    return _interpreter("3.12")
 
 
 @pytest.fixture(scope="session")
@@ -247,9 +265,7 @@ def test_an_arm64_layer_carries_the_aarch64_tracer(wheel_cache: Path, tmp_path: 
 def test_pyc_come_from_the_target_version_not_the_running_one(
     wheel_cache: Path, tmp_path: Path
 ) -> None:
-    interpreter = find_interpreter(OTHER)
-    if interpreter is None:
-        pytest.skip(f"no Python {OTHER} interpreter on this machine")
+    interpreter = _interpreter(OTHER)
     result = build_layer(OTHER, "x86_64", tmp_path / "other.zip", cache_dir=wheel_cache)
     tag = f"cpython-3{OTHER.split('.')[1]}"
     with zipfile.ZipFile(result.path) as archive:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lambdacov import conventions, iam
+from lambdacov import conventions
 from lambdacov.attach import (
     MAX_ENVIRONMENT_BYTES,
     AttachSettings,
@@ -19,6 +19,7 @@ from lambdacov.attach import (
     plan_detach,
 )
 from lambdacov.errors import UsageError
+from lambdacov.policy import evaluate
 from lambdacov.record import TAG_PREFIX, AttachRecord, EnvChange, decode_tags, encode_tags
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
@@ -326,13 +327,24 @@ def test_grant_plans_the_least_privilege_policy() -> None:
 
 
 def test_local_policy_evaluation() -> None:
-    statements = [
-        {"Effect": "Allow", "Action": "s3:Put*", "Resource": "arn:aws:s3:::bucket/*"},
-        {"Effect": "Allow", "Action": "kms:*", "Resource": "*", "Condition": {"x": {}}},
-        {"Effect": "Deny", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::bucket/secret/*"},
-    ]
-    assert iam.allows(statements, "s3:PutObject", "arn:aws:s3:::bucket/coverage/*")
-    assert iam.allows(statements, "S3:putobject", "arn:aws:s3:::bucket/x")
-    assert not iam.allows(statements, "s3:PutObject", "arn:aws:s3:::other/x")
-    assert not iam.allows(statements, "kms:GenerateDataKey", "arn:aws:kms:r:1:key/k")
-    assert not iam.allows(statements, "s3:PutObject", "arn:aws:s3:::bucket/secret/*")
+    role_policy = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:Put*", "Resource": "arn:aws:s3:::bucket/*"},
+            {"Effect": "Allow", "Action": "kms:*", "Resource": "*", "Condition": {"x": {}}},
+            {
+                "Effect": "Deny",
+                "Action": "s3:PutObject",
+                "Resource": "arn:aws:s3:::bucket/secret/*",
+            },
+        ]
+    }
+
+    def granted(action: str, resource: str) -> bool:
+        return evaluate([role_policy], action, resource).granted
+
+    assert granted("s3:PutObject", "arn:aws:s3:::bucket/coverage/*")
+    assert granted("S3:putobject", "arn:aws:s3:::bucket/x")
+    assert not granted("s3:PutObject", "arn:aws:s3:::other/x")
+    # Allowed only under a Condition: attach does not count it as the role having the policy.
+    assert not granted("kms:GenerateDataKey", "arn:aws:kms:r:1:key/k")
+    assert not granted("s3:PutObject", "arn:aws:s3:::bucket/secret/*")

@@ -16,7 +16,7 @@ from lambdacov.doctor import CODES, Check, DoctorReport
 from lambdacov.doctor.clients import guard
 from lambdacov.doctor.function import check_resources, check_wiring
 from lambdacov.doctor.health import check_invoke, validate_health_document
-from lambdacov.doctor.policy import evaluate
+from lambdacov.policy import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BUCKET_OBJECTS = "arn:aws:s3:::b/coverage/x.coverage"

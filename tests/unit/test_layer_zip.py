@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lambdacov import conventions
 from lambdacov.errors import UsageError
 from lambdacov.layer import wheels
-from lambdacov.layer.targets import parse_target
+from lambdacov.layer.targets import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, parse_target
 from lambdacov.layer.zipfile_repro import (
     FIXED_DATE_TIME,
     ZipEntry,
@@ -142,6 +143,29 @@ def test_unsupported_targets_are_usage_errors_with_a_hint(python: str, arch: str
     with pytest.raises(UsageError) as raised:
         parse_target(python, arch)
     assert raised.value.hint
+
+
+def test_the_runtimes_commands_accept_are_exactly_those_a_layer_is_built_for() -> None:
+    # attach, doctor and fleet read conventions; build-layer and publish-layer read targets.
+    built = {
+        (parse_target(python, arch).runtime, parse_target(python, arch).arch)
+        for python in SUPPORTED_PYTHONS
+        for arch in SUPPORTED_ARCHS
+    }
+    accepted = {
+        (runtime, arch)
+        for runtime in conventions.PYTHON_RUNTIMES
+        for arch in conventions.ARCHITECTURES
+    }
+    assert accepted == built
+    assert len(conventions.PYTHON_RUNTIMES) == len(SUPPORTED_PYTHONS)
+    for runtime, arch in accepted:
+        # Every layer build-layer can make has a name attach and doctor recognise.
+        target = parse_target(runtime, arch)
+        assert conventions.parse_layer_name(conventions.layer_name(runtime, arch)) == (
+            target.python,
+            target.arch,
+        )
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pkgutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -150,23 +153,46 @@ def test_logger_writes_json_lines_and_debug_only_when_asked() -> None:
     assert str(loud[0]["timestamp"]).endswith("Z")
 
 
-def test_importing_the_runtime_loads_no_cli_or_aws_library() -> None:
+def _runtime_modules() -> list[str]:
+    """Every module of the runtime package, subpackages included, found by walking it."""
+    import coverage_wrapper
+
+    walked = pkgutil.walk_packages(coverage_wrapper.__path__, "coverage_wrapper.")
+    return ["coverage_wrapper", *sorted(info.name for info in walked)]
+
+
+def test_importing_any_runtime_module_loads_no_cli_or_aws_library() -> None:
+    modules = _runtime_modules()
+    package = Path(sys.modules["coverage_wrapper"].__file__ or "").parent
+    assert len(modules) == len(list(package.rglob("*.py")))  # the walk saw every file
+    # One child process imports them one by one and says what each brought in.
+    # handler.py starts the engine and imports the function's handler when
+    # imported: coverage switched off and a stdlib callable keep that inert.
     script = (
-        "import sys, coverage_wrapper, coverage_wrapper.health_check, coverage_wrapper.models\n"
-        "import coverage_wrapper.s3_uploader, coverage_wrapper.logging_utils\n"
+        "import importlib, json, sys\n"
         "heavy = {'typer', 'rich', 'jinja2', 'boto3', 'botocore', 'click', 'lambdacov'}\n"
-        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+        "loaded = {}\n"
+        "for name in json.loads(sys.argv[1]):\n"
+        "    importlib.import_module(name)\n"
+        "    loaded[name] = sorted(heavy & {m.split('.')[0] for m in sys.modules})\n"
+        "print(json.dumps(loaded))\n"
     )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COVERAGE_", "LAMBDACOV_"))}
+    env.update(COVERAGE_ENABLED="false", LAMBDACOV_ORIGINAL_HANDLER="json.dumps")
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, json.dumps(modules)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    assert out.strip() == "[]"
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert sorted(loaded) == modules
+    assert {name: heavy for name, heavy in loaded.items() if heavy} == {}
 
 
 @pytest.mark.parametrize("value", ["false", "FALSE", "No", " off ", "0", "Off"])
 def test_the_exec_wrapper_reads_the_kill_switch_as_the_runtime_does(value: str) -> None:
-    from pathlib import Path
-
     wrapper = Path(__file__).resolve().parents[2] / "src/lambdacov/layer/files/lambdacov-wrapper"
     assert (
         CoverageConfig.from_environment(
@@ -185,8 +211,6 @@ def test_the_exec_wrapper_reads_the_kill_switch_as_the_runtime_does(value: str) 
 
 
 def test_the_exec_wrapper_redirects_when_enabled() -> None:
-    from pathlib import Path
-
     wrapper = Path(__file__).resolve().parents[2] / "src/lambdacov/layer/files/lambdacov-wrapper"
     done = subprocess.run(
         [str(wrapper), "sh", "-c", 'printf "%s %s" "$_HANDLER" "$LAMBDACOV_ORIGINAL_HANDLER"'],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lambdacov.aws import DEFAULT_TIMEOUT, translating
+from lambdacov.aws import DEFAULT_TIMEOUT
 from lambdacov.cli import freeze_heap
 from lambdacov.cli._options import (
     Bucket,
@@ -31,7 +30,7 @@ from lambdacov.cli._options import (
     progress_console,
 )
 from lambdacov.collect import DOWNLOAD_WORKERS, default_cache_dir, normalise_prefix, parse_when
-from lambdacov.combine import CombineRequest, CombineResult, combine
+from lambdacov.combine import CombineRequest, CombineResult, combine, upload_combined
 from lambdacov.errors import ExitCode, NoDataError, UsageError
 from lambdacov.reports import ReportPlan, Reports, check_plan, write_reports
 from lambdacov.untrusted import printable
@@ -145,26 +144,6 @@ def _table(result: CombineResult, reports: Reports) -> None:
         f"{len(result.inputs)} objects combined ({result.downloaded} downloaded, "
         f"{result.cache_hits} cached, {len(result.skipped)} skipped)"
     )
-
-
-def _upload(client: Any, bucket: str, key: str, data: Path, document: dict[str, Any]) -> list[str]:
-    json_key = key.removesuffix(".coverage") + ".json"
-    with translating("s3:PutObject", f"s3://{bucket}/{key}"):
-        client.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=data.read_bytes(),
-            ServerSideEncryption="AES256",
-            ContentType="application/vnd.sqlite3",
-        )
-        client.put_object(
-            Bucket=bucket,
-            Key=json_key,
-            Body=json.dumps(document, indent=2).encode(),
-            ServerSideEncryption="AES256",
-            ContentType="application/json",
-        )
-    return [key, json_key]
 
 
 def combine_command(
@@ -302,9 +281,9 @@ def combine_command(
     )
     with _progress(not to_stdout) as progress:
         if remote:
-            from lambdacov.cli.combiner import remote_combine
+            from lambdacov.cli.combiner import remote_combine, render_stats
 
-            result = remote_combine(
+            fanned_out = remote_combine(
                 context,
                 request,
                 shards=shards,
@@ -312,6 +291,8 @@ def combine_command(
                 executor=executor,
                 progress=progress,
             )
+            render_stats(fanned_out.stats)
+            result = fanned_out.result
         else:
             result = combine(client, request, progress)
     # S3 stopped answering: the objects it did not send are skipped, and a report of
@@ -332,7 +313,7 @@ def combine_command(
         reports = _write_reports(result, plan)
         uploaded = []
         if upload_key and plan.data_file:
-            uploaded = _upload(client, bucket, upload_key, plan.data_file, reports.document)
+            uploaded = upload_combined(client, bucket, upload_key, plan.data_file, reports.document)
             reports.document["lambdacov"]["uploaded"] = uploaded
     _warn(result, reports, verbose)
     if to_stdout:

@@ -1,19 +1,19 @@
 """``lambdacov combiner deploy``, and the ``combine --remote`` entry point for cli/combine.py.
 
-The core is :mod:`lambdacov.remote`; this module makes the clients, builds
-or publishes the layer when asked, and renders.
+The core is :mod:`lambdacov.remote`; this module makes the clients, calls it,
+and renders.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
-from lambdacov.aws import AwsContext, Retrier
+from lambdacov.aws import AwsContext
 from lambdacov.cli._options import (
     Bucket,
     EndpointUrl,
@@ -26,22 +26,18 @@ from lambdacov.cli._options import (
     print_json,
 )
 from lambdacov.collect import normalise_prefix
-from lambdacov.combine import CombineRequest, CombineResult
+from lambdacov.combine import CombineRequest
 from lambdacov.errors import UsageError
-from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, build_layer
-from lambdacov.layer.publish import LayerArtifact, publish_layer
-from lambdacov.layer.targets import host_arch, host_python
-from lambdacov.remote import AwsInvoker, LocalInvoker, RemoteSettings, combine_remote
+from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS
+from lambdacov.remote import RemoteCombineResult, RemoteSettings, RemoteStats
 from lambdacov.remote import deploy as combiner_deploy
+from lambdacov.remote.executor import combine_with_executor
 from lambdacov.remote.plan import check_output_prefix, default_output_prefix
 
 app = typer.Typer(
     help="The combiner function that `lambdacov combine --remote` fans out to.",
     no_args_is_help=True,
 )
-EXECUTORS = ("aws", "local")
-# Seconds the HTTP read may wait beyond the function's own timeout.
-INVOKE_READ_MARGIN = 60
 
 
 def register(root: typer.Typer) -> None:
@@ -50,19 +46,6 @@ def register(root: typer.Typer) -> None:
 
 
 # combine --remote ------------------------------------------------------------------------
-
-
-def invoke_client(context: AwsContext, *, timeout: int, concurrency: int) -> Any:
-    """A Lambda client fit for long synchronous invocations, many at once.
-
-    botocore's default read timeout (60 s) would cut a 15-minute shard off
-    and retry it; the read must outlast the function's own timeout instead.
-    """
-    return context.client(
-        "lambda",
-        read_timeout=timeout + INVOKE_READ_MARGIN,
-        max_pool_connections=concurrency + 4,
-    )
 
 
 def remote_combine(
@@ -74,61 +57,47 @@ def remote_combine(
     executor: str = "aws",
     concurrency: int = 64,
     progress: Callable[[str, int, int], None] | None = None,
-) -> CombineResult:
-    """``combine --remote``: what cli/combine.py calls instead of ``combine(client, request)``.
+) -> RemoteCombineResult:
+    """``combine --remote``: the clients for :func:`combine_with_executor`, from the options.
 
     ``executor="aws"`` invokes the deployed combiner function; ``"local"``
-    runs it in local Lambda emulators against ``--endpoint-url`` (moto), for
-    trying the fan-out without AWS. Raises RemoteCombineError when a shard
-    keeps failing; no report must be written then.
+    runs it in local Lambda emulators against ``--endpoint-url`` (moto).
+    Raises RemoteCombineError when a shard keeps failing; no report must be
+    written then.
     """
-    if executor not in EXECUTORS:
-        raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}")
-    s3 = context.client("s3")
-    settings = RemoteSettings(shards=shards, concurrency=concurrency)
-    if executor == "aws":
-        client = invoke_client(
-            context, timeout=combiner_deploy.DEFAULT_TIMEOUT_SECONDS, concurrency=concurrency
+
+    def invoke_client(*, read_timeout: float, max_pool_connections: int) -> Any:
+        return context.client(
+            "lambda", read_timeout=read_timeout, max_pool_connections=max_pool_connections
         )
-        invoker = AwsInvoker(client, combiner_function, concurrency=concurrency)
-        return combine_remote(s3, invoker, request, settings, progress=progress).result
-    if not context.endpoint_url:
-        raise UsageError(
-            "--executor local runs the combiner against a local S3 only",
-            "pass --endpoint-url (a moto server), or use --executor aws",
-        )
-    with tempfile.TemporaryDirectory(prefix="lambdacov-remote-") as scratch:
-        layer = host_layer(Path(scratch))
-        env = {"AWS_ENDPOINT_URL": context.endpoint_url}
-        with LocalInvoker(layer, instances=min(concurrency, 4), env=env) as local:
-            return combine_remote(s3, local, request, settings, progress=progress).result
+
+    return combine_with_executor(
+        executor,
+        context.client("s3"),
+        request,
+        invoke_client=invoke_client,
+        endpoint_url=context.endpoint_url,
+        function_name=combiner_function,
+        settings=RemoteSettings(shards=shards, concurrency=concurrency),
+        progress=progress,
+    )
 
 
-def host_layer(directory: Path) -> Path:
-    """The layer for this machine's Python and architecture (what the emulator runs)."""
-    return build_layer(host_python(), host_arch(), directory / "layer.zip").path
+def render_stats(stats: RemoteStats) -> None:
+    """One line on stderr: what the fan-out did (the reports say what it combined)."""
+    reuse = f", {stats.reused_days} reused" if stats.reused_days else ""
+    kept = f", {stats.kept_days} kept" if stats.kept_days else ""
+    retries = f" ({stats.retries} retried)" if stats.retries else ""
+    levels = f", {stats.reduce_levels} reduce level(s)" if stats.reduce_levels else ""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"remote run {stats.run_id}: {stats.shards} shard(s) over {stats.days} day(s)"
+        f"{reuse}{kept}, {stats.invocations} invocation(s){retries}{levels}, "
+        f"{stats.partials_merged} partial(s) merged here",
+        markup=False,
+    )
 
 
 # combiner deploy -------------------------------------------------------------------------
-
-
-def _layer_arn(
-    context: AwsContext,
-    lambda_client: Any,
-    *,
-    layer_arn: str | None,
-    layer_zip: Path | None,
-    python: str,
-    arch: str,
-) -> str:
-    if layer_arn:
-        return layer_arn
-    retrier = Retrier()
-    if layer_zip is not None:
-        return publish_layer(lambda_client, LayerArtifact.from_zip(layer_zip), retrier=retrier).arn
-    with tempfile.TemporaryDirectory(prefix="lambdacov-combiner-layer-") as scratch:
-        build = build_layer(python, arch, Path(scratch) / "layer.zip")
-        return publish_layer(lambda_client, LayerArtifact.from_build(build), retrier=retrier).arn
 
 
 @app.command("deploy")
@@ -189,14 +158,11 @@ def deploy_command(
     check_output_prefix(data_prefix, out)
     context = aws_context(profile, region, endpoint_url)
     session = context.session()
-    lambda_client = context.client("lambda", session)
-    where = str(lambda_client.meta.region_name)
-    account = str(context.client("sts", session).get_caller_identity()["Account"])
     settings = combiner_deploy.CombinerSettings(
         bucket=bucket,
         prefix=data_prefix,
         output_prefix=out,
-        layer_arn=layer_arn or "(published on deploy)",
+        layer_arn=layer_arn or "",  # empty: published on deploy
         python=python,
         arch=arch,
         function_name=function_name,
@@ -204,20 +170,18 @@ def deploy_command(
         timeout=timeout,
         role_arn=role_arn,
     )
-    partition = combiner_deploy.partition_of(where)
-    if dry_run:
-        plan = combiner_deploy.plan_combiner(
-            settings, region=where, account=account, partition=partition
-        )
-        _render({"dry_run": True, **plan.to_dict()}, json_output)
+    done = combiner_deploy.deploy_combiner(
+        settings,
+        context.client("lambda", session),
+        context.client("iam", session),
+        context.client("sts", session),
+        layer_zip=layer_zip,
+        dry_run=dry_run,
+    )
+    if done.deployed is None:
+        _render({"dry_run": True, **done.plan.to_dict()}, json_output)
         return
-    arn = _layer_arn(
-        context, lambda_client, layer_arn=layer_arn, layer_zip=layer_zip, python=python, arch=arch
-    )
-    plan = combiner_deploy.plan_combiner(
-        _with_layer(settings, arn), region=where, account=account, partition=partition
-    )
-    deployed = combiner_deploy.apply_combiner(plan, lambda_client, context.client("iam", session))
+    deployed = done.deployed
     _render(
         {
             "function_name": deployed.function_name,
@@ -225,18 +189,10 @@ def deploy_command(
             "role_arn": deployed.role_arn,
             "layer_arn": deployed.layer_arn,
             "created": deployed.created,
-            "policy": plan.policy if verbose or json_output else None,
+            "policy": done.plan.policy if verbose or json_output else None,
         },
         json_output,
     )
-
-
-def _with_layer(
-    settings: combiner_deploy.CombinerSettings, arn: str
-) -> combiner_deploy.CombinerSettings:
-    import dataclasses
-
-    return dataclasses.replace(settings, layer_arn=arn)
 
 
 def _render(document: dict[str, Any], json_output: bool) -> None:

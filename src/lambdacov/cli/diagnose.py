@@ -20,7 +20,7 @@ from rich.text import Text
 
 from lambdacov import alarms as alarm_core
 from lambdacov import logs as log_core
-from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, translating
+from lambdacov.aws import DEFAULT_TIMEOUT, translating
 from lambdacov.cli._options import (
     EndpointUrl,
     JsonOutput,
@@ -61,10 +61,6 @@ def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor_command)
     app.command("logs")(logs_command)
     app.add_typer(alarms_app, name="alarms")
-
-
-def _region(context: AwsContext) -> str | None:
-    return context.region or context.session().region_name
 
 
 def doctor_command(

@@ -9,7 +9,7 @@ from typing import Any
 from lambdacov.aws import error_code
 from lambdacov.doctor.clients import first_line
 from lambdacov.doctor.model import Check, fail, ok, warn
-from lambdacov.doctor.policy import evaluate
+from lambdacov.policy import evaluate
 
 PROBE_DIR = ".lambdacov-doctor/"
 
@@ -182,8 +182,11 @@ def check_policy(s3: Any, bucket: str, prefix: str, role_arn: str | None) -> Che
     result = evaluate([document], "s3:PutObject", resource, principal_arn=principal)
     count = len(document.get("Statement", []))
     if result.decision == "denied":
+        # Only a Deny that does not rest on a Condition is certain (a common conditional one
+        # refuses plain HTTP, which the runtime never uses): the rest is a warning.
+        report = warn if result.conditional else fail
         qualifier = " under conditions" if result.conditional else ""
-        return fail(
+        return report(
             "bucket.policy",
             f"the bucket policy denies s3:PutObject under {prefix or '/'}{qualifier} "
             f"({', '.join(result.statements)})",

@@ -7,8 +7,9 @@ from typing import Any
 
 from coverage_wrapper.models import CoverageConfig
 from lambdacov import conventions
-from lambdacov.aws import error_code
+from lambdacov.aws import Retrier, error_code
 from lambdacov.doctor.model import Check, fail, ok, skipped, warn
+from lambdacov.layer.publish import newest_layer_version
 
 #: Below this much memory Lambda gives a function under 1/7 of a vCPU (CPU scales with
 #: memory, one vCPU at 1,769 MB); coverage's start (~0.2 s at a full core) and boto3's
@@ -18,6 +19,9 @@ MIN_MEMORY_MB = 256
 MIN_TIMEOUT_S = 10
 #: Seconds kept beyond COVERAGE_UPLOAD_TIMEOUT for the delivery itself to finish in time.
 UPLOAD_HEADROOM_S = 2
+# A check asks once, as the other checks do: the runner's guard turns a refusal or
+# throttling into a skipped check that says why, rather than a doctor that waits.
+_ONE_ATTEMPT = Retrier(attempts=1)
 
 
 def check_exists(lambda_client: Any, function: str) -> tuple[Check, dict[str, Any] | None]:
@@ -100,17 +104,12 @@ def check_layer(config: Mapping[str, Any]) -> tuple[Check, str | None]:
 def check_layer_current(lambda_client: Any, layer_arn: str) -> Check:
     """Is the attached version the newest version of that layer?"""
     base, attached = layer_arn.rsplit(":", 1)
-    versions: list[dict[str, Any]] = []
-    paginator = lambda_client.get_paginator("list_layer_versions")
-    for page in paginator.paginate(LayerName=base):
-        versions += page.get("LayerVersions", [])
-    if not versions:
+    newest = newest_layer_version(lambda_client, base, _ONE_ATTEMPT) or (
         # Some endpoints (moto) accept only the name; the name finds the caller's own layer.
-        for page in paginator.paginate(LayerName=base.split(":")[6]):
-            versions += page.get("LayerVersions", [])
-    if not versions:
+        newest_layer_version(lambda_client, base.split(":")[6], _ONE_ATTEMPT)
+    )
+    if newest is None:
         return skipped("function.layer-current", f"no versions listed for {base}")
-    newest = max(versions, key=lambda version: int(version["Version"]))
     described = conventions.parse_layer_description(str(newest.get("Description", "")))
     label = f" (lambdacov {described[0]})" if described else ""
     if int(attached) >= int(newest["Version"]):

@@ -2,8 +2,10 @@
 
 IAM's policy simulator answers exactly; where it is unavailable (no
 iam:SimulatePrincipalPolicy for the caller, or an AWS emulator without it)
-the role's attached and inline policies are read and evaluated locally, and
-the result is labelled "estimated".
+the role's attached and inline policies are read and evaluated locally, by
+the evaluator attach uses too (:mod:`lambdacov.policy`), and the result is
+labelled "estimated". An estimate that rests on a Condition is a warning, the
+same roles attach reports as lacking the policy.
 """
 
 from __future__ import annotations
@@ -11,32 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from lambdacov.aws import error_code
-from lambdacov.doctor.clients import first_line
 from lambdacov.doctor.model import Check, fail, ok, warn
-from lambdacov.doctor.policy import evaluate
-
-
-def role_name(role_arn: str) -> str:
-    """The role's name from its ARN (roles may have a path: role/service-role/name)."""
-    return role_arn.rsplit("/", 1)[-1]
-
-
-def role_policies(iam: Any, role_arn: str) -> list[Any]:
-    """Every identity policy document of the role: attached (default versions) and inline."""
-    name = role_name(role_arn)
-    documents: list[Any] = []
-    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
-        for attached in page.get("AttachedPolicies", []):
-            arn = attached["PolicyArn"]
-            version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-            document = iam.get_policy_version(PolicyArn=arn, VersionId=version)
-            documents.append(document["PolicyVersion"]["Document"])
-    for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
-        documents.extend(
-            iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
-            for policy in page.get("PolicyNames", [])
-        )
-    return documents
+from lambdacov.iam import FunctionArn, kms_key_resource, role_name, role_policies
+from lambdacov.policy import evaluate
 
 
 def _simulate(iam: Any, role_arn: str, action: str, resource: str) -> str | None:
@@ -66,7 +45,7 @@ def check_role_action(
             code, f"{subject}: {decision} (IAM policy simulation)", hint, method="simulated"
         )
     try:
-        documents = role_policies(iam, role_arn)
+        documents = role_policies(iam, role_name(role_arn))
     except Exception as error:
         if error_code(error) == "NoSuchEntity":
             return fail(code, f"the role {role_arn} does not exist", "give the function a role")
@@ -74,10 +53,12 @@ def check_role_action(
     result = evaluate(documents, action, resource)
     how = "estimated from the role's policies"
     data = {"method": "estimated", "statements": list(result.statements)}
-    if result.decision == "allowed":
-        if result.conditional:
-            return warn(code, f"{subject}: allowed under conditions ({how})", "", **data)
+    if result.granted:
         return ok(code, f"{subject}: allowed ({how})", **data)
+    if result.conditional:
+        # Unknown conditions decide it: neither a pass nor a failure (attach warns too).
+        verb = "allowed" if result.decision == "allowed" else "denied"
+        return warn(code, f"{subject}: {verb} under conditions ({how})", hint, **data)
     verb = "explicitly denied" if result.decision == "denied" else "not allowed"
     return fail(code, f"{subject}: {verb} ({how})", hint, **data)
 
@@ -97,21 +78,12 @@ def check_put_object(iam: Any, role_arn: str, bucket: str, prefix: str) -> Check
     )
 
 
-def kms_key_arn(key: str, region: str, account: str) -> str:
-    """The ARN of a key given as an ARN, a key id or an alias."""
-    if key.startswith("arn:"):
-        return key
-    if key.startswith("alias/"):
-        return f"arn:aws:kms:{region}:{account}:{key}"
-    return f"arn:aws:kms:{region}:{account}:key/{key}"
+def check_kms(iam: Any, role_arn: str, kms_key_id: str, function_arn: str) -> Check:
+    """May the role create data keys with the configured KMS key (what SSE-KMS puts need)?
 
-
-def check_kms(iam: Any, role_arn: str, key_arn: str) -> Check:
-    """May the role create data keys with the configured KMS key (what SSE-KMS puts need)?"""
+    The key is named as attach's ``--grant`` names it (an alias: any key of the
+    function's account and region), so the two agree on what suffices.
+    """
+    key_arn = kms_key_resource(kms_key_id, FunctionArn.parse(function_arn))
     hint = f"allow kms:GenerateDataKey on {key_arn} for the function's role"
     return check_role_action(iam, "role.kms", role_arn, "kms:GenerateDataKey", key_arn, hint=hint)
-
-
-def describe_error(error: BaseException) -> str:
-    """``Code: message`` for an AWS error."""
-    return f"{error_code(error)}: {first_line(error)}"

@@ -186,9 +186,12 @@ class _Run:
                 )
             )
             if coverage.kms_key_id:
-                key_arn = permissions.kms_key_arn(coverage.kms_key_id, region, self.account)
+                key_id, function_arn = coverage.kms_key_id, str(config.get("FunctionArn", ""))
                 checks.append(
-                    guard("role.kms", lambda: permissions.check_kms(iam, role_arn, key_arn))
+                    guard(
+                        "role.kms",
+                        lambda: permissions.check_kms(iam, role_arn, key_id, function_arn),
+                    )
                 )
             else:
                 checks.append(skipped("role.kms", "COVERAGE_KMS_KEY_ID is not set"))

@@ -7,11 +7,12 @@ The layer, as Lambda unpacks it at /opt::
     python/coverage_wrapper/...       the runtime package
     python/coverage_wrapper/_layer.json   what was built, and a hash of everything else
     lambdacov-wrapper                 the AWS_LAMBDA_EXEC_WRAPPER script
-    extensions/lambdacov              the external extension that delivers data at SHUTDOWN
+    extensions/lambdacov              the external extension that delivers the spooled data
+                                      after each response and at SHUTDOWN
 
 with .pyc files compiled by the target Python version beside every .py file.
-The zip is reproducible (shared/STYLE.md item 6, after chalice's packager):
-the same inputs give the same bytes, so its sha256 identifies its content.
+The zip is reproducible (after chalice's packager): the same inputs give the
+same bytes, so its sha256 identifies its content.
 """
 
 from __future__ import annotations

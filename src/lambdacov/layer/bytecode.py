@@ -2,7 +2,7 @@
 
 Lambda mounts a layer read-only at /opt, so Python cannot write the .pyc files
 it would otherwise cache: without shipped .pyc every cold start compiles
-coverage.py again (about 170 ms of a 350 ms import, shared/BASELINES.md).
+coverage.py again (about 170 ms of a 350 ms import).
 A .pyc is only used by the Python version whose magic number it carries, so
 the files are compiled by an interpreter of the target version, in one
 subprocess for the whole tree.
@@ -45,6 +45,9 @@ for source, dfile in json.load(sys.stdin):
 def find_interpreter(python: str) -> Path | None:
     """An interpreter of Python ``3.X`` that runs on this machine, or None.
 
+    The one interpreter finder: the layer build compiles .pyc files with it, and
+    the local emulator builds its runtime venvs on it.
+
     Looks at the running interpreter, then ``python3.X`` on PATH, then pyenv's
     versions (``$PYENV_ROOT`` or ``~/.pyenv``). Each candidate is run once to
     confirm its version: a pyenv shim on PATH may exist and still refuse to run.
@@ -61,14 +64,18 @@ def _candidates(python: str) -> Iterator[Path]:
     on_path = shutil.which(f"python{python}")
     if on_path:
         yield Path(on_path)
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    versions = pyenv_root / "versions"
+    versions = pyenv_versions()
     if versions.is_dir():
         pattern = re.compile(rf"{re.escape(python)}(\.\d+)?")
         # Newest patch release first: "3.12.10" sorts after "3.12.9".
         matching = [entry for entry in versions.iterdir() if pattern.fullmatch(entry.name)]
         for entry in sorted(matching, key=_version_key, reverse=True):
             yield entry / "bin" / f"python{python}"
+
+
+def pyenv_versions() -> Path:
+    """Where pyenv installs its Pythons: ``$PYENV_ROOT/versions``, ``~/.pyenv/versions``."""
+    return Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
 
 
 def _version_key(path: Path) -> tuple[int, ...]:

@@ -148,7 +148,7 @@ def publish_layer(
     region = str(client.meta.region_name)
     name = artifact.layer_name
     with translating("publish the layer", f"{name} in {region}"):
-        existing = _newest_version(client, name, retrier)
+        existing = newest_layer_version(client, name, retrier)
         parsed = (
             conventions.parse_layer_description(existing.get("Description", ""))
             if existing
@@ -221,15 +221,29 @@ def publish_everywhere(
     return published, failures
 
 
-def _newest_version(client: Any, name: str, retrier: Retrier) -> dict[str, Any] | None:
+def newest_layer_version(client: Any, name: str, retrier: Retrier) -> dict[str, Any] | None:
+    """The newest version of layer ``name`` (a name or a layer ARN), None when it has none.
+
+    The entry is ``ListLayerVersions``'s, with ``Version``, ``LayerVersionArn``
+    and ``Description``. Every page is read, each call through ``retrier``.
+    botocore's exceptions pass through untouched (a missing layer aside): the
+    caller translates them with its own wording.
+    """
     # list_layer_versions, not get_layer_version_by_arn: moto lacks the latter, and
-    # the newest version is the one to compare with anyway.
-    try:
-        response = retrier.call(lambda: client.list_layer_versions(LayerName=name))
-    except client.exceptions.ResourceNotFoundException:
-        return None
-    versions = response.get("LayerVersions") or []
-    return max(versions, key=lambda entry: entry["Version"]) if versions else None
+    # the newest version is the one every caller compares with anyway.
+    request: dict[str, Any] = {"LayerName": name}
+    versions: list[dict[str, Any]] = []
+    while True:
+        try:
+            page = retrier.call(functools.partial(client.list_layer_versions, **request))
+        except client.exceptions.ResourceNotFoundException:
+            return None
+        versions += page.get("LayerVersions") or []
+        marker = page.get("NextMarker")
+        if not marker:
+            break
+        request["Marker"] = marker
+    return max(versions, key=lambda entry: int(entry["Version"])) if versions else None
 
 
 def _grant(

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from lambdacov.errors import BuildError
 from lambdacov.layer.targets import Target, host_python
+from lambdacov.paths import cache_root
 
 PROJECT = "coverage"
 DOWNLOAD_TIMEOUT_SECONDS = 180.0
@@ -96,8 +97,7 @@ def _parse_wheel_name_plainly(filename: str) -> WheelName | None:
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/lambdacov/wheels``, or ``~/.cache/lambdacov/wheels``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lambdacov" / "wheels"
+    return cache_root() / "wheels"
 
 
 def resolve_wheel(

@@ -17,17 +17,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
 from lambdacov.errors import EmulatorError, UsageError
+from lambdacov.paths import cache_root
 
 #: What Lambda's Python runtime provides; their dependencies come along.
 RUNTIME_ROOTS = ("awslambdaric", "boto3")
@@ -56,7 +55,7 @@ def runtime_python(version: str | None = None, *, cache_dir: Path | None = None)
         raise UsageError(
             f"invalid Python version {version!r}", hint="give it as 3.X, for example 3.12"
         )
-    runtimes = (cache_dir or _cache_root()) / "runtimes"
+    runtimes = (cache_dir or cache_root()) / "runtimes"
     base = find_python(version)
     linked = _installed_distributions() if version == current_version() else None
     key = _cache_key(base, linked)
@@ -71,52 +70,21 @@ def runtime_python(version: str | None = None, *, cache_dir: Path | None = None)
 
 
 def find_python(version: str) -> Path:
-    """Find an interpreter for Python ``version``: this one, PATH, or pyenv's versions."""
-    if version == current_version():
-        return Path(sys.executable)
-    candidates: list[Path] = []
-    on_path = shutil.which(f"python{version}")
-    if on_path:
-        candidates.append(Path(on_path))
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    installed = sorted(
-        (pyenv_root / "versions").glob(f"{version}*/bin/python{version}"),
-        key=lambda path: _version_key(path.parent.parent.name),
-        reverse=True,
-    )
-    candidates.extend(installed)
-    for candidate in candidates:
-        # A pyenv shim on PATH exists even when that version is not selected.
-        if _reported_version(candidate) == version:
-            return candidate
+    """Find an interpreter for Python ``version``: this one, PATH, or pyenv's versions.
+
+    :func:`lambdacov.layer.bytecode.find_interpreter` looks; this says what to
+    do when it finds none.
+    """
+    from lambdacov.layer.bytecode import find_interpreter, pyenv_versions
+
+    found = find_interpreter(version)
+    if found is not None:
+        return found
     raise EmulatorError(
         f"Python {version} was not found (looked on PATH for python{version} "
-        f"and in {pyenv_root / 'versions'})",
+        f"and in {pyenv_versions()})",
         hint=f"install it (for example `pyenv install {version}`) or put python{version} on PATH",
     )
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lambdacov"
-
-
-def _version_key(name: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", name))
-
-
-def _reported_version(python: Path) -> str | None:
-    try:
-        completed = subprocess.run(
-            [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return completed.stdout.strip() if completed.returncode == 0 else None
 
 
 def _installed_distributions() -> list[metadata.Distribution] | None:

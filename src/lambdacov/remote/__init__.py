@@ -3,7 +3,8 @@
 - :mod:`lambdacov.remote.plan`: shards, key layout of partials (pure);
 - :mod:`lambdacov.remote.invokers`: the combiner on AWS Lambda or in local emulators;
 - :mod:`lambdacov.remote.run`: fan-out, retries, incremental days, reduce, final merge;
-- :mod:`lambdacov.remote.deploy`: the combiner function and its least-privilege role.
+- :mod:`lambdacov.remote.executor`: where the combiner runs (AWS Lambda or local emulators);
+- :mod:`lambdacov.remote.deploy`: the combiner function, its layer and least-privilege role.
 
 The shard worker itself runs in Lambda: :mod:`coverage_wrapper.remote_combiner`.
 """

@@ -18,16 +18,21 @@ event outside them (a second guard, should the role be wider).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coverage_wrapper.remote_combiner import BUCKET_VAR, OUTPUT_PREFIX_VAR, PREFIX_VAR
 from lambdacov.aws import Retrier, error_code, translating
 from lambdacov.iam import POLICY_VERSION
+from lambdacov.layer import build_layer
+from lambdacov.layer.publish import LayerArtifact, publish_layer
 from lambdacov.layer.zipfile_repro import ZipEntry, write_reproducible_zip
 from lambdacov.remote.invokers import COMBINER_HANDLER
 
@@ -45,6 +50,8 @@ TRUST_POLICY = {
         }
     ],
 }
+#: The layer a dry run's plan names when no --layer-arn is given (one is published on deploy).
+LAYER_PUBLISHED_ON_DEPLOY = "(published on deploy)"
 _README = (
     b"lambdacov combiner: the handler (coverage_wrapper.remote_combiner.handler) is in the\n"
     b"lambdacov layer. Deployed by `lambdacov combiner deploy`.\n"
@@ -96,6 +103,14 @@ class DeployedCombiner:
     role_arn: str
     created: bool  # False: an existing function was updated
     layer_arn: str
+
+
+@dataclass(frozen=True)
+class CombinerDeployment:
+    """What ``combiner deploy`` planned and, unless it was a dry run, did."""
+
+    plan: CombinerPlan
+    deployed: DeployedCombiner | None  # None: a dry run, nothing changed
 
 
 def partition_of(region: str) -> str:
@@ -296,3 +311,68 @@ def _wait(client: Any, name: str) -> None:
     client.get_waiter("function_updated_v2").wait(
         FunctionName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 150}
     )
+
+
+def caller_account(sts: Any) -> str:
+    """The account of the caller's credentials (the role's policy names its log group by ARN)."""
+    with translating("sts:GetCallerIdentity"):
+        return str(sts.get_caller_identity()["Account"])
+
+
+def combiner_layer(
+    lambda_client: Any, *, layer_zip: Path | None, python: str, arch: str, retrier: Retrier
+) -> str:
+    """Publish the lambdacov layer the combiner runs and return its version's ARN.
+
+    The zip ``layer_zip`` (from ``lambdacov build-layer``) when given, else a
+    layer built now for ``python`` and ``arch``. An unchanged layer is not
+    published again: its newest version is reused.
+    """
+    if layer_zip is not None:
+        return publish_layer(lambda_client, LayerArtifact.from_zip(layer_zip), retrier=retrier).arn
+    with tempfile.TemporaryDirectory(prefix="lambdacov-combiner-layer-") as scratch:
+        build = build_layer(python, arch, Path(scratch) / "layer.zip")
+        return publish_layer(lambda_client, LayerArtifact.from_build(build), retrier=retrier).arn
+
+
+def deploy_combiner(
+    settings: CombinerSettings,
+    lambda_client: Any,
+    iam: Any,
+    sts: Any,
+    *,
+    layer_zip: Path | None = None,
+    dry_run: bool = False,
+    retrier: Retrier | None = None,
+) -> CombinerDeployment:
+    """Plan the combiner in the Lambda client's region and the caller's account, then deploy it.
+
+    An empty ``settings.layer_arn`` means "publish one": the layer from
+    ``layer_zip``, else one built for the settings' Python and architecture
+    (:func:`combiner_layer`). A dry run only plans: it publishes nothing, and
+    its plan names :data:`LAYER_PUBLISHED_ON_DEPLOY` for a layer to publish.
+    """
+    retrier = retrier or Retrier()
+    region = str(lambda_client.meta.region_name)
+    account = caller_account(sts)
+    partition = partition_of(region)
+    if dry_run:
+        pending = dataclasses.replace(
+            settings, layer_arn=settings.layer_arn or LAYER_PUBLISHED_ON_DEPLOY
+        )
+        plan = plan_combiner(pending, region=region, account=account, partition=partition)
+        return CombinerDeployment(plan, None)
+    layer_arn = settings.layer_arn or combiner_layer(
+        lambda_client,
+        layer_zip=layer_zip,
+        python=settings.python,
+        arch=settings.arch,
+        retrier=retrier,
+    )
+    plan = plan_combiner(
+        dataclasses.replace(settings, layer_arn=layer_arn),
+        region=region,
+        account=account,
+        partition=partition,
+    )
+    return CombinerDeployment(plan, apply_combiner(plan, lambda_client, iam, retrier=retrier))

@@ -67,8 +67,8 @@ class AwsInvoker:
     """Invokes the deployed combiner function synchronously (``RequestResponse``).
 
     The Lambda client must allow a read timeout longer than the function's
-    timeout (see :func:`lambdacov.cli.combiner.invoke_client`), or a long
-    shard would be cut off by the HTTP layer rather than by Lambda.
+    timeout (see :func:`lambdacov.remote.executor.combine_with_executor`),
+    or a long shard would be cut off by the HTTP layer rather than by Lambda.
     """
 
     def __init__(self, client: Any, function_name: str, *, concurrency: int = 100) -> None:

@@ -47,8 +47,7 @@ from lambdacov.errors import ExitCode, LambdacovError
 from lambdacov.remote import plan
 from lambdacov.remote.invokers import Invoker
 
-Progress = Callable[[str, int, int], None]
-# Windows up to this many days are taken day by day, with no discovery calls (as in collect).
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 class RemoteCombineError(LambdacovError):
