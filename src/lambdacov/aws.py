@@ -124,7 +124,9 @@ def translate(error: BaseException, action: str, resource: str = "") -> Lambdaco
             slug="no-credentials",
         )
     if name in ("NoRegionError",):
-        return AwsError(f"no AWS region for {action}", "pass --region or set AWS_REGION")
+        return AwsError(
+            f"no AWS region for {action}", "pass --region or set AWS_REGION", slug="no-region"
+        )
     if name in UNREACHABLE_ERRORS:
         return AwsError(
             f"cannot reach AWS for {action}: {redact_urls(str(error))}",
@@ -292,6 +294,11 @@ class AwsContext:
                 "check ~/.aws/config or drop --profile",
             ) from error
 
+    def region_name(self, session: Any) -> str | None:
+        """The region calls go to unless one is named: --region, the profile's, or AWS_REGION."""
+        # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what Lambda and most tools set.
+        return self.region or session.region_name or os.environ.get("AWS_REGION") or None
+
     def client(
         self,
         service: str,
@@ -318,8 +325,7 @@ class AwsContext:
         if raw_timestamps:  # a setting of the botocore session under the boto3 one
             factory = session._session.get_component("response_parser_factory")
             factory.set_parser_defaults(timestamp_parser=str)
-        # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what Lambda and most tools set.
-        region_name = region or self.region or session.region_name or os.environ.get("AWS_REGION")
+        region_name = region or self.region_name(session)
         if not region_name:
             raise UsageError("no AWS region", "pass --region or set AWS_REGION")
         options: dict[str, Any] = {
@@ -349,6 +355,69 @@ class AwsContext:
         """The AwsError for ``action`` when an endpoint was found unreachable, else None."""
         failed = self.guard.unreachable
         return None if failed is None else translate(failed, action)
+
+
+class Clients:
+    """The clients of one command, each made once, shared by its threads.
+
+    Every command gets its clients here: :meth:`AwsContext.client` makes them
+    (bounded waits, the shared guard) from one session per command, made when
+    first needed and used under a lock (sessions are not thread-safe; clients
+    are). A client is kept per service, region and the options that change it;
+    no region and the default region are the same client. Clients with
+    ``raw_timestamps`` get a session of their own: the setting is the
+    session's, and would reach every other client of it.
+    """
+
+    def __init__(self, context: AwsContext) -> None:
+        self.context = context
+        self._lock = threading.Lock()
+        self._sessions: dict[bool, Any] = {}
+        self._made: dict[tuple[Any, ...], Any] = {}
+
+    def _session(self, raw_timestamps: bool) -> Any:
+        # Callers hold the lock.
+        if raw_timestamps not in self._sessions:
+            self._sessions[raw_timestamps] = self.context.session()
+        return self._sessions[raw_timestamps]
+
+    @property
+    def region(self) -> str | None:
+        """The default region (see :meth:`AwsContext.region_name`); None when none is set."""
+        with self._lock:
+            return self.context.region_name(self._session(False))
+
+    def get(
+        self,
+        service: str,
+        region: str | None = None,
+        *,
+        read_timeout: float | None = None,
+        max_pool_connections: int | None = None,
+        raw_timestamps: bool = False,
+    ) -> Any:
+        """The client for ``service`` in ``region`` (None: the default region).
+
+        The options are :meth:`AwsContext.client`'s.
+        """
+        with self._lock:
+            session = self._session(raw_timestamps)
+            where = region or self.context.region_name(session)
+            key = (service, where, read_timeout, max_pool_connections, raw_timestamps)
+            if key not in self._made:
+                self._made[key] = self.context.client(
+                    service,
+                    session,
+                    region=where,
+                    read_timeout=read_timeout,
+                    max_pool_connections=max_pool_connections,
+                    raw_timestamps=raw_timestamps,
+                )
+            return self._made[key]
+
+    def lambda_in(self, region: str | None) -> Any:
+        """The Lambda client of ``region`` (None: the default): the core's ``client_for``."""
+        return self.get("lambda", region)
 
 
 R = TypeVar("R")

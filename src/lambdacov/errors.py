@@ -77,3 +77,17 @@ class EmulatorError(LambdacovError):
 
     exit_code = ExitCode.USAGE
     slug = "local-lambda"
+
+
+class InterruptionError(LambdacovError):
+    """Ctrl-C stopped the command; ``--json`` reports it as this error."""
+
+    exit_code = ExitCode.INTERRUPTED
+    slug = "interrupted"
+
+
+class TerminationError(InterruptionError):
+    """SIGTERM stopped the command; ``--json`` reports it as this error."""
+
+    exit_code = ExitCode.TERMINATED
+    slug = "terminated"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.envelope import result_of
 from tests.support.oracle import ORDERS
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +57,7 @@ def test_local_invoke_with_the_layer_lands_coverage_in_s3(
         check=False,
     )
     assert process.returncode == 0, process.stderr
-    results = json.loads(process.stdout)
+    results = result_of(process.stdout, "local invoke")
     assert [r["payload"]["statusCode"] for r in results] == [201, 201]
     listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
     assert len(listed) == 1 and listed[0]["Key"].startswith("coverage/")

@@ -21,6 +21,7 @@ from lambdacov import conventions
 from lambdacov.attach import AttachSettings, apply, plan_attach
 from lambdacov.aws import Retrier
 from lambdacov.errors import AwsError
+from tests.support.envelope import result_of
 from tests.support.lambda_fleet import (
     clients,
     create_function,
@@ -67,7 +68,7 @@ def cli(capsys: pytest.CaptureFixture[str], endpoint: str, region: str, *argv: s
 
 def attach_json(capsys: pytest.CaptureFixture[str], endpoint: str, region: str, *argv: str) -> Any:
     code, out, err = cli(capsys, endpoint, region, "attach", *argv, "--json")
-    return code, json.loads(out), err
+    return code, result_of(out, "attach"), err
 
 
 def statuses(document: dict[str, Any]) -> dict[str, str]:
@@ -280,7 +281,7 @@ def test_fifty_functions_selected_by_pattern_and_tag(
 
     code, out, err = cli(capsys, moto_endpoint, region, "detach", "--all", "--json")
     assert code == 0, err
-    counts = json.loads(out)["counts"]
+    counts = result_of(out, "detach")["counts"]
     assert counts == {"changed": len(expected), "unchanged": 50 - len(expected)}
     assert all(snapshot(lam, name)["Layers"] == [] for name in expected)
 

@@ -31,6 +31,7 @@ from lambdacov.layer import build_layer
 from lambdacov.layer.build import MANIFEST_NAME
 from lambdacov.layer.bytecode import find_interpreter, pyenv_versions
 from lambdacov.layer.zipfile_repro import ZipEntry, content_hash
+from tests.support.envelope import result_of
 
 COVERAGE_VERSION = importlib.metadata.version("coverage")
 RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -304,7 +305,7 @@ def test_the_cli_prints_one_json_document(wheel_cache: Path, tmp_path: Path, lay
     completed = _lambdacov("build-layer", *arguments, cwd=tmp_path)
 
     assert completed.returncode == 0, completed.stderr
-    document = json.loads(completed.stdout)
+    document = result_of(completed.stdout, "build-layer")
     assert document["path"] == str(tmp_path / "lambdacov-layer-py312-x86_64.zip")
     assert document["content_hash"] == layer_312.content_hash
     assert document["sha256"] == layer_312.sha256
@@ -331,7 +332,7 @@ def test_bad_input_exits_2_with_one_error_line_and_writes_nothing(
     assert completed.returncode == 2
     assert completed.stdout == ""
     lines = completed.stderr.splitlines()
-    assert lines[0].startswith("lambdacov: error: ")
+    assert lines[0].startswith("lambdacov: error [")
     assert message in lines[0]
     assert lines[1].startswith("  hint: ")
     assert "Traceback" not in completed.stderr

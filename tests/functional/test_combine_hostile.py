@@ -56,7 +56,7 @@ def test_html_never_replaces_a_directory_of_the_users_files(
         target = "."
     code, _, stderr = run_cli(cli_args(moto_endpoint, bucket, tmp_path, "--html", target), capsys)
     assert code == 2, stderr
-    assert stderr.startswith("lambdacov: error: --html ")
+    assert stderr.startswith("lambdacov: error [report-target]: --html ")
     if where == "working directory":
         assert "is the current directory" in stderr and "directory of its own" in stderr
     else:
@@ -182,7 +182,7 @@ def test_out_of_range_dates_and_bad_bucket_names_are_one_line_and_exit_2(
         [*args, *extra, "--endpoint-url", moto_endpoint, "--region", "us-east-1"], capsys
     )
     assert code == 2, stderr
-    assert stderr.startswith("lambdacov: error: ") and "Traceback" not in stderr
+    assert stderr.startswith("lambdacov: error [") and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 2  # the error and its hint
 
 

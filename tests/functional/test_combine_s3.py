@@ -481,7 +481,7 @@ def test_nothing_to_report_is_one_line_and_exit_1(
         cli_args(moto_endpoint, bucket, tmp_path, "--html", str(out / "html")), capsys
     )
     assert code == 1
-    assert stderr.startswith("lambdacov: error: no coverage data to report")
+    assert stderr.startswith("lambdacov: error [no-data]: no coverage data to report")
     assert "lambdacov doctor" in stderr and "Traceback" not in stderr
     assert not out.exists()
 
@@ -496,7 +496,9 @@ def test_an_unwritable_report_path_is_one_line_and_exit_2(
         cli_args(moto_endpoint, bucket, tmp_path, "--xml", str(blocker / "cov.xml")), capsys
     )
     assert code == 2, stderr
-    assert stderr.startswith(f"lambdacov: error: --xml {blocker / 'cov.xml'}: cannot write in")
+    assert stderr.startswith(
+        f"lambdacov: error [report-target]: --xml {blocker / 'cov.xml'}: cannot write in"
+    )
     assert "Traceback" not in stderr
 
 

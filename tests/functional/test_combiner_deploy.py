@@ -11,13 +11,14 @@ import pytest
 
 from lambdacov.cli import main
 from lambdacov.remote.deploy import CombinerSettings, combiner_policy
+from tests.support.envelope import result_of
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
     with pytest.raises(SystemExit) as done:
         main(args)
     out = capsys.readouterr().out
-    return int(done.value.code or 0), json.loads(out) if out.strip().startswith("{") else {}
+    return int(done.value.code or 0), result_of(out, "combiner deploy") if out.strip() else {}
 
 
 def test_deploy_creates_then_updates_with_a_least_privilege_role(

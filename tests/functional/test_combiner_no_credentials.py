@@ -68,6 +68,8 @@ def test_deploy_without_credentials_prints_one_line_and_exits_3(
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.splitlines()
-    assert lines[0].startswith("lambdacov: error: no AWS credentials for "), done.stderr
+    assert lines[0].startswith("lambdacov: error [no-credentials]: no AWS credentials for "), (
+        done.stderr
+    )
     assert [line for line in lines[1:] if not line.startswith("  hint: ")] == [], done.stderr
     assert done.stdout == ""

@@ -21,6 +21,7 @@ import pytest
 from coverage_wrapper.s3_uploader import generate_s3_key
 from lambdacov import conventions
 from lambdacov.cli import main
+from tests.support.envelope import envelope
 
 REGION = "us-east-1"
 LAYER = conventions.layer_name("python3.12", "x86_64")
@@ -179,7 +180,9 @@ def doctor(
     common = ["--endpoint-url", endpoint, "--region", REGION]
     code_json, out = run(capsys, "doctor", *args, *common, "--json")
     code_human, human = run(capsys, "doctor", *args, *common)
-    return code_json, json.loads(out), code_human, human
+    document = envelope(out)
+    assert document["command"] == "doctor" and document["exit_code"] == code_json
+    return code_json, document["result"], code_human, human
 
 
 def statuses(document: dict[str, Any], target: str) -> dict[str, str]:
@@ -441,3 +444,44 @@ def test_access_denied_on_put_object_with_iam_enforced(
     probe = next(c for c in document["checks"] if c["code"] == "bucket.probe")
     assert "AccessDenied" in probe["detail"] and "s3:PutObject" in probe["hint"]
     assert re.search(r"fail\s+bucket\.probe", human)
+
+
+def test_all_and_exclude_check_what_attach_would_select(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    # A region of its own: --all lists every function of the region on the shared server.
+    region = "ap-northeast-2"
+    lam = world.client("lambda", region)
+    lam.publish_layer_version(
+        LayerName=LAYER,
+        Content={"ZipFile": _zip("")},
+        CompatibleRuntimes=["python3.12"],
+        CompatibleArchitectures=["x86_64"],
+    )
+    names = [f"fleet-{label}-{world.tag}" for label in ("a", "b", "legacy", "node")]
+    for name in names:
+        node = name.startswith("fleet-node")
+        lam.create_function(
+            FunctionName=name,
+            Runtime="nodejs20.x" if node else "python3.12",
+            Role=world.role,
+            Handler="app.handler",
+            Code={"ZipFile": _zip()},
+        )
+    common = ["--all", "--exclude", "-legacy-", "--endpoint-url", world.endpoint]
+    common += ["--region", region, "--json"]
+
+    code, out = run(capsys, "attach", *common, "--bucket", world.bucket, "--dry-run")
+    assert code == 0, out
+    attached = {item["function"] for item in _document(out)["functions"]}
+    _, out = run(capsys, "doctor", *common)
+    checked = set(_document(out)["targets"])
+
+    expected = {name for name in names if "-legacy-" not in name}
+    assert attached == checked == expected
+
+
+def _document(out: str) -> dict[str, Any]:
+    """A command's result, inside the --json envelope or (before the envelope) the document."""
+    document: dict[str, Any] = json.loads(out)
+    return dict(document.get("result", document))

@@ -21,6 +21,7 @@ import pytest
 from lambdacov.errors import EmulatorError, UsageError
 from lambdacov.local import LocalLambda, find_python, runtime_python
 from lambdacov.local.runtime_env import current_version
+from tests.support.envelope import result_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FUNCTION = FIXTURES / "functions" / "basic"
@@ -345,7 +346,7 @@ def test_cli_json_output_is_one_document():
     done = run_cli("--handler", "app.main", "--event", '{"action": "handler"}', "--json")
 
     assert done.returncode == 0, done.stderr
-    [result] = json.loads(done.stdout)
+    [result] = result_of(done.stdout, "local invoke")
     assert result["payload"]["count"] == 1
     assert result["error"] is None
     assert result["initDurationMs"] is not None
@@ -365,4 +366,4 @@ def test_cli_usage_errors_exit_2(args):
 
     assert done.returncode == 2
     assert done.stdout == ""
-    assert "lambdacov: error:" in done.stderr
+    assert "lambdacov: error [" in done.stderr

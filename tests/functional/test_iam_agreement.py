@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from lambdacov import conventions
+from tests.support.envelope import result_of
 from tests.support.lambda_fleet import (
     clients,
     create_function,
@@ -80,7 +81,7 @@ def test_attach_warns_exactly_when_the_doctor_does_not_pass_the_role(
     args = (name, "--bucket", bucket, "--kms-key-id", alias)
     code, out, err = cli(capsys, moto_endpoint, "attach", *args, "--json")
     assert code == 0, err
-    (result,) = json.loads(out)["functions"]
+    (result,) = result_of(out, "attach")["functions"]
     assert result["status"] == "changed"
     code, human, err = cli(capsys, moto_endpoint, "attach", *args)
     assert code == 0, err
@@ -96,9 +97,7 @@ def test_attach_warns_exactly_when_the_doctor_does_not_pass_the_role(
 
     code, out, err = cli(capsys, moto_endpoint, "doctor", name, "--json")
     assert "Traceback" not in err
-    checks = {
-        check["code"]: check for check in json.loads(out)["checks"] if check["target"] == name
-    }
+    checks = {check["code"]: check for check in result_of(out)["checks"] if check["target"] == name}
     found = {code: checks[code]["status"] for code in ("role.put-object", "role.kms")}
     assert found == {"role.put-object": expected, "role.kms": expected}, checks
     assert checks["role.put-object"]["data"]["method"] == "estimated"

@@ -12,6 +12,7 @@ import pytest
 
 from lambdacov import logs
 from lambdacov.cli import main
+from tests.support.envelope import result_of
 
 REGION = "us-east-1"
 ERROR_LINE = json.dumps(
@@ -78,7 +79,7 @@ def test_logs_command_pretty_prints_and_json(
     assert "ERROR coverage_wrapper.delivery: Failed to upload" in lines[0]
     assert "cause=AccessDenied" in lines[0]
     code, out = run(capsys, "logs", name, "--pattern", "coverage", *common, "--json")
-    document = json.loads(out)
+    document = result_of(out, "logs")
     assert document["log_group"] == f"/aws/lambda/{name}"
     messages = [e["message"] for e in document["events"]]
     assert len(messages) == 3 and "coverage delivered" in messages
@@ -113,9 +114,9 @@ def test_alarms_create_is_idempotent_and_delete_too(
     cloudwatch = boto3.client("cloudwatch", endpoint_url=moto_endpoint, region_name=REGION)
     code, out = run(capsys, "alarms", "create", name, "--errors", "3", "--duration-ms", "2000",
                     *common)  # fmt: skip
-    assert code == 0 and len(json.loads(out)["created"]) == 3
+    assert code == 0 and len(result_of(out, "alarms create")["created"]) == 3
     code, out = run(capsys, "alarms", "create", name, *common)
-    assert code == 0 and json.loads(out)["created"] == [] and len(json.loads(out)["updated"]) == 3
+    assert code == 0 and result_of(out)["created"] == [] and len(result_of(out)["updated"]) == 3
     found = {
         alarm["AlarmName"]: alarm
         for alarm in cloudwatch.describe_alarms(AlarmNamePrefix=f"lambdacov-{name}-")[
@@ -126,6 +127,6 @@ def test_alarms_create_is_idempotent_and_delete_too(
     assert (failure["Namespace"], failure["MetricName"]) == ("Lambda/Coverage", "CoverageFailure")
     assert found[f"lambdacov-{name}-errors"]["Threshold"] == 5  # the second create reset it
     code, out = run(capsys, "alarms", "delete", name, *common)
-    assert code == 0 and len(json.loads(out)["deleted"]) == 3
+    assert code == 0 and len(result_of(out, "alarms delete")["deleted"]) == 3
     code, out = run(capsys, "alarms", "delete", name, *common)
-    assert code == 0 and json.loads(out)["deleted"] == [] and len(json.loads(out)["absent"]) == 3
+    assert code == 0 and result_of(out)["deleted"] == [] and len(result_of(out)["absent"]) == 3

@@ -11,6 +11,7 @@ import pytest
 from lambdacov import conventions
 from lambdacov.layer.publish import LayerArtifact
 from tests.conftest import HOST_ARCH, HOST_PYTHON
+from tests.support.envelope import result_of
 from tests.support.lambda_fleet import run_cli
 
 NAME = conventions.layer_name(HOST_PYTHON, HOST_ARCH)
@@ -31,13 +32,13 @@ def test_publishing_twice_in_two_regions_publishes_once_per_region(
 
     code, out, err = run_cli(capsys, *argv)
     assert code == 0, err
-    first = json.loads(out)["layers"]
+    first = result_of(out, "publish-layer")["layers"]
     assert [layer["region"] for layer in first] == list(regions)
     assert all(layer["published"] and layer["version"] == 1 for layer in first)
 
     code, out, err = run_cli(capsys, *argv)
     assert code == 0, err
-    second = json.loads(out)["layers"]
+    second = result_of(out, "publish-layer")["layers"]
     assert [layer["arn"] for layer in second] == [layer["arn"] for layer in first]
     assert not any(layer["published"] for layer in second)
 
@@ -69,7 +70,7 @@ def test_public_and_principal_grants_are_added_once(
     ]
     code, out, err = run_cli(capsys, *argv)
     assert code == 0, err
-    (layer,) = json.loads(out)["layers"]
+    (layer,) = result_of(out, "publish-layer")["layers"]
     assert sorted(layer["granted"]) == [
         "lambdacov-account-111122223333",
         "lambdacov-org-o-abc1234567",
@@ -108,7 +109,7 @@ def test_publish_builds_the_layer_when_no_zip_is_given(
         "--json",
     )
     assert code == 0, err
-    (layer,) = json.loads(out)["layers"]
+    (layer,) = result_of(out, "publish-layer")["layers"]
     assert layer["layer_name"] == NAME and layer["published"]
     assert layer["arn"].startswith("arn:aws:lambda:eu-central-1:")
     assert len(versions(moto_endpoint, "eu-central-1")) == 1

@@ -29,6 +29,7 @@ from lambdacov import conventions
 from lambdacov.aws import call_bound
 from lambdacov.cli._options import INTERRUPT_GRACE
 from lambdacov.layer.build import MANIFEST_NAME
+from tests.support.envelope import envelope
 from tests.support.lambda_fleet import (
     clients,
     create_function,
@@ -107,13 +108,14 @@ def test_a_command_facing_a_silent_endpoint_ends_within_its_bound_with_exit_3(
     assert "Traceback" not in err
     assert code == 3, (out, err)
     assert took < call_bound(TIMEOUT) + STARTUP, (took, err)
-    if command == "doctor":  # a checklist, with the verdict
+    if command == "doctor":  # a checklist, with the verdict, then the error
         assert "AWS unreachable" in out
         assert "raise --timeout" in out
+        assert err.startswith("lambdacov: error [unreachable]: cannot reach AWS"), err
         return
     lines = err.splitlines()
     assert len(lines) == 2, err
-    assert lines[0].startswith("lambdacov: error: cannot reach AWS for ")
+    assert lines[0].startswith("lambdacov: error [unreachable]: cannot reach AWS for ")
     assert "Read timeout" in lines[0]
     assert lines[1].startswith("  hint: check the network, the --region and any --endpoint-url")
     assert "raise --timeout" in lines[1]
@@ -183,7 +185,10 @@ def test_ctrl_c_during_attach_stops_at_once_and_names_the_changes_to_undo(
         assert "Traceback" not in err
         assert err.endswith("lambdacov: interrupted\n"), err
 
-        document = json.loads(out)
+        whole = envelope(out)  # the functions it changed, and why it stopped
+        assert (whole["command"], whole["exit_code"]) == ("attach", 130)
+        assert whole["error"]["slug"] == "interrupted"
+        document = whole["result"]
         statuses = {item["function"]: item["status"] for item in document["functions"]}
         assert statuses == {
             names[0]: "changed",

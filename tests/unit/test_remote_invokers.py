@@ -77,10 +77,11 @@ def test_the_runner_retries_then_names_every_failed_shard() -> None:
 
 
 def test_the_local_executor_needs_a_local_endpoint() -> None:
-    from lambdacov.aws import AwsContext
+    from lambdacov.aws import AwsContext, Clients
     from lambdacov.cli.combiner import remote_combine
 
+    clients = Clients(AwsContext(region="us-east-1"))
     with pytest.raises(UsageError, match="local S3 only"):
-        remote_combine(AwsContext(region="us-east-1"), CombineRequest("b"), executor="local")
+        remote_combine(clients, CombineRequest("b"), executor="local")
     with pytest.raises(UsageError, match="--executor"):
-        remote_combine(AwsContext(region="us-east-1"), CombineRequest("b"), executor="k8s")
+        remote_combine(clients, CombineRequest("b"), executor="k8s")

@@ -22,7 +22,15 @@ from typing import Any
 import typer
 
 from lambdacov import __version__
-from lambdacov.errors import ExitCode, LambdacovError, Terminated
+from lambdacov.cli import outcome
+from lambdacov.errors import (
+    ExitCode,
+    InterruptionError,
+    LambdacovError,
+    Terminated,
+    TerminationError,
+    UsageError,
+)
 
 # Each module under lambdacov.cli with the top-level commands it adds. A module adds
 # them with ``register(app)``; one without it is a sub-app added under its name.
@@ -40,7 +48,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"lambdacov {__version__}")
-        raise typer.Exit
+        outcome.exit_with(ExitCode.OK)
 
 
 def _root(
@@ -157,31 +165,40 @@ def _interrupted() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; expected failures print one line and exit with their code."""
     args = sys.argv[1:] if argv is None else argv
+    outcome.start(args)
     try:
         code = _app_for(args)(args=args, standalone_mode=False)
         if code == ExitCode.INTERRUPTED:
             _interrupted()
+        status = int(code) if isinstance(code, int) else int(ExitCode.OK)
+        outcome.finish(ExitCode(status))
     except LambdacovError as error:
-        sys.stderr.write(f"lambdacov: error: {error.message}\n")
-        if error.hint:
-            sys.stderr.write(f"  hint: {error.hint}\n")
-        sys.exit(int(error.exit_code))
+        outcome.fail(error)
+        status = int(error.exit_code)
     except Terminated:
         sys.stderr.write("lambdacov: terminated (SIGTERM)\n")
-        sys.exit(int(ExitCode.TERMINATED))
+        outcome.stopped(TerminationError("terminated (SIGTERM)"))
+        status = int(ExitCode.TERMINATED)
     except KeyboardInterrupt:
         sys.stderr.write("lambdacov: interrupted\n")
-        sys.exit(int(ExitCode.INTERRUPTED))
+        outcome.stopped(InterruptionError("interrupted (Ctrl-C)"))
+        status = int(ExitCode.INTERRUPTED)
     except typer.Exit as done:
-        sys.exit(done.exit_code)
+        status = int(done.exit_code)
     except typer.Abort:
         sys.stderr.write("lambdacov: aborted\n")
-        sys.exit(1)
+        outcome.stopped(InterruptionError("aborted"))
+        status = int(ExitCode.INTERRUPTED)
     except Exception as error:
         # click's usage errors; typer may ship its own copy of click, so match by shape.
-        show = getattr(error, "show", None)
-        if callable(show) and hasattr(error, "exit_code"):
-            show()
-            sys.exit(int(ExitCode.USAGE))
-        raise
-    sys.exit(code if isinstance(code, int) else int(ExitCode.OK))
+        if not (callable(getattr(error, "format_message", None)) and hasattr(error, "exit_code")):
+            raise
+        outcome.fail(_usage_error(error))
+        status = int(ExitCode.USAGE)
+    sys.exit(status)
+
+
+def _usage_error(error: Any) -> UsageError:
+    """click's refusal of the command line, as lambdacov's usage error."""
+    path = " ".join(["lambdacov", outcome.command()]).rstrip()
+    return UsageError(str(error.format_message()), f"see `{path} --help`")

@@ -1,8 +1,10 @@
 """Options shared by every AWS command, Ctrl-C for them, and output helpers.
 
 Every AWS command declares the same global options, after its own name as users
-type them: ``lambdacov attach my-fn --region eu-west-1 --json``. Output is JSON
-on stdout with ``--json``, rich otherwise.
+type them: ``lambdacov attach my-fn --region eu-west-1 --json``, and gets its
+clients from :func:`aws_clients`. An option meaning the same in several
+commands (the function selection, ``--bucket``, ``--prefix``) is declared here
+once. Output is JSON on stdout with ``--json``, rich otherwise.
 
 Ctrl-C in an AWS command (in the ``lambdacov`` program) stops every AWS call
 that has not started yet, raises KeyboardInterrupt in the main thread as
@@ -26,8 +28,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, CallGuard
-from lambdacov.errors import UsageError
+from coverage_wrapper.models import CoverageConfig
+from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, CallGuard, Clients
+from lambdacov.errors import ExitCode, UsageError
+from lambdacov.selection import Selection
 
 Profile = Annotated[
     str | None, typer.Option("--profile", help="AWS profile to use (as the AWS CLI's).")
@@ -90,24 +94,82 @@ Bucket = Annotated[
     str,
     typer.Option("--bucket", help="The bucket the layer writes to.", callback=bucket_name),
 ]
+#: The runtime's default key prefix: where the layer writes when attach is not told.
+DEFAULT_PREFIX = CoverageConfig.s3_prefix
+# None when not given: attach then leaves COVERAGE_S3_PREFIX unset (the runtime's
+# default); the commands that read or check the objects use data_prefix().
+Prefix = Annotated[
+    str | None,
+    typer.Option(
+        "--prefix", help="Key prefix of the coverage objects.", show_default=DEFAULT_PREFIX
+    ),
+]
+
+
+def data_prefix(prefix: str | None) -> str:
+    """``--prefix`` as keys start: the runtime's default when not given, ending in ``/``."""
+    from lambdacov.collect import normalise_prefix
+
+    return normalise_prefix(DEFAULT_PREFIX if prefix is None else prefix)
+
+
+# Choosing functions: the same for every command that acts on several (lambdacov.selection).
+Functions = Annotated[
+    list[str] | None,
+    typer.Argument(help="Function names or ARNs.", show_default=False),
+]
+Patterns = Annotated[
+    list[str] | None,
+    typer.Option("--pattern", help="Select the region's functions whose name matches this regex."),
+]
+Tags = Annotated[
+    list[str] | None,
+    typer.Option("--tag", help="Select the region's functions with this tag (KEY=VALUE or KEY)."),
+]
+Everything = Annotated[bool, typer.Option("--all", help="Select every function of the region.")]
+Excludes = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="Leave out functions whose name matches this regex."),
+]
+Concurrency = Annotated[
+    int,
+    typer.Option("--concurrency", min=1, max=64, help="How many functions to update at once."),
+]
+
+
+def selection(
+    functions: list[str] | None,
+    patterns: list[str] | None,
+    tags: list[str] | None,
+    everything: bool,
+    excludes: list[str] | None,
+) -> Selection:
+    """The options above, parsed and validated (UsageError when they select nothing)."""
+    return Selection.create(
+        functions or (),
+        patterns=patterns or (),
+        tags=tags or (),
+        everything=everything,
+        excludes=excludes or (),
+    )
 
 
 #: Seconds the program may take to stop after Ctrl-C before it stops without waiting.
 INTERRUPT_GRACE = 4.0
 
 
-def aws_context(
+def aws_clients(
     profile: str | None,
     region: str | None,
     endpoint_url: str | None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> AwsContext:
-    """The AwsContext for a command's global options; Ctrl-C will stop its calls."""
+) -> Clients:
+    """The clients for a command's global options; Ctrl-C will stop their calls."""
     context = AwsContext(
         profile=profile, region=region, endpoint_url=endpoint_url or None, timeout=timeout
     )
     _interrupts.watch(context.guard)
-    return context
+    return Clients(context)
 
 
 class _Interrupts:
@@ -154,7 +216,7 @@ def _exit_now(message: str) -> None:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os.write(2, message.encode())
-    os._exit(130)
+    os._exit(int(ExitCode.INTERRUPTED))
 
 
 _interrupts = _Interrupts()

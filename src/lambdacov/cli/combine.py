@@ -16,20 +16,21 @@ from rich.console import Console
 from rich.markup import escape
 
 from lambdacov.aws import DEFAULT_TIMEOUT
-from lambdacov.cli import freeze_heap
+from lambdacov.cli import freeze_heap, outcome
 from lambdacov.cli._options import (
     Bucket,
     EndpointUrl,
+    Prefix,
     Profile,
     Region,
     Timeout,
     Verbose,
-    aws_context,
+    aws_clients,
     console,
-    print_json,
+    data_prefix,
     progress_console,
 )
-from lambdacov.collect import DOWNLOAD_WORKERS, default_cache_dir, normalise_prefix, parse_when
+from lambdacov.collect import DOWNLOAD_WORKERS, default_cache_dir, parse_when
 from lambdacov.combine import CombineRequest, CombineResult, combine, upload_combined
 from lambdacov.errors import ExitCode, NoDataError, UsageError
 from lambdacov.reports import ReportPlan, Reports, check_plan, write_reports
@@ -149,9 +150,7 @@ def _table(result: CombineResult, reports: Reports) -> None:
 def combine_command(
     *,
     bucket: Bucket,
-    prefix: Annotated[
-        str, typer.Option("--prefix", help="Key prefix of the objects.")
-    ] = "coverage/",
+    prefix: Prefix = None,
     function: Annotated[
         list[str] | None,
         typer.Option("--function", help="Only this function's objects; repeat for several."),
@@ -264,14 +263,14 @@ def combine_command(
     )
     cache = _check_outputs(plan, cache_dir)  # before any download: bad paths fail now
     # combine reads keys, sizes and ETags from listings, never a timestamp.
-    context = aws_context(profile, region, endpoint_url, timeout)
-    client = context.client("s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True)
+    clients = aws_clients(profile, region, endpoint_url, timeout)
+    client = clients.get("s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True)
     # The downloads and coverage.py's reports allocate a lot: a collector walking
     # botocore's models each time was a third of the reports' time.
     freeze_heap()
     request = CombineRequest(
         bucket=bucket,
-        prefix=normalise_prefix(prefix),
+        prefix=data_prefix(prefix),
         functions=tuple(function or ()),
         since=start,
         until=end or (now if start else None),
@@ -284,7 +283,7 @@ def combine_command(
             from lambdacov.cli.combiner import remote_combine, render_stats
 
             fanned_out = remote_combine(
-                context,
+                clients,
                 request,
                 shards=shards,
                 combiner_function=combiner_function,
@@ -297,7 +296,9 @@ def combine_command(
             result = combine(client, request, progress)
     # S3 stopped answering: the objects it did not send are skipped, and a report of
     # what is left would look complete. It is an AWS failure, as for the listing.
-    unreachable = context.unreachable_error(f"s3:GetObject on s3://{bucket}/{request.prefix}")
+    unreachable = clients.context.unreachable_error(
+        f"s3:GetObject on s3://{bucket}/{request.prefix}"
+    )
     if unreachable is not None:
         raise unreachable
     only_data = (
@@ -316,8 +317,8 @@ def combine_command(
             uploaded = upload_combined(client, bucket, upload_key, plan.data_file, reports.document)
             reports.document["lambdacov"]["uploaded"] = uploaded
     _warn(result, reports, verbose)
-    if to_stdout:
-        print_json(reports.document)
+    if to_stdout:  # coverage.py's JSON report, as --json FILE writes it: not an envelope
+        outcome.print_document(reports.document)
     elif plan == ReportPlan() and not json_report:
         _table(result, reports)
     else:
@@ -437,7 +438,7 @@ def _exit_status(
         )
         failed = True
     if failed:
-        raise typer.Exit(int(ExitCode.CHECK_FAILED))
+        outcome.exit_with(ExitCode.CHECK_FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,16 +13,19 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from lambdacov.aws import AwsContext
+from lambdacov.aws import Clients
+from lambdacov.cli import outcome
 from lambdacov.cli._options import (
     Bucket,
     EndpointUrl,
     JsonOutput,
+    Prefix,
     Profile,
     Region,
     Verbose,
-    aws_context,
+    aws_clients,
     console,
+    data_prefix,
     print_json,
 )
 from lambdacov.collect import normalise_prefix
@@ -49,7 +52,7 @@ def register(root: typer.Typer) -> None:
 
 
 def remote_combine(
-    context: AwsContext,
+    clients: Clients,
     request: CombineRequest,
     *,
     shards: int | None = None,
@@ -67,16 +70,16 @@ def remote_combine(
     """
 
     def invoke_client(*, read_timeout: float, max_pool_connections: int) -> Any:
-        return context.client(
+        return clients.get(
             "lambda", read_timeout=read_timeout, max_pool_connections=max_pool_connections
         )
 
     return combine_with_executor(
         executor,
-        context.client("s3"),
+        clients.get("s3"),
         request,
         invoke_client=invoke_client,
-        endpoint_url=context.endpoint_url,
+        endpoint_url=clients.context.endpoint_url,
         function_name=combiner_function,
         settings=RemoteSettings(shards=shards, concurrency=concurrency),
         progress=progress,
@@ -104,9 +107,7 @@ def render_stats(stats: RemoteStats) -> None:
 def deploy_command(
     *,
     bucket: Bucket,
-    prefix: Annotated[
-        str, typer.Option("--prefix", help="Key prefix of the coverage objects.")
-    ] = "coverage/",
+    prefix: Prefix = None,
     output_prefix: Annotated[
         str | None,
         typer.Option(
@@ -153,14 +154,14 @@ def deploy_command(
     """Create or update the combiner function that `combine --remote` invokes."""
     if layer_arn and layer_zip:
         raise UsageError("give --layer-arn or --layer-zip, not both")
-    data_prefix = normalise_prefix(prefix)
-    out = normalise_prefix(output_prefix) if output_prefix else default_output_prefix(data_prefix)
-    check_output_prefix(data_prefix, out)
-    context = aws_context(profile, region, endpoint_url)
-    session = context.session()
+    objects = data_prefix(prefix)
+    out = normalise_prefix(output_prefix) if output_prefix else default_output_prefix(objects)
+    check_output_prefix(objects, out)
+    # No --timeout here: this command's --timeout is the combiner function's.
+    clients = aws_clients(profile, region, endpoint_url)
     settings = combiner_deploy.CombinerSettings(
         bucket=bucket,
-        prefix=data_prefix,
+        prefix=objects,
         output_prefix=out,
         layer_arn=layer_arn or "",  # empty: published on deploy
         python=python,
@@ -172,9 +173,9 @@ def deploy_command(
     )
     done = combiner_deploy.deploy_combiner(
         settings,
-        context.client("lambda", session),
-        context.client("iam", session),
-        context.client("sts", session),
+        clients.get("lambda"),
+        clients.get("iam"),
+        clients.get("sts"),
         layer_zip=layer_zip,
         dry_run=dry_run,
     )
@@ -197,7 +198,7 @@ def deploy_command(
 
 def _render(document: dict[str, Any], json_output: bool) -> None:
     if json_output:
-        print_json(document)
+        outcome.set_result(document)
         return
     out = console()
     if document.get("dry_run"):

@@ -11,6 +11,7 @@ import typer
 from rich.padding import Padding
 from rich.text import Text
 
+from lambdacov.cli import outcome
 from lambdacov.cli._options import console
 from lambdacov.demo import Demo, DemoStep
 from lambdacov.errors import ExitCode
@@ -97,7 +98,7 @@ def demo(
     finally:
         runner.stop()
     if not result.ok:
-        raise SystemExit(int(ExitCode.CHECK_FAILED))
+        outcome.exit_with(ExitCode.CHECK_FAILED)
 
 
 def _excerpt(text: str, lines: int = 12) -> str:

@@ -24,22 +24,30 @@ from rich.table import Table
 
 from lambdacov import fleet
 from lambdacov.attach import AttachSettings, FunctionPlan
-from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, Retrier, redact_url
+from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, Clients, Retrier, redact_url
+from lambdacov.cli import outcome
 from lambdacov.cli._options import (
     Bucket,
+    Concurrency,
     EndpointUrl,
+    Everything,
+    Excludes,
+    Functions,
     JsonOutput,
+    Patterns,
+    Prefix,
     Profile,
     Region,
     Regions,
+    Tags,
     Timeout,
     Verbose,
-    aws_context,
+    aws_clients,
     console,
-    print_json,
     progress_console,
+    selection,
 )
-from lambdacov.errors import UsageError
+from lambdacov.errors import ExitCode, UsageError
 from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, build_layer, default_output_name
 from lambdacov.layer.publish import (
     Grant,
@@ -50,30 +58,9 @@ from lambdacov.layer.publish import (
 )
 from lambdacov.selection import Selection, SelectionResult, select_functions
 
-Concurrency = Annotated[
-    int,
-    typer.Option("--concurrency", min=1, max=64, help="How many functions to update at once."),
-]
 DryRun = Annotated[
     bool,
     typer.Option("--dry-run", help="Print what would change, per function, and change nothing."),
-]
-Functions = Annotated[
-    list[str] | None,
-    typer.Argument(help="Function names or ARNs.", show_default=False),
-]
-Patterns = Annotated[
-    list[str] | None,
-    typer.Option("--pattern", help="Select the region's functions whose name matches this regex."),
-]
-Tags = Annotated[
-    list[str] | None,
-    typer.Option("--tag", help="Select the region's functions with this tag (KEY=VALUE or KEY)."),
-]
-Everything = Annotated[bool, typer.Option("--all", help="Select every function of the region.")]
-Excludes = Annotated[
-    list[str] | None,
-    typer.Option("--exclude", help="Leave out functions whose name matches this regex."),
 ]
 
 
@@ -82,29 +69,6 @@ def register(app: typer.Typer) -> None:
     app.command("publish-layer")(publish_layer_command)
     app.command("attach")(attach_command)
     app.command("detach")(detach_command)
-
-
-class _Clients:
-    """Lambda clients per region from one session; made under a lock (sessions are not
-    thread-safe), then shared by worker threads (clients are)."""
-
-    def __init__(self, context: AwsContext) -> None:
-        self.context = context
-        self._context = context
-        self._session = context.session()
-        self._lock = threading.Lock()
-        self._clients: dict[str | None, Any] = {}
-        self.default_region = str(self.lambda_client(None).meta.region_name)
-
-    def lambda_client(self, region: str | None) -> Any:
-        with self._lock:
-            if region not in self._clients:
-                self._clients[region] = self._context.client("lambda", self._session, region=region)
-            return self._clients[region]
-
-    def iam(self) -> Any:
-        with self._lock:
-            return self._context.client("iam", self._session)
 
 
 # publish-layer ------------------------------------------------------------------------------
@@ -165,8 +129,10 @@ def publish_layer_command(
     grants = ([Grant.public()] if public else []) + [Grant.parse(p) for p in principal or []]
     if zips and (python or arch):
         raise UsageError("--zip publishes existing zips: leave out --python and --arch")
-    clients = _Clients(aws_context(profile, None, endpoint_url, timeout))
-    regions = list(dict.fromkeys(region or [clients.default_region]))
+    clients = aws_clients(profile, None, endpoint_url, timeout)
+    # The default region's client: a bad profile or no region fails here, before building.
+    default_region = str(clients.get("lambda").meta.region_name)
+    regions = list(dict.fromkeys(region or [default_region]))
     err = progress_console()
     shown = err if err is not None and not as_json else None
     with tempfile.TemporaryDirectory(prefix="lambdacov-publish-") as scratch:
@@ -185,7 +151,7 @@ def publish_layer_command(
             published, failures = publish_everywhere(
                 artifacts,
                 regions,
-                clients.lambda_client,
+                clients.lambda_in,
                 retrier=Retrier(),
                 grants=grants,
                 concurrency=concurrency,
@@ -195,7 +161,7 @@ def publish_layer_command(
     if unreachable is not None and not published:
         raise unreachable
     if as_json:
-        print_json(
+        outcome.set_result(
             {
                 "layers": [layer.to_dict() for layer in _ordered(published)],
                 "failures": [vars(failure) for failure in failures],
@@ -204,7 +170,7 @@ def publish_layer_command(
     else:
         _render_published(published, failures)
     if failures:
-        raise typer.Exit(3)
+        outcome.exit_with(ExitCode.AWS)
 
 
 def _build_all(
@@ -294,10 +260,7 @@ def attach_command(
     functions: Functions = None,
     *,
     bucket: Bucket,
-    prefix: Annotated[
-        str | None,
-        typer.Option("--prefix", help="Key prefix of the coverage data.", show_default="coverage/"),
-    ] = None,
+    prefix: Prefix = None,
     include: Annotated[
         list[str] | None,
         typer.Option("--include", help="Measure only files matching this glob (repeatable)."),
@@ -372,21 +335,15 @@ def attach_command(
         debug=debug,
         grant=grant,
     )
-    selection = Selection.create(
-        functions or (),
-        patterns=pattern or (),
-        tags=tag or (),
-        everything=everything,
-        excludes=exclude or (),
-    )
-    clients = _Clients(aws_context(profile, region, endpoint_url, timeout))
+    chosen = selection(functions, pattern, tag, everything, exclude)
+    clients = aws_clients(profile, region, endpoint_url, timeout)
     retrier = Retrier()
-    selected = _select(selection, clients, retrier, concurrency)
+    selected = _select(chosen, clients, retrier, concurrency)
     layers = fleet.find_layers(
-        selected.functions, clients.lambda_client, retrier, layer_arns=layer_arn or ()
+        selected.functions, clients.lambda_in, retrier, layer_arns=layer_arn or ()
     )
     plans = fleet.plan_attach_all(selected.functions, settings, layers)
-    iam_client = clients.iam() if any(plan.action != "skip" for plan in plans) else None
+    iam_client = clients.get("iam") if any(plan.action != "skip" for plan in plans) else None
     policies = (
         fleet.missing_policies(
             plans, selected.functions, settings, iam_client, concurrency=concurrency
@@ -425,22 +382,16 @@ def detach_command(
     verbose: Verbose = False,
 ) -> None:
     """Undo exactly what attach recorded: layer, variables, exec wrapper, record and policy."""
-    selection = Selection.create(
-        functions or (),
-        patterns=pattern or (),
-        tags=tag or (),
-        everything=everything,
-        excludes=exclude or (),
-    )
-    clients = _Clients(aws_context(profile, region, endpoint_url, timeout))
+    chosen = selection(functions, pattern, tag, everything, exclude)
+    clients = aws_clients(profile, region, endpoint_url, timeout)
     retrier = Retrier()
-    selected = _select(selection, clients, retrier, concurrency)
+    selected = _select(chosen, clients, retrier, concurrency)
     plans = fleet.plan_detach_all(selected.functions)
     _run_and_render(
         plans,
         clients,
         retrier,
-        iam_client=clients.iam() if any(plan.revoke for plan in plans) else None,
+        iam_client=clients.get("iam") if any(plan.revoke for plan in plans) else None,
         missing=selected.missing,
         policies={},
         dry_run=dry_run,
@@ -451,11 +402,11 @@ def detach_command(
 
 
 def _select(
-    selection: Selection, clients: _Clients, retrier: Retrier, concurrency: int
+    chosen: Selection, clients: Clients, retrier: Retrier, concurrency: int
 ) -> SelectionResult:
-    selected = select_functions(
-        selection, clients.lambda_client, retrier=retrier, concurrency=concurrency
-    )
+    # The default region's client first: a bad profile or no region fails here, once.
+    clients.get("lambda")
+    selected = select_functions(chosen, clients.lambda_in, retrier=retrier, concurrency=concurrency)
     # Named functions that cannot be read are reported one by one; an endpoint that
     # does not answer is one error for the command, before anything changes.
     unreachable = clients.context.unreachable_error("read the functions")
@@ -466,7 +417,7 @@ def _select(
 
 def _run_and_render(
     plans: tuple[FunctionPlan, ...],
-    clients: _Clients,
+    clients: Clients,
     retrier: Retrier,
     *,
     iam_client: Any,
@@ -484,7 +435,7 @@ def _run_and_render(
         with _progress(shown, "Updating", updates) as advance:
             result = fleet.execute(
                 plans,
-                clients.lambda_client,
+                clients.lambda_in,
                 retrier,
                 iam_client=iam_client,
                 dry_run=dry_run,
@@ -496,20 +447,20 @@ def _run_and_render(
             )
     except fleet.FleetInterrupted as interrupted:
         if as_json:
-            print_json(interrupted.result.to_dict())
+            outcome.set_result(interrupted.result.to_dict())
         else:
             _render_fleet(interrupted.result, verbose=verbose)
         sys.stderr.write(_interrupted_summary(interrupted.result, clients.context))
         raise interrupted.cause from None
     if as_json:
-        print_json(result.to_dict())
+        outcome.set_result(result.to_dict())
     else:
         _render_fleet(result, verbose=verbose)
     unreachable = clients.context.unreachable_error(f"{result.kind} the functions")
     if unreachable is not None:
         raise unreachable
     if result.failed:
-        raise typer.Exit(1)
+        outcome.exit_with(ExitCode.CHECK_FAILED)
 
 
 def _interrupted_summary(result: fleet.FleetResult, context: AwsContext) -> str:

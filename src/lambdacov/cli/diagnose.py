@@ -8,8 +8,6 @@ one JSON document for ``--json``.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -21,25 +19,29 @@ from rich.text import Text
 from lambdacov import alarms as alarm_core
 from lambdacov import logs as log_core
 from lambdacov.aws import DEFAULT_TIMEOUT, translating
+from lambdacov.cli import outcome
 from lambdacov.cli._options import (
     EndpointUrl,
+    Everything,
+    Excludes,
+    Functions,
     JsonOutput,
+    Patterns,
+    Prefix,
     Profile,
     Region,
+    Tags,
     Timeout,
     Verbose,
-    aws_context,
+    aws_clients,
     bucket_name,
     console,
-    print_json,
+    data_prefix,
+    selection,
 )
 from lambdacov.doctor import AREAS, Check, DoctorReport, DoctorRequest, run_doctor
 from lambdacov.errors import UsageError
 
-Functions = Annotated[
-    list[str] | None,
-    typer.Argument(help="Function names or ARNs.", show_default=False),
-]
 RequiredFunctions = Annotated[list[str], typer.Argument(help="Function names.", show_default=False)]
 Since = Annotated[str, typer.Option("--since", help="How far back to look: 30m, 1h, 2d, 1h30m.")]
 
@@ -66,16 +68,10 @@ def register(app: typer.Typer) -> None:
 def doctor_command(
     functions: Functions = None,
     *,
-    patterns: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--pattern", help="Also check the region's functions whose name matches this regex."
-        ),
-    ] = None,
-    tags: Annotated[
-        list[str] | None,
-        typer.Option("--tag", help="Also check the region's functions with this tag (KEY=VALUE)."),
-    ] = None,
+    pattern: Patterns = None,
+    tag: Tags = None,
+    everything: Everything = False,
+    exclude: Excludes = None,
     bucket: Annotated[
         str | None,
         typer.Option(
@@ -84,9 +80,7 @@ def doctor_command(
             callback=bucket_name,
         ),
     ] = None,
-    prefix: Annotated[
-        str, typer.Option("--prefix", help="The key prefix the --bucket checks write under.")
-    ] = "coverage/",
+    prefix: Prefix = None,
     since: Since = "1h",
     invoke: Annotated[
         bool,
@@ -106,29 +100,30 @@ def doctor_command(
 
     Every check has a stable code (docs/doctor.md).
     """
-    context = aws_context(profile, region, endpoint_url, timeout)
-    session = context.session()
+    # No function at all is fine: the doctor then checks AWS access (and any --bucket).
+    chosen = (
+        selection(functions, pattern, tag, everything, exclude)
+        if functions or pattern or tag or everything or exclude
+        else None
+    )
+    clients = aws_clients(profile, region, endpoint_url, timeout)
     request = DoctorRequest(
-        functions=tuple(functions or ()),
-        patterns=tuple(patterns or ()),
-        tags=tuple(tags or ()),
-        region=context.region or session.region_name,
+        selection=chosen,
+        region=clients.region,
         since=log_core.parse_since(since),
         invoke=invoke,
         bucket=bucket,
-        prefix=prefix if not prefix or prefix.endswith("/") else prefix + "/",
+        prefix=data_prefix(prefix),
     )
-    report = run_doctor(
-        lambda service, where, read_timeout=None: context.client(
-            service, session, region=where, read_timeout=read_timeout
-        ),
-        request,
-    )
+    report = run_doctor(clients, request)
     if as_json:
-        print_json(report.to_dict())
+        outcome.set_result(report.to_dict())
     else:
         _render_report(report, verbose=verbose)
-    raise typer.Exit(int(report.exit_code))
+    unreachable = report.unreachable_error()
+    if unreachable is not None:
+        raise unreachable
+    outcome.exit_with(report.exit_code)
 
 
 def _render_report(report: DoctorReport, *, verbose: bool) -> None:
@@ -190,18 +185,18 @@ def logs_command(
     verbose: Verbose = False,
 ) -> None:
     """Search the function's CloudWatch logs; lambdacov's JSON lines are shown readably."""
-    context = aws_context(profile, region, endpoint_url, timeout)
+    clients = aws_clients(profile, region, endpoint_url, timeout)
     window = log_core.parse_since(since)
     start = int((time.time() - window.total_seconds()) * 1000)
     with translating("read the function's logs", function):
-        group = log_core.log_group_for(context.client("lambda"), function)
-        client = context.client("logs")
+        group = log_core.log_group_for(clients.get("lambda"), function)
+        client = clients.get("logs")
         if follow:
             _follow(client, group, pattern, start, as_json=as_json)
             return
         events = list(log_core.search(client, group, start_ms=start, pattern=pattern))
     if as_json:
-        print_json(
+        outcome.set_result(
             {"log_group": group, "pattern": pattern, "events": [e.to_dict() for e in events]}
         )
         return
@@ -226,11 +221,12 @@ def _render_event(out: Any, event: log_core.LogEvent) -> None:
 
 def _follow(client: Any, group: str, pattern: str, start: int, *, as_json: bool) -> None:
     out = console()
+    if as_json:
+        outcome.json_lines()
     try:
         for event in log_core.follow(client, group, start_ms=start, pattern=pattern):
             if as_json:  # one JSON document per line while following
-                sys.stdout.write(json.dumps(event.to_dict(), sort_keys=True) + "\n")
-                sys.stdout.flush()
+                outcome.print_line(event.to_dict())
             else:
                 _render_event(out, event)
     except KeyboardInterrupt:
@@ -282,12 +278,12 @@ def alarms_create_command(
         period=period,
         evaluation_periods=evaluation_periods,
     )
-    context = aws_context(profile, region, endpoint_url, timeout)
+    clients = aws_clients(profile, region, endpoint_url, timeout)
     specs = [
         spec for name in _names(functions) for spec in alarm_core.plan_alarms(name, thresholds)
     ]
     with translating("create the alarms"):
-        result = alarm_core.create_alarms(context.client("cloudwatch"), specs, actions or ())
+        result = alarm_core.create_alarms(clients.get("cloudwatch"), specs, actions or ())
     _render_alarms(result, specs, as_json=as_json)
 
 
@@ -302,12 +298,12 @@ def alarms_delete_command(
     as_json: JsonOutput = False,
 ) -> None:
     """Delete the alarms `alarms create` made for each function (absent ones are fine)."""
-    context = aws_context(profile, region, endpoint_url, timeout)
+    clients = aws_clients(profile, region, endpoint_url, timeout)
     names = [
         alarm_core.alarm_name(name, kind) for name in _names(functions) for kind in alarm_core.KINDS
     ]
     with translating("delete the alarms"):
-        result = alarm_core.delete_alarms(context.client("cloudwatch"), names)
+        result = alarm_core.delete_alarms(clients.get("cloudwatch"), names)
     _render_alarms(result, [], as_json=as_json)
 
 
@@ -325,7 +321,7 @@ def _render_alarms(
     if as_json:
         document: dict[str, Any] = result.to_dict()
         document["alarms"] = [spec.arguments() for spec in specs]
-        print_json(document)
+        outcome.set_result(document)
         return
     out = console()
     by_name = {spec.name: spec for spec in specs}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from lambdacov.cli import outcome
 from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, LayerBuild, build_layer
 from lambdacov.layer.build import default_output_name
 from lambdacov.layer.targets import host_python
@@ -74,7 +74,7 @@ def build_layer_command(
     for warning in result.warnings:
         errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        outcome.set_result(result.to_dict())
     else:
         # soft_wrap keeps hashes on one line, whole, for copy and paste.
         Console().print(_summary(result), soft_wrap=True)

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from lambdacov.cli import outcome
 from lambdacov.errors import ExitCode, UsageError
 from lambdacov.layer.targets import host_python
 from lambdacov.local import InvocationResult, LocalLambda, LogLine
@@ -115,14 +116,12 @@ def invoke(
                 _print_result(result, show_logs=not verbose)
         shutdown_logs = function.shutdown()
     if as_json:
-        typer.echo(json.dumps([result.to_dict() for result in results], indent=2))
+        outcome.set_result([result.to_dict() for result in results])
     elif not verbose and any(not result.ok for result in results):
         for line in shutdown_logs:
             _print_log(line)
     if any(not result.ok for result in results):
-        # SystemExit rather than typer.Exit: main() runs click with
-        # standalone_mode=False, which turns typer.Exit into a return value.
-        raise SystemExit(int(ExitCode.CHECK_FAILED))
+        outcome.exit_with(ExitCode.CHECK_FAILED)
 
 
 def _read_event(event: str | None, event_file: str | None) -> Any:

@@ -20,6 +20,10 @@ Generated from the CLI by `python -m lambdacov.cli.reference > docs/cli.md`; a t
 in step with the code.
 
 Exit codes: {codes}.
+
+Every error line names its slug (`lambdacov: error [no-credentials]: ...`). With `--json`, stdout
+holds one JSON document: `{{"lambdacov", "command", "ok", "exit_code", "result"}}`, or `"error"`
+in place of (or beside) `"result"`. docs/messages.md describes the slugs and the document.
 """
 
 

@@ -7,7 +7,6 @@ returns a :class:`DoctorReport`. Nothing here prints: the CLI renders.
 
 from __future__ import annotations
 
-from lambdacov.doctor.clients import ClientFactory
 from lambdacov.doctor.health import validate_health_document
 from lambdacov.doctor.model import AREAS, CODES, Check, DoctorReport, Status
 from lambdacov.doctor.runner import DoctorRequest, run_doctor
@@ -16,7 +15,6 @@ __all__ = [
     "AREAS",
     "CODES",
     "Check",
-    "ClientFactory",
     "DoctorReport",
     "DoctorRequest",
     "Status",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdacov.aws import error_code
+from lambdacov.aws import error_code, translate
 from lambdacov.doctor.clients import first_line
 from lambdacov.doctor.model import Check, fail, ok
 
@@ -33,6 +33,7 @@ def check_credentials(sts: Any) -> tuple[Check, str | None]:
                 "aws.credentials",
                 f"cannot reach AWS: {code}: {first_line(error)}",
                 _CREDENTIAL_HINTS.get(code, "check credentials, --profile and --endpoint-url"),
+                slug=translate(error, "sts:GetCallerIdentity").slug,
             ),
             None,
         )

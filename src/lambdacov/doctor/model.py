@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from lambdacov.errors import ExitCode
+from lambdacov.errors import AwsError, ExitCode
 
 Status = Literal["ok", "warn", "fail", "skipped"]
 
@@ -122,6 +122,14 @@ class DoctorReport:
     def reachable(self) -> bool:
         """False when AWS could not be reached at all (no credentials, no endpoint)."""
         return not any(c.code == "aws.credentials" and c.status == "fail" for c in self.checks)
+
+    def unreachable_error(self) -> AwsError | None:
+        """Why AWS could not be reached, as the error the CLI reports (None when it was)."""
+        for check in self.checks:
+            if check.code == "aws.credentials" and check.status == "fail":
+                slug = str(check.data.get("slug", "unreachable"))
+                return AwsError(check.detail, check.hint, slug=slug)
+        return None
 
     @property
     def failed(self) -> bool:

@@ -15,23 +15,26 @@ from typing import Any
 
 from coverage_wrapper.models import CoverageConfig
 from lambdacov import logs
-from lambdacov.aws import translating
+from lambdacov.aws import Clients, translating
 from lambdacov.doctor import activity, bucket, configuration, function, health, permissions
-from lambdacov.doctor.clients import ClientFactory, Clients, guard
+from lambdacov.doctor.clients import guard
 from lambdacov.doctor.identity import check_credentials, check_region
 from lambdacov.doctor.model import AREAS, CODES, Check, DoctorReport, skipped
 from lambdacov.doctor.selection import doctor_targets, function_region
+from lambdacov.selection import Selection
 
 _BUCKET_CODES = tuple(code for code in CODES if code.startswith("bucket."))
 
 
 @dataclass(frozen=True)
 class DoctorRequest:
-    """What to check and how far back to look."""
+    """What to check and how far back to look.
 
-    functions: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
+    ``selection`` chooses the functions as for attach (None: no function);
+    ``region`` is the one the clients default to.
+    """
+
+    selection: Selection | None = None
     region: str | None = None
     since: timedelta = timedelta(hours=1)
     invoke: bool = False
@@ -236,25 +239,19 @@ class _Run:
         return checks
 
 
-def run_doctor(factory: ClientFactory, request: DoctorRequest) -> DoctorReport:
+def run_doctor(clients: Clients, request: DoctorRequest) -> DoctorReport:
     """Check AWS access, then each selected function and/or bucket; never raises for a check."""
     region_check = check_region(request.region)
     if region_check.status == "fail":
         return DoctorReport((region_check,), request.region)
-    clients = Clients(factory, request.region)
     credentials, identity = check_credentials(clients.get("sts"))
     head = [credentials, region_check]
     if credentials.status == "fail":
         return DoctorReport(tuple(head), request.region, identity)
     account = (identity or "").split(":")[4] if (identity or "").count(":") >= 5 else ""
     run = _Run(clients, request, account)
-    with translating("list the functions for --pattern/--tag"):
-        names = doctor_targets(
-            lambda region: clients.get("lambda", region),
-            request.functions,
-            request.patterns,
-            request.tags,
-        )
+    with translating("list the functions for --pattern/--tag/--all"):
+        names = doctor_targets(request.selection, clients.lambda_in)
     checks = list(head)
     targets: list[str] = []
     for name in names:
