@@ -200,5 +200,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _usage_error(error: Any) -> UsageError:
     """click's refusal of the command line, as lambdacov's usage error."""
-    path = " ".join(["lambdacov", outcome.command()]).rstrip()
+    name = outcome.command().split(" ", 1)[0]  # a group's help lists its commands
+    known = name in {command for names in COMMAND_MODULES.values() for command in names}
+    path = f"lambdacov {name}" if known else "lambdacov"
     return UsageError(str(error.format_message()), f"see `{path} --help`")
