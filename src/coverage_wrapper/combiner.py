@@ -2,7 +2,7 @@
 
 This is the core of the guide's "combiner function": a Lambda handler (or any
 script) calls it with a bucket, a prefix and an output key. It uses the same
-engine as ``lambdacov combine`` (:mod:`coverage_wrapper.combine_engine`), with
+engine as ``lambdacov combine`` (:mod:`coverage_wrapper.datafiles`), with
 one coverage context per function. Paths stay as Lambda recorded them
 (``/var/task/...``): remapping to a checkout is the CLI's job. Unreadable
 objects are skipped and reported, never fatal.
@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from coverage_wrapper.combine_engine import (
+from coverage_wrapper.datafiles import (
     InvalidDataFileError,
     Merger,
     function_context,

@@ -18,7 +18,7 @@ import pytest
 from botocore.stub import Stubber
 
 from lambdacov import conventions
-from lambdacov.attach import AttachSettings, apply, plan_attach
+from lambdacov.attach.plan import AttachSettings, apply, plan_attach
 from lambdacov.aws import Retrier
 from lambdacov.errors import AwsError
 from tests.support.envelope import result_of

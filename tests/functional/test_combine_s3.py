@@ -17,8 +17,8 @@ import pytest
 
 from lambdacov.aws import Retrier
 from lambdacov.cli import main
-from lambdacov.collect import DOWNLOAD_RETRIER, Downloader, ObjectCache
-from lambdacov.combine import CombineRequest, combine
+from lambdacov.combine.collect import DOWNLOAD_RETRIER, Downloader, ObjectCache
+from lambdacov.combine.merge import CombineRequest, combine
 from tests.support.combine_data import (
     ORDERS,
     as_dict,
@@ -227,8 +227,8 @@ def test_a_version_evicted_by_a_concurrent_run_is_still_combined(
     cache_dir = tmp_path / "cache"
     first = combine(s3, CombineRequest(bucket, source_root=ORDERS, cache_dir=cache_dir))
     assert first.downloaded == 6
-    from lambdacov.collect import Lister
-    from lambdacov.combine import _Accumulator
+    from lambdacov.combine.collect import Lister
+    from lambdacov.combine.merge import _Accumulator
 
     objects = Lister(s3, bucket).list("coverage/").objects
     other_run = ObjectCache(cache_dir)
@@ -330,7 +330,7 @@ def test_network_faults_are_retried_with_backoff(
     retrier = Retrier(
         attempts=6, base_delay=0.1, sleep=sleeps.append, retry_on=DOWNLOAD_RETRIER.retry_on
     )
-    from lambdacov.collect import Lister
+    from lambdacov.combine.collect import Lister
 
     objects = Lister(client, bucket).list("coverage/").objects
     download = Downloader(
@@ -443,7 +443,7 @@ def test_a_large_combine_in_its_own_process_merges_in_a_forked_process_and_match
 ) -> None:
     # The CLI as users run it: a process with no other threads, enough objects for
     # the merge to move to a forked process (the in-process tests merge in-thread).
-    from lambdacov.combine import MERGE_PROCESS_THRESHOLD
+    from lambdacov.combine.merge import MERGE_PROCESS_THRESHOLD
 
     files = put_many(s3, bucket, tmp_path, MERGE_PROCESS_THRESHOLD + 6, seed=11)
     out = tmp_path / "out"
@@ -523,7 +523,7 @@ def test_the_day_partitions_of_a_wide_window_are_found_by_walking(
 ) -> None:
     from datetime import date
 
-    from lambdacov.collect import Lister
+    from lambdacov.combine.collect import Lister
 
     for day in ("2023/12/31", "2024/01/15", "2024/03/02", "2024/06/30"):
         put_data(s3, bucket, tmp_path, {"/var/task/app.py": [1]}, day=day)
@@ -554,7 +554,7 @@ def test_the_day_partitions_of_a_wide_window_are_found_by_walking(
 HTML_SCRIPT = """
 import os, sys
 from pathlib import Path
-import lambdacov.reports as reports
+import lambdacov.combine.reports as reports
 mode, marker = sys.argv[1:3]
 parent, write = os.getpid(), reports._coverage_html
 def watched(*args, **kwargs):

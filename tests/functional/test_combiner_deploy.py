@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from lambdacov.cli import main
-from lambdacov.remote.deploy import CombinerSettings, combiner_policy
+from lambdacov.combine.remote.deploy import CombinerSettings, combiner_policy
 from tests.support.envelope import result_of
 
 
@@ -44,7 +44,7 @@ def test_deploy_creates_then_updates_with_a_least_privilege_role(
 
     aws = boto3.client("lambda", endpoint_url=moto_endpoint, region_name="us-east-1")
     config = aws.get_function_configuration(FunctionName="lambdacov-combiner")
-    assert config["Handler"] == "coverage_wrapper.remote_combiner.handler"
+    assert config["Handler"] == "coverage_wrapper.shard.handler"
     assert config["MemorySize"] == 4096 and config["Timeout"] == 900
     assert [layer["Arn"] for layer in config["Layers"]] == [first["layer_arn"]]
     assert config["Environment"]["Variables"] == {

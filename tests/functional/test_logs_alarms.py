@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from lambdacov import logs
 from lambdacov.cli import main
+from lambdacov.cloudwatch import logs
 from tests.support.envelope import result_of
 
 REGION = "us-east-1"

@@ -19,9 +19,14 @@ from typing import Any
 import pytest
 
 from lambdacov.aws import Retrier
-from lambdacov.combine import CombineRequest, CombineResult, combine
-from lambdacov.remote import LocalInvoker, RemoteCombineError, RemoteSettings, combine_remote
-from lambdacov.reports import ReportPlan, write_reports
+from lambdacov.combine.merge import CombineRequest, CombineResult, combine
+from lambdacov.combine.remote import (
+    LocalInvoker,
+    RemoteCombineError,
+    RemoteSettings,
+    combine_remote,
+)
+from lambdacov.combine.reports import ReportPlan, write_reports
 from tests.support.combine_data import ORDERS, as_dict, random_measurement, read, write_data
 
 pytestmark = pytest.mark.e2e

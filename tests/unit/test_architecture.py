@@ -29,17 +29,10 @@ PARTS = {
     "lambdacov.layer": "layer",
     "lambdacov.local": "local",
     "lambdacov.attach": "attach",
-    "lambdacov.fleet": "attach",
-    "lambdacov.selection": "attach",
-    "lambdacov.record": "attach",
-    "lambdacov.iam": "attach",
-    "lambdacov.collect": "combine",
     "lambdacov.combine": "combine",
-    "lambdacov.reports": "combine",
-    "lambdacov.remote": "remote",
+    "lambdacov.combine.remote": "remote",
+    "lambdacov.cloudwatch": "cloudwatch",
     "lambdacov.doctor": "doctor",
-    "lambdacov.logs": "cloudwatch",
-    "lambdacov.alarms": "cloudwatch",
     "lambdacov.demo": "demo",
 }
 
@@ -123,4 +116,6 @@ def test_the_map_forbids_what_it_must() -> None:
     assert ALLOWED["runtime"] == set()
     assert "doctor" not in ALLOWED["attach"] and "combine" not in ALLOWED["attach"]
     assert "attach" not in ALLOWED["combine"] and "doctor" not in ALLOWED["combine"]
-    assert imports(SRC / "lambdacov" / "reports.py", "lambdacov.reports") >= {"lambdacov.combine"}
+    assert imports(SRC / "lambdacov" / "combine" / "reports.py", "lambdacov.combine.reports") >= {
+        "lambdacov.combine.merge"
+    }

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lambdacov import conventions
-from lambdacov.attach import (
+from lambdacov.attach.plan import (
     MAX_ENVIRONMENT_BYTES,
     AttachSettings,
     FunctionPlan,
@@ -18,9 +18,9 @@ from lambdacov.attach import (
     plan_attach,
     plan_detach,
 )
+from lambdacov.attach.record import TAG_PREFIX, AttachRecord, EnvChange, decode_tags, encode_tags
 from lambdacov.errors import UsageError
 from lambdacov.policy import evaluate
-from lambdacov.record import TAG_PREFIX, AttachRecord, EnvChange, decode_tags, encode_tags
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:orders"

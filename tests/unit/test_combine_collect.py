@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lambdacov.collect import ObjectCache, normalise_prefix, parse_when, partition_prefixes
-from lambdacov.combine import PathRemapper, is_runtime_path
+from lambdacov.combine.collect import ObjectCache, normalise_prefix, parse_when, partition_prefixes
+from lambdacov.combine.merge import PathRemapper, is_runtime_path
+from lambdacov.combine.reports import atomic_directory, atomic_file
 from lambdacov.errors import UsageError
-from lambdacov.reports import atomic_directory, atomic_file
 
 NOW = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lambdacov.combine import MERGE_PROCESS_THRESHOLD
+from lambdacov.combine.merge import MERGE_PROCESS_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,8 +22,8 @@ SCRIPT = textwrap.dedent(
     import json, random, sys, threading
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
-    from lambdacov.collect import Fetched
-    from lambdacov.combine import MERGE_PROCESS_THRESHOLD, PathRemapper, _Merging
+    from lambdacov.combine.collect import Fetched
+    from lambdacov.combine.merge import MERGE_PROCESS_THRESHOLD, PathRemapper, _Merging
     from tests.support.combine_data import ORDERS, random_measurement, write_data
 
     work = Path(sys.argv[1])
@@ -83,7 +83,7 @@ LOCAL_SCRIPT = textwrap.dedent(
     import json, os, random, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
-    import lambdacov.combine as combine
+    import lambdacov.combine.merge as combine
     from tests.support.combine_data import ORDERS, object_name, random_measurement, write_data
 
     work = Path(sys.argv[1])
@@ -129,7 +129,7 @@ ORPHAN_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, sys.argv[1])
-    from lambdacov.combine import _MergeProcess
+    from lambdacov.combine.merge import _MergeProcess
 
     process = _MergeProcess.start()
     print(process._process.pid, flush=True)

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from lambdacov.cloudwatch.logs import LogEvent, describe, format_span, matches, parse_since
 from lambdacov.doctor.activity import cause_of
 from lambdacov.errors import UsageError
-from lambdacov.logs import LogEvent, describe, format_span, matches, parse_since
 
 JSON_ERROR = json.dumps(
     {

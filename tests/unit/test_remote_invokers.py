@@ -10,10 +10,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambdacov.aws import Retrier
-from lambdacov.combine import CombineRequest
+from lambdacov.combine.merge import CombineRequest
+from lambdacov.combine.remote import AwsInvoker, ShardFailed
+from lambdacov.combine.remote.run import RemoteSettings, _Runner
 from lambdacov.errors import AwsError, UsageError
-from lambdacov.remote import AwsInvoker, ShardFailed
-from lambdacov.remote.run import RemoteSettings, _Runner
 
 
 class FakeLambda:

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from coverage_wrapper.remote_combiner import ShardEventError, ShardSpec, key_bucket
+from coverage_wrapper.shard import ShardEventError, ShardSpec, key_bucket
+from lambdacov.combine.remote import plan
 from lambdacov.errors import UsageError
-from lambdacov.remote import plan
 
 DAY = date(2024, 1, 15)
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from coverage_wrapper.errors import error_code
-from lambdacov import aws, collect
+from lambdacov import aws
 from lambdacov.aws import Retrier
+from lambdacov.combine import collect
 from lambdacov.layer import wheels
 from lambdacov.layer.publish import newest_layer_version
 from lambdacov.paths import cache_root

@@ -35,11 +35,13 @@ from lambdacov.errors import (
 # Each module under lambdacov.cli with the top-level commands it adds. A module adds
 # them with ``register(app)``; one without it is a sub-app added under its name.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "layer": ("build-layer",),
-    "deploy": ("publish-layer", "attach", "detach"),
+    "layer": ("build-layer", "publish-layer"),
+    "attach": ("attach", "detach"),
     "combine": ("combine",),
     "combiner": ("combiner",),
-    "diagnose": ("doctor", "logs", "alarms"),
+    "doctor": ("doctor",),
+    "logs": ("logs",),
+    "alarms": ("alarms",),
     "demo": ("demo",),
     "local": ("local",),
 }

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Annotated, Any
 
@@ -29,9 +30,9 @@ import typer
 from rich.console import Console
 
 from coverage_wrapper.models import CoverageConfig
+from lambdacov.attach.selection import Selection
 from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, CallGuard, Clients
 from lambdacov.errors import ExitCode, UsageError
-from lambdacov.selection import Selection
 
 Profile = Annotated[
     str | None, typer.Option("--profile", help="AWS profile to use (as the AWS CLI's).")
@@ -108,12 +109,12 @@ Prefix = Annotated[
 
 def data_prefix(prefix: str | None) -> str:
     """``--prefix`` as keys start: the runtime's default when not given, ending in ``/``."""
-    from lambdacov.collect import normalise_prefix
+    from lambdacov.combine.collect import normalise_prefix
 
     return normalise_prefix(DEFAULT_PREFIX if prefix is None else prefix)
 
 
-# Choosing functions: the same for every command that acts on several (lambdacov.selection).
+# Choosing functions: the same for every command that acts on several (lambdacov.attach.selection).
 Functions = Annotated[
     list[str] | None,
     typer.Argument(help="Function names or ARNs.", show_default=False),
@@ -237,3 +238,27 @@ def progress_console() -> Console | None:
     """Where progress bars go: stderr on a terminal, nowhere on a pipe."""
     err = Console(stderr=True)
     return err if err.is_terminal else None
+
+
+Since = Annotated[str, typer.Option("--since", help="How far back to look: 30m, 1h, 2d, 1h30m.")]
+
+
+@contextlib.contextmanager
+def progress_bar(err: Any, label: str, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on a terminal, nothing on a pipe; yields the function that advances it."""
+    if err is None or total == 0:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    lock = threading.Lock()
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task(label, total=total)
+
+        def advance() -> None:
+            with lock:
+                progress.advance(task)
+
+        yield advance

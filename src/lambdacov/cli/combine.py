@@ -30,10 +30,10 @@ from lambdacov.cli._options import (
     data_prefix,
     progress_console,
 )
-from lambdacov.collect import DOWNLOAD_WORKERS, default_cache_dir, parse_when
-from lambdacov.combine import CombineRequest, CombineResult, combine, upload_combined
+from lambdacov.combine.collect import DOWNLOAD_WORKERS, default_cache_dir, parse_when
+from lambdacov.combine.merge import CombineRequest, CombineResult, combine, upload_combined
+from lambdacov.combine.reports import ReportPlan, Reports, check_plan, write_reports
 from lambdacov.errors import ExitCode, NoDataError, UsageError
-from lambdacov.reports import ReportPlan, Reports, check_plan, write_reports
 from lambdacov.untrusted import printable
 
 SHOWN = 20  # paths and keys listed in a warning before "... and N more"

@@ -1,6 +1,6 @@
 """``lambdacov combiner deploy``, and the ``combine --remote`` entry point for cli/combine.py.
 
-The core is :mod:`lambdacov.remote`; this module makes the clients, calls it,
+The core is :mod:`lambdacov.combine.remote`; this module makes the clients, calls it,
 and renders.
 """
 
@@ -28,14 +28,14 @@ from lambdacov.cli._options import (
     data_prefix,
     print_json,
 )
-from lambdacov.collect import normalise_prefix
-from lambdacov.combine import CombineRequest
+from lambdacov.combine.collect import normalise_prefix
+from lambdacov.combine.merge import CombineRequest
+from lambdacov.combine.remote import RemoteCombineResult, RemoteSettings, RemoteStats
+from lambdacov.combine.remote import deploy as combiner_deploy
+from lambdacov.combine.remote.executor import combine_with_executor
+from lambdacov.combine.remote.plan import check_output_prefix, default_output_prefix
 from lambdacov.errors import UsageError
 from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS
-from lambdacov.remote import RemoteCombineResult, RemoteSettings, RemoteStats
-from lambdacov.remote import deploy as combiner_deploy
-from lambdacov.remote.executor import combine_with_executor
-from lambdacov.remote.plan import check_output_prefix, default_output_prefix
 
 app = typer.Typer(
     help="The combiner function that `lambdacov combine --remote` fans out to.",

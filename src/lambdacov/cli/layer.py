@@ -1,23 +1,53 @@
-"""`lambdacov build-layer`: parse the options, build the layer, render the result."""
+"""`lambdacov build-layer` and `publish-layer`: the layer, built and published."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
+from lambdacov.aws import DEFAULT_TIMEOUT, Retrier
 from lambdacov.cli import outcome
-from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, LayerBuild, build_layer
-from lambdacov.layer.build import default_output_name
+from lambdacov.cli._options import (
+    Concurrency,
+    EndpointUrl,
+    JsonOutput,
+    Profile,
+    Regions,
+    Timeout,
+    Verbose,
+    aws_clients,
+    console,
+    progress_bar,
+    progress_console,
+)
+from lambdacov.errors import ExitCode, UsageError
+from lambdacov.layer import (
+    SUPPORTED_ARCHS,
+    SUPPORTED_PYTHONS,
+    LayerBuild,
+    build_layer,
+    default_output_name,
+)
+from lambdacov.layer.publish import (
+    Grant,
+    LayerArtifact,
+    PublishedLayer,
+    PublishFailure,
+    publish_everywhere,
+)
 from lambdacov.layer.targets import host_python
 
 
 def register(app: typer.Typer) -> None:
-    """Add the layer commands to the root app."""
+    """Add build-layer and publish-layer to the root app."""
     app.command("build-layer")(build_layer_command)
+    app.command("publish-layer")(publish_layer_command)
 
 
 def build_layer_command(
@@ -101,3 +131,163 @@ def _summary(result: LayerBuild) -> Text:
         text.append(f"\n  {label:<13} ", style="dim")
         text.append(value)
     return text
+
+
+def publish_layer_command(
+    *,
+    python: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--python",
+            help=f"Python version to publish for (repeatable): {', '.join(SUPPORTED_PYTHONS)}.",
+            show_default="all of them",
+        ),
+    ] = None,
+    arch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arch",
+            help=f"Architecture to publish for (repeatable): {', '.join(SUPPORTED_ARCHS)}.",
+            show_default="both",
+        ),
+    ] = None,
+    zips: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--zip",
+            help="Publish this zip from `lambdacov build-layer` instead of building (repeatable).",
+        ),
+    ] = None,
+    wheel_dir: Annotated[
+        Path | None,
+        typer.Option(help="Take coverage wheels from this directory, never from PyPI."),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where downloaded wheels are kept.", show_default="the user's cache"),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="Let every AWS account use the layer versions.")
+    ] = False,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--principal",
+            help="Let this account id or organization id (o-...) use the layer (repeatable).",
+        ),
+    ] = None,
+    concurrency: Concurrency = 8,
+    profile: Profile = None,
+    region: Regions = None,
+    endpoint_url: EndpointUrl = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    as_json: JsonOutput = False,
+    verbose: Verbose = False,
+) -> None:
+    """Build the layers and publish each in every region, unless that version is already there."""
+    grants = ([Grant.public()] if public else []) + [Grant.parse(p) for p in principal or []]
+    if zips and (python or arch):
+        raise UsageError("--zip publishes existing zips: leave out --python and --arch")
+    clients = aws_clients(profile, None, endpoint_url, timeout)
+    # The default region's client: a bad profile or no region fails here, before building.
+    default_region = str(clients.get("lambda").meta.region_name)
+    regions = list(dict.fromkeys(region or [default_region]))
+    err = progress_console()
+    shown = err if err is not None and not as_json else None
+    with tempfile.TemporaryDirectory(prefix="lambdacov-publish-") as scratch:
+        if zips:
+            artifacts = [LayerArtifact.from_zip(path) for path in zips]
+        else:
+            artifacts = _build_all(
+                python or list(SUPPORTED_PYTHONS),
+                arch or list(SUPPORTED_ARCHS),
+                Path(scratch),
+                wheel_dir,
+                cache_dir,
+                verbose=verbose,
+            )
+        with progress_bar(shown, "Publishing", len(artifacts) * len(regions)) as advance:
+            published, failures = publish_everywhere(
+                artifacts,
+                regions,
+                clients.lambda_in,
+                retrier=Retrier(),
+                grants=grants,
+                concurrency=concurrency,
+                on_done=lambda _outcome: advance(),
+            )
+    unreachable = clients.context.unreachable_error("publish the layers")
+    if unreachable is not None and not published:
+        raise unreachable
+    if as_json:
+        outcome.set_result(
+            {
+                "layers": [layer.to_dict() for layer in _ordered(published)],
+                "failures": [vars(failure) for failure in failures],
+            }
+        )
+    else:
+        _render_published(published, failures)
+    if failures:
+        outcome.exit_with(ExitCode.AWS)
+
+
+def _build_all(
+    pythons: list[str],
+    archs: list[str],
+    scratch: Path,
+    wheel_dir: Path | None,
+    cache_dir: Path | None,
+    *,
+    verbose: bool,
+) -> list[LayerArtifact]:
+    artifacts = []
+    err = progress_console()
+    for version in dict.fromkeys(pythons):
+        for architecture in dict.fromkeys(archs):
+            output = scratch / default_output_name(version, architecture)
+            if err is not None:
+                with err.status(f"Building the layer for Python {version} {architecture}..."):
+                    build = build_layer(
+                        version, architecture, output, wheel_dir=wheel_dir, cache_dir=cache_dir
+                    )
+            else:
+                build = build_layer(
+                    version, architecture, output, wheel_dir=wheel_dir, cache_dir=cache_dir
+                )
+            # stderr, like build-layer: a layer without .pyc is slower to start, worth knowing.
+            for warning in build.warnings:
+                typer.echo(f"warning: {warning}", err=True)
+            if verbose:
+                typer.echo(
+                    f"built {build.runtime} {build.arch}: {build.size_bytes:,} bytes, "
+                    f"{build.content_hash}, coverage {build.coverage_version}",
+                    err=True,
+                )
+            artifacts.append(LayerArtifact.from_build(build))
+    return artifacts
+
+
+def _ordered(published: tuple[PublishedLayer, ...]) -> list[PublishedLayer]:
+    return sorted(published, key=lambda layer: (layer.region, layer.layer_name))
+
+
+def _render_published(
+    published: tuple[PublishedLayer, ...], failures: tuple[PublishFailure, ...]
+) -> None:
+    # One line per layer, never a table: ARNs are for copying and must stay whole.
+    out = console()
+    for layer in _ordered(published):
+        result = "published" if layer.published else "unchanged"
+        if layer.granted:
+            result += f", granted {', '.join(layer.granted)}"
+        out.print(f"{layer.arn}  [dim]({result})[/dim]", soft_wrap=True, highlight=False)
+    for failure in failures:
+        out.print(
+            f"[red]failed[/red] {escape(failure.layer_name)} in {escape(failure.region)}: "
+            f"{escape(failure.message)}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        if failure.hint:
+            out.print(f"  hint: {escape(failure.hint)}", soft_wrap=True, highlight=False)

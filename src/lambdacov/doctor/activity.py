@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coverage_wrapper.s3_uploader import generate_s3_key
-from lambdacov import logs
 from lambdacov.aws import error_code
+from lambdacov.cloudwatch import logs
 from lambdacov.doctor.model import Check, fail, ok, skipped, warn
 
 #: How far back the newest coverage object is looked for, one date partition per day.

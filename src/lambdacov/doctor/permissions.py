@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lambdacov.attach.iam import FunctionArn, kms_key_resource, role_name, role_policies
 from lambdacov.aws import error_code
 from lambdacov.doctor.model import Check, fail, ok, warn
-from lambdacov.iam import FunctionArn, kms_key_resource, role_name, role_policies
 from lambdacov.policy import evaluate
 
 

@@ -14,14 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coverage_wrapper.models import CoverageConfig
-from lambdacov import logs
+from lambdacov.attach.selection import Selection
 from lambdacov.aws import Clients, translating
+from lambdacov.cloudwatch import logs
 from lambdacov.doctor import activity, bucket, configuration, function, health, permissions
 from lambdacov.doctor.clients import guard
 from lambdacov.doctor.identity import check_credentials, check_region
 from lambdacov.doctor.model import AREAS, CODES, Check, DoctorReport, skipped
 from lambdacov.doctor.selection import doctor_targets, function_region
-from lambdacov.selection import Selection
 
 _BUCKET_CODES = tuple(code for code in CODES if code.startswith("bucket."))
 

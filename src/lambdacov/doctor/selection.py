@@ -1,6 +1,6 @@
 """Which functions the doctor checks: the same selection as attach's, unread names kept.
 
-Listing, matching and ``--exclude`` are ``lambdacov.selection``'s, so
+Listing, matching and ``--exclude`` are ``lambdacov.attach.selection``'s, so
 ``doctor --all --exclude X`` checks the functions ``attach --all --exclude X``
 would change. Named functions are kept even when they cannot be read, so that
 ``function.exists`` reports them.
@@ -12,8 +12,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from lambdacov.attach.selection import Selection, select_functions
 from lambdacov.aws import Retrier
-from lambdacov.selection import Selection, select_functions
 
 
 def doctor_targets(

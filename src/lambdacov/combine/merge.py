@@ -1,6 +1,6 @@
 """``lambdacov combine``'s core: objects in S3 -> one combined, remapped coverage data set.
 
-The merge is the runtime's engine (:mod:`coverage_wrapper.combine_engine`),
+The merge is the runtime's engine (:mod:`coverage_wrapper.datafiles`),
 so the combiner Lambda and the CLI agree. Around it this module adds what a
 developer's machine needs:
 
@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from coverage_wrapper.combine_engine import (
+from coverage_wrapper.datafiles import (
     Combined,
     InvalidDataFileError,
     Merger,
@@ -39,7 +39,7 @@ from coverage_wrapper.combine_engine import (
     read_data_file,
 )
 from lambdacov.aws import translating
-from lambdacov.collect import (
+from lambdacov.combine.collect import (
     DOWNLOAD_WORKERS,
     LIST_WORKERS,
     Downloader,

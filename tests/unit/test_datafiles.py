@@ -10,14 +10,14 @@ from pathlib import Path
 import coverage
 import pytest
 
-from coverage_wrapper import combine_engine
-from coverage_wrapper.combine_engine import (
+from coverage_wrapper import datafiles
+from coverage_wrapper.datafiles import (
     InvalidDataFileError,
     Merger,
     function_from_key,
     read_data_file,
 )
-from lambdacov.combine import PathRemapper, merge_local
+from lambdacov.combine.merge import PathRemapper, merge_local
 from tests.support.combine_data import (
     ORDERS,
     as_dict,
@@ -71,7 +71,7 @@ def test_fallback_reader_for_another_schema_gives_the_same_data(
 ) -> None:
     files = _inputs(tmp_path, 5, branch=True)
     direct = [read_data_file(path) for path in files]
-    monkeypatch.setattr(combine_engine, "KNOWN_SCHEMA_VERSION", -1)  # every file is "other"
+    monkeypatch.setattr(datafiles, "KNOWN_SCHEMA_VERSION", -1)  # every file is "other"
     via_api = [read_data_file(path) for path in files]
     assert via_api == direct
 
@@ -224,7 +224,7 @@ def test_two_file_ids_for_one_path_keep_both_ids_arcs(tmp_path: Path) -> None:
 
 
 def test_arcs_at_the_edges_of_the_line_range_are_read(tmp_path: Path) -> None:
-    top = combine_engine.MAX_LINE
+    top = datafiles.MAX_LINE
     edges = [(-top, top), (top, -top), (-1, 0)]
     path = write_data(tmp_path / "edge.coverage", {"/var/task/app.py": edges}, branch=True)
     merger = Merger()
@@ -288,7 +288,7 @@ def test_a_bad_file_is_skipped_and_the_rest_combined(tmp_path: Path) -> None:
 def test_too_many_paths_in_one_object_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(combine_engine, "MAX_FILES_PER_OBJECT", 10)
+    monkeypatch.setattr(datafiles, "MAX_FILES_PER_OBJECT", 10)
     path = write_data(tmp_path / "x.coverage", {f"/var/task/{n}.py": [1] for n in range(11)})
     with pytest.raises(InvalidDataFileError, match="implausible"):
         read_data_file(path)
@@ -322,4 +322,4 @@ def test_numbits_helpers_agree_with_coverage() -> None:
 
     nums = [1, 7, 8, 63, 64, 65, 1000]
     bits = int.from_bytes(nums_to_numbits(nums), "little")
-    assert combine_engine.bits_to_lines(bits) == nums
+    assert datafiles.bits_to_lines(bits) == nums

@@ -22,10 +22,9 @@ from typing import Any, Literal
 
 from coverage_wrapper.errors import ConfigurationError
 from coverage_wrapper.models import CoverageConfig
-from lambdacov import conventions, iam
-from lambdacov.aws import Retrier, translating
-from lambdacov.errors import AwsError, UsageError
-from lambdacov.record import (
+from lambdacov import conventions
+from lambdacov.attach import iam
+from lambdacov.attach.record import (
     MAX_TAGS,
     AttachRecord,
     EnvChange,
@@ -34,6 +33,8 @@ from lambdacov.record import (
     encode_tags,
     record_tag_keys,
 )
+from lambdacov.aws import Retrier, translating
+from lambdacov.errors import AwsError, UsageError
 
 #: Lambda's limits: layers per function, and the environment's size (its JSON, in bytes).
 MAX_LAYERS = 5

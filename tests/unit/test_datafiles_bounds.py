@@ -33,7 +33,7 @@ RSS_BOUND_MB = 400
 PIPELINE = r"""
 import json, sys
 from pathlib import Path
-from coverage_wrapper import combine_engine as engine
+from coverage_wrapper import datafiles as engine
 mode, output, *paths = sys.argv[1:]
 if mode == "fallback":  # every file read through coverage.py's API
     engine.KNOWN_SCHEMA_VERSION = -1
@@ -162,7 +162,7 @@ def test_ctrl_c_ends_a_read_that_spins_inside_sqlite(tmp_path: Path) -> None:
     edit(path, f"drop table file; create view file as {ENDLESS};")
     code = (
         "import sys, time\nfrom pathlib import Path\n"
-        "from coverage_wrapper import combine_engine as engine\n"
+        "from coverage_wrapper import datafiles as engine\n"
         "print('ready', flush=True)\n"
         "deadline = time.monotonic() + 30\n"
         "while time.monotonic() < deadline:\n"
@@ -194,7 +194,7 @@ def test_ctrl_c_ends_a_read_that_spins_inside_sqlite(tmp_path: Path) -> None:
 
 GUARDED = r"""
 import json, os, signal, sys, threading, time
-from coverage_wrapper import combine_engine as engine
+from coverage_wrapper import datafiles as engine
 budget, interrupt_after = float(sys.argv[1]), float(sys.argv[2])
 endless = sys.argv[3]
 engine.READ_TIME_BUDGET = budget
@@ -350,10 +350,10 @@ def test_dense_line_data_beyond_the_line_count_bound_is_refused(tmp_path: Path) 
 
 
 def test_the_bounds_are_the_documented_ones() -> None:
-    from coverage_wrapper import combine_engine
+    from coverage_wrapper import datafiles
 
-    assert combine_engine.MAX_LINE == LINE_BOUND
-    assert combine_engine.MAX_CONTEXTS_PER_OBJECT == CONTEXT_BOUND
+    assert datafiles.MAX_LINE == LINE_BOUND
+    assert datafiles.MAX_CONTEXTS_PER_OBJECT == CONTEXT_BOUND
 
 
 def test_a_generated_column_that_makes_a_small_file_read_as_gigabytes_is_refused(
@@ -377,7 +377,7 @@ def test_a_generated_column_that_makes_a_small_file_read_as_gigabytes_is_refused
 
 
 def test_a_key_whose_function_name_is_not_one_is_refused() -> None:
-    from coverage_wrapper.combine_engine import InvalidDataFileError, function_of
+    from coverage_wrapper.datafiles import InvalidDataFileError, function_of
 
     assert function_of("coverage/2024/01/15/orders-api-" + "a" * 32 + ".coverage") == "orders-api"
     for key in ("p/orders|evil-" + "a" * 32 + ".coverage", "p/x\x1b[2J-" + "b" * 32 + ".coverage"):

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from lambdacov.aws import THROTTLING_CODES, error_code, translate
 
 #: The handler of the combiner function (it lives in the layer).
-COMBINER_HANDLER = "coverage_wrapper.remote_combiner.handler"
+COMBINER_HANDLER = "coverage_wrapper.shard.handler"
 # Lambda's own "try again" answers to Invoke, beyond throttling.
 _RETRYABLE_INVOKE = THROTTLING_CODES | {
     "ServiceException",
@@ -67,7 +67,7 @@ class AwsInvoker:
     """Invokes the deployed combiner function synchronously (``RequestResponse``).
 
     The Lambda client must allow a read timeout longer than the function's
-    timeout (see :func:`lambdacov.remote.executor.combine_with_executor`),
+    timeout (see :func:`lambdacov.combine.remote.executor.combine_with_executor`),
     or a long shard would be cut off by the HTTP layer rather than by Lambda.
     """
 

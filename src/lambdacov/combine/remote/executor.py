@@ -2,7 +2,7 @@
 
 The CLI names the executor and supplies the clients; this module chooses the
 invoker (building the layer the local emulators run when needed) and hands it
-to :func:`lambdacov.remote.run.combine_remote`.
+to :func:`lambdacov.combine.remote.run.combine_remote`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,18 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from lambdacov.combine import CombineRequest
+from lambdacov.combine.merge import CombineRequest
+from lambdacov.combine.remote.deploy import DEFAULT_TIMEOUT_SECONDS
+from lambdacov.combine.remote.invokers import AwsInvoker, LocalInvoker
+from lambdacov.combine.remote.run import (
+    Progress,
+    RemoteCombineResult,
+    RemoteSettings,
+    combine_remote,
+)
 from lambdacov.errors import UsageError
 from lambdacov.layer import build_layer
 from lambdacov.layer.targets import host_arch, host_python
-from lambdacov.remote.deploy import DEFAULT_TIMEOUT_SECONDS
-from lambdacov.remote.invokers import AwsInvoker, LocalInvoker
-from lambdacov.remote.run import Progress, RemoteCombineResult, RemoteSettings, combine_remote
 
 EXECUTORS = ("aws", "local")
 #: Seconds the HTTP read of a synchronous invocation may wait beyond the function's own timeout.

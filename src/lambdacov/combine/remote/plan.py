@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from coverage_wrapper.combine_engine import function_from_key
+from coverage_wrapper.datafiles import function_from_key
 from lambdacov.errors import UsageError
 
 #: A day is closed (its objects final) this long after its end, UTC.
@@ -113,7 +113,7 @@ class Shard:
         manifest_key: str,
         exclude: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """The combiner's event for this shard (see coverage_wrapper.remote_combiner)."""
+        """The combiner's event for this shard (see coverage_wrapper.shard)."""
         event: dict[str, Any] = {
             "bucket": bucket,
             "root": root,

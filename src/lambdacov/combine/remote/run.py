@@ -4,7 +4,7 @@
    has passed) whose kept partial exists for this filter is reused as is: it
    is neither listed nor combined again.
 2. List the other days (as ``combine`` does: partition-pruned, concurrent) and
-   plan shards (:mod:`lambdacov.remote.plan`).
+   plan shards (:mod:`lambdacov.combine.remote.plan`).
 3. Invoke the combiner for every shard, a bounded number at a time; a failed
    invocation is retried with backoff and, if it keeps failing, the whole run
    fails naming the shards. No shard is ever dropped from the result.
@@ -30,9 +30,9 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from coverage_wrapper.combine_engine import InvalidDataFileError, Merger, read_data_file
+from coverage_wrapper.datafiles import InvalidDataFileError, Merger, read_data_file
 from lambdacov.aws import Retrier, translating
-from lambdacov.collect import (
+from lambdacov.combine.collect import (
     LIST_WORKERS,
     Lister,
     Listing,
@@ -42,10 +42,10 @@ from lambdacov.collect import (
     normalise_prefix,
     worker_pool,
 )
-from lambdacov.combine import CombineRequest, CombineResult, PathRemapper
+from lambdacov.combine.merge import CombineRequest, CombineResult, PathRemapper
+from lambdacov.combine.remote import plan
+from lambdacov.combine.remote.invokers import Invoker
 from lambdacov.errors import ExitCode, LambdacovError
-from lambdacov.remote import plan
-from lambdacov.remote.invokers import Invoker
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 

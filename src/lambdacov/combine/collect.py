@@ -308,7 +308,7 @@ def _number(child: str, parent: str) -> int | None:
 
 
 def _function(key: str) -> str:
-    from coverage_wrapper.combine_engine import function_from_key
+    from coverage_wrapper.datafiles import function_from_key
 
     return function_from_key(key)
 

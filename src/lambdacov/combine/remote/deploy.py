@@ -1,7 +1,7 @@
 """The combiner function: plan it (pure), then create or update it and its role.
 
 The function's code is a one-file zip; its handler,
-``coverage_wrapper.remote_combiner.handler``, comes from the lambdacov layer.
+``coverage_wrapper.shard.handler``, comes from the lambdacov layer.
 Without ``--role-arn`` it gets its own role whose inline policy is least
 privilege for what a shard does:
 
@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coverage_wrapper.remote_combiner import BUCKET_VAR, OUTPUT_PREFIX_VAR, PREFIX_VAR
+from coverage_wrapper.shard import BUCKET_VAR, OUTPUT_PREFIX_VAR, PREFIX_VAR
+from lambdacov.attach.iam import POLICY_VERSION
 from lambdacov.aws import Retrier, error_code, translating
-from lambdacov.iam import POLICY_VERSION
+from lambdacov.combine.remote.invokers import COMBINER_HANDLER
 from lambdacov.layer import build_layer
 from lambdacov.layer.publish import LayerArtifact, publish_layer
 from lambdacov.layer.zipfile_repro import ZipEntry, write_reproducible_zip
-from lambdacov.remote.invokers import COMBINER_HANDLER
 
 DEFAULT_FUNCTION_NAME = "lambdacov-combiner"
 DEFAULT_MEMORY_MB = 2048  # ~1.2 vCPU: reading data files is CPU-bound
@@ -53,7 +53,7 @@ TRUST_POLICY = {
 #: The layer a dry run's plan names when no --layer-arn is given (one is published on deploy).
 LAYER_PUBLISHED_ON_DEPLOY = "(published on deploy)"
 _README = (
-    b"lambdacov combiner: the handler (coverage_wrapper.remote_combiner.handler) is in the\n"
+    b"lambdacov combiner: the handler (coverage_wrapper.shard.handler) is in the\n"
     b"lambdacov layer. Deployed by `lambdacov combiner deploy`.\n"
 )
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdacov import __version__
-from lambdacov.combine import CombineResult
+from lambdacov.combine.merge import CombineResult
 from lambdacov.errors import UsageError
 from lambdacov.untrusted import markdown_code, markdown_text, printable
 

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lambdacov import conventions, iam
-from lambdacov.attach import (
+from lambdacov import conventions
+from lambdacov.attach import iam
+from lambdacov.attach.plan import (
     AttachSettings,
     FunctionPlan,
     Step,
@@ -31,10 +32,10 @@ from lambdacov.attach import (
     plan_attach,
     plan_detach,
 )
+from lambdacov.attach.selection import Missing, SelectedFunction
 from lambdacov.aws import STOP_GRACE, Abandoned, CallGuard, Retrier, map_calls, translating
 from lambdacov.errors import AwsError, LambdacovError, UsageError
 from lambdacov.layer.publish import newest_layer_version
-from lambdacov.selection import Missing, SelectedFunction
 
 Status = Literal[
     "changed", "unchanged", "planned", "skipped", "refused", "failed", "interrupted", "not-started"

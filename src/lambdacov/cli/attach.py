@@ -1,8 +1,8 @@
-"""`lambdacov publish-layer`, `attach` and `detach`: parse, call the core, render.
+"""`lambdacov attach` and `detach`: parse, call the core, render.
 
-Plans and results come from lambdacov.layer.publish and lambdacov.fleet as
-frozen values; this module only turns them into a rich table and diffs for
-people, or one JSON document for ``--json``.
+Plans and results come from lambdacov.attach as frozen values; this module only
+turns them into a rich table and diffs for people, or one JSON document for
+``--json``.
 """
 
 from __future__ import annotations
@@ -10,20 +10,15 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import tempfile
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from lambdacov import fleet
-from lambdacov.attach import AttachSettings, FunctionPlan
+from lambdacov.attach import fleet
+from lambdacov.attach.plan import AttachSettings, FunctionPlan
+from lambdacov.attach.selection import Selection, SelectionResult, select_functions
 from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, Clients, Retrier, redact_url
 from lambdacov.cli import outcome
 from lambdacov.cli._options import (
@@ -38,25 +33,16 @@ from lambdacov.cli._options import (
     Prefix,
     Profile,
     Region,
-    Regions,
     Tags,
     Timeout,
     Verbose,
     aws_clients,
     console,
+    progress_bar,
     progress_console,
     selection,
 )
-from lambdacov.errors import ExitCode, UsageError
-from lambdacov.layer import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, build_layer, default_output_name
-from lambdacov.layer.publish import (
-    Grant,
-    LayerArtifact,
-    PublishedLayer,
-    PublishFailure,
-    publish_everywhere,
-)
-from lambdacov.selection import Selection, SelectionResult, select_functions
+from lambdacov.errors import ExitCode
 
 DryRun = Annotated[
     bool,
@@ -65,195 +51,9 @@ DryRun = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    """Add publish-layer, attach and detach to the root app."""
-    app.command("publish-layer")(publish_layer_command)
+    """Add attach and detach to the root app."""
     app.command("attach")(attach_command)
     app.command("detach")(detach_command)
-
-
-# publish-layer ------------------------------------------------------------------------------
-
-
-def publish_layer_command(
-    *,
-    python: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--python",
-            help=f"Python version to publish for (repeatable): {', '.join(SUPPORTED_PYTHONS)}.",
-            show_default="all of them",
-        ),
-    ] = None,
-    arch: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--arch",
-            help=f"Architecture to publish for (repeatable): {', '.join(SUPPORTED_ARCHS)}.",
-            show_default="both",
-        ),
-    ] = None,
-    zips: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--zip",
-            help="Publish this zip from `lambdacov build-layer` instead of building (repeatable).",
-        ),
-    ] = None,
-    wheel_dir: Annotated[
-        Path | None,
-        typer.Option(help="Take coverage wheels from this directory, never from PyPI."),
-    ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where downloaded wheels are kept.", show_default="the user's cache"),
-    ] = None,
-    public: Annotated[
-        bool, typer.Option("--public", help="Let every AWS account use the layer versions.")
-    ] = False,
-    principal: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--principal",
-            help="Let this account id or organization id (o-...) use the layer (repeatable).",
-        ),
-    ] = None,
-    concurrency: Concurrency = 8,
-    profile: Profile = None,
-    region: Regions = None,
-    endpoint_url: EndpointUrl = None,
-    timeout: Timeout = DEFAULT_TIMEOUT,
-    as_json: JsonOutput = False,
-    verbose: Verbose = False,
-) -> None:
-    """Build the layers and publish each in every region, unless that version is already there."""
-    grants = ([Grant.public()] if public else []) + [Grant.parse(p) for p in principal or []]
-    if zips and (python or arch):
-        raise UsageError("--zip publishes existing zips: leave out --python and --arch")
-    clients = aws_clients(profile, None, endpoint_url, timeout)
-    # The default region's client: a bad profile or no region fails here, before building.
-    default_region = str(clients.get("lambda").meta.region_name)
-    regions = list(dict.fromkeys(region or [default_region]))
-    err = progress_console()
-    shown = err if err is not None and not as_json else None
-    with tempfile.TemporaryDirectory(prefix="lambdacov-publish-") as scratch:
-        if zips:
-            artifacts = [LayerArtifact.from_zip(path) for path in zips]
-        else:
-            artifacts = _build_all(
-                python or list(SUPPORTED_PYTHONS),
-                arch or list(SUPPORTED_ARCHS),
-                Path(scratch),
-                wheel_dir,
-                cache_dir,
-                verbose=verbose,
-            )
-        with _progress(shown, "Publishing", len(artifacts) * len(regions)) as advance:
-            published, failures = publish_everywhere(
-                artifacts,
-                regions,
-                clients.lambda_in,
-                retrier=Retrier(),
-                grants=grants,
-                concurrency=concurrency,
-                on_done=lambda _outcome: advance(),
-            )
-    unreachable = clients.context.unreachable_error("publish the layers")
-    if unreachable is not None and not published:
-        raise unreachable
-    if as_json:
-        outcome.set_result(
-            {
-                "layers": [layer.to_dict() for layer in _ordered(published)],
-                "failures": [vars(failure) for failure in failures],
-            }
-        )
-    else:
-        _render_published(published, failures)
-    if failures:
-        outcome.exit_with(ExitCode.AWS)
-
-
-def _build_all(
-    pythons: list[str],
-    archs: list[str],
-    scratch: Path,
-    wheel_dir: Path | None,
-    cache_dir: Path | None,
-    *,
-    verbose: bool,
-) -> list[LayerArtifact]:
-    artifacts = []
-    err = progress_console()
-    for version in dict.fromkeys(pythons):
-        for architecture in dict.fromkeys(archs):
-            output = scratch / default_output_name(version, architecture)
-            if err is not None:
-                with err.status(f"Building the layer for Python {version} {architecture}..."):
-                    build = build_layer(
-                        version, architecture, output, wheel_dir=wheel_dir, cache_dir=cache_dir
-                    )
-            else:
-                build = build_layer(
-                    version, architecture, output, wheel_dir=wheel_dir, cache_dir=cache_dir
-                )
-            # stderr, like build-layer: a layer without .pyc is slower to start, worth knowing.
-            for warning in build.warnings:
-                typer.echo(f"warning: {warning}", err=True)
-            if verbose:
-                typer.echo(
-                    f"built {build.runtime} {build.arch}: {build.size_bytes:,} bytes, "
-                    f"{build.content_hash}, coverage {build.coverage_version}",
-                    err=True,
-                )
-            artifacts.append(LayerArtifact.from_build(build))
-    return artifacts
-
-
-def _ordered(published: tuple[PublishedLayer, ...]) -> list[PublishedLayer]:
-    return sorted(published, key=lambda layer: (layer.region, layer.layer_name))
-
-
-def _render_published(
-    published: tuple[PublishedLayer, ...], failures: tuple[PublishFailure, ...]
-) -> None:
-    # One line per layer, never a table: ARNs are for copying and must stay whole.
-    out = console()
-    for layer in _ordered(published):
-        result = "published" if layer.published else "unchanged"
-        if layer.granted:
-            result += f", granted {', '.join(layer.granted)}"
-        out.print(f"{layer.arn}  [dim]({result})[/dim]", soft_wrap=True, highlight=False)
-    for failure in failures:
-        out.print(
-            f"[red]failed[/red] {escape(failure.layer_name)} in {escape(failure.region)}: "
-            f"{escape(failure.message)}",
-            soft_wrap=True,
-            highlight=False,
-        )
-        if failure.hint:
-            out.print(f"  hint: {escape(failure.hint)}", soft_wrap=True, highlight=False)
-
-
-@contextmanager
-def _progress(err: Any, label: str, total: int) -> Iterator[Callable[[], None]]:
-    """A progress bar on a terminal, nothing on a pipe; yields the function that advances it."""
-    if err is None or total == 0:
-        yield lambda: None
-        return
-    lock = threading.Lock()
-    with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), console=err, transient=True
-    ) as progress:
-        task = progress.add_task(label, total=total)
-
-        def advance() -> None:
-            with lock:
-                progress.advance(task)
-
-        yield advance
-
-
-# attach / detach ----------------------------------------------------------------------------
 
 
 def attach_command(
@@ -432,7 +232,7 @@ def _run_and_render(
     shown = err if err is not None and not as_json and not dry_run else None
     updates = sum(plan.action == "update" for plan in plans)
     try:
-        with _progress(shown, "Updating", updates) as advance:
+        with progress_bar(shown, "Updating", updates) as advance:
             result = fleet.execute(
                 plans,
                 clients.lambda_in,

@@ -25,8 +25,8 @@ import coverage
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from coverage_wrapper import combine_engine
-from coverage_wrapper.combine_engine import InvalidDataFileError, read_data_file, unpack_arc
+from coverage_wrapper import datafiles
+from coverage_wrapper.datafiles import InvalidDataFileError, read_data_file, unpack_arc
 
 BUDGET = 2.0  # seconds: the reader's time budget for these small files
 MEMORY_BOUND = 64 * 1024 * 1024  # peak bytes Python allocates for one read
@@ -188,11 +188,11 @@ def _as_coverage_reads(path: Path) -> tuple[bool, dict[tuple[str, str], list[Any
         data.close()
 
 
-def _as_we_read(found: combine_engine.DataFile) -> dict[tuple[str, str], list[Any]]:
+def _as_we_read(found: datafiles.DataFile) -> dict[tuple[str, str], list[Any]]:
     result: dict[tuple[str, str], list[Any]] = {}
     for slot, bits in found.lines.items():
         if bits:
-            result[slot] = combine_engine.bits_to_lines(bits)
+            result[slot] = datafiles.bits_to_lines(bits)
     for slot, packed in found.arcs.items():
         result[slot] = sorted(map(unpack_arc, packed))
     return result
@@ -200,12 +200,12 @@ def _as_we_read(found: combine_engine.DataFile) -> dict[tuple[str, str], list[An
 
 @contextmanager
 def _budget(seconds: float) -> Iterator[None]:
-    saved = combine_engine.READ_TIME_BUDGET
-    combine_engine.READ_TIME_BUDGET = seconds
+    saved = datafiles.READ_TIME_BUDGET
+    datafiles.READ_TIME_BUDGET = seconds
     try:
         yield
     finally:
-        combine_engine.READ_TIME_BUDGET = saved
+        datafiles.READ_TIME_BUDGET = saved
 
 
 @settings(

@@ -6,7 +6,7 @@ per shard of the key space. A shard event names either the partitions to list
 (day prefixes, optionally narrowed to some functions and to one bucket of a
 key-hash split) or an explicit list of keys (a reduce step over partials), and
 the key to write the partial combined data file to. The merge is the engine
-``lambdacov combine`` uses (:mod:`coverage_wrapper.combine_engine`), so a
+``lambdacov combine`` uses (:mod:`coverage_wrapper.datafiles`), so a
 partial merged again gives exactly what a local combine gives.
 
 Robustness: an object that cannot be read or fetched is skipped with its
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coverage_wrapper.combine_engine import (
+from coverage_wrapper.datafiles import (
     InvalidDataFileError,
     Merger,
     function_context,
@@ -55,7 +55,7 @@ from coverage_wrapper.combine_engine import (
 from coverage_wrapper.errors import error_code
 from coverage_wrapper.logging_utils import get_logger
 
-log = get_logger("coverage_wrapper.remote_combiner")
+log = get_logger("coverage_wrapper.shard")
 
 #: The version of the event, response and manifest documents.
 FORMAT = 1
