@@ -52,7 +52,7 @@ ENV = {
 LAMBDACOV_MERGE = r"""
 import json, resource, sys
 from pathlib import Path
-from lambdacov.combine import merge_local
+from lambdacov.combine.merge import merge_local
 paths = [Path(name) for name in sys.argv[3:]]
 combined, skipped = merge_local(paths, workers=int(sys.argv[2]))
 combined.write(Path(sys.argv[1]))

@@ -52,7 +52,7 @@ def upload(s3: object, paths: list[Path]) -> float:
 
 def merge_cost(paths: list[Path]) -> float:
     """Milliseconds to read and merge one object with the engine (no network)."""
-    from coverage_wrapper.combine_engine import Merger, read_data_file
+    from coverage_wrapper.datafiles import Merger, read_data_file
 
     merger = Merger()
     start = time.perf_counter()
@@ -65,8 +65,8 @@ def run(count: int, instances: int) -> dict[str, float]:
     import boto3
 
     from lambdacov.cli.combiner import host_layer
-    from lambdacov.combine import CombineRequest, combine
-    from lambdacov.remote import LocalInvoker, RemoteSettings, combine_remote
+    from lambdacov.combine.merge import CombineRequest, combine
+    from lambdacov.combine.remote import LocalInvoker, RemoteSettings, combine_remote
 
     os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
     paths = generate(WORK / f"files-lines-remote-{count}", count, branch=False, seed=13)
