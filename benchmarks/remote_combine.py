@@ -64,9 +64,9 @@ def merge_cost(paths: list[Path]) -> float:
 def run(count: int, instances: int) -> dict[str, float]:
     import boto3
 
-    from lambdacov.cli.combiner import host_layer
     from lambdacov.combine.merge import CombineRequest, combine
     from lambdacov.combine.remote import LocalInvoker, RemoteSettings, combine_remote
+    from lambdacov.combine.remote.executor import host_layer
 
     os.environ.update({k: v for k, v in ENV.items() if k.startswith("AWS_")})
     paths = generate(WORK / f"files-lines-remote-{count}", count, branch=False, seed=13)
