@@ -124,7 +124,7 @@ def translate(error: BaseException, action: str, resource: str = "") -> Lambdaco
             slug="no-credentials",
         )
     if name in ("NoRegionError",):
-        return AwsError(
+        return UsageError(
             f"no AWS region for {action}", "pass --region or set AWS_REGION", slug="no-region"
         )
     if name in UNREACHABLE_ERRORS:
@@ -327,7 +327,7 @@ class AwsContext:
             factory.set_parser_defaults(timestamp_parser=str)
         region_name = region or self.region_name(session)
         if not region_name:
-            raise UsageError("no AWS region", "pass --region or set AWS_REGION")
+            raise UsageError("no AWS region", "pass --region or set AWS_REGION", slug="no-region")
         options: dict[str, Any] = {
             "retries": {"total_max_attempts": CALL_ATTEMPTS, "mode": "standard"},
             "connect_timeout": self.timeout,

@@ -193,16 +193,24 @@ def main(argv: list[str] | None = None) -> None:
         status = int(ExitCode.INTERRUPTED)
     except Exception as error:
         # click's usage errors; typer may ship its own copy of click, so match by shape.
-        if not (callable(getattr(error, "format_message", None)) and hasattr(error, "exit_code")):
+        format_message = getattr(error, "format_message", None)
+        if not (callable(format_message) and hasattr(error, "exit_code")):
             raise
-        outcome.fail(_usage_error(error))
+        if str(format_message()).strip():  # empty: click showed the help (no command given)
+            outcome.fail(_usage_error(error))
         status = int(ExitCode.USAGE)
     sys.exit(status)
 
 
 def _usage_error(error: Any) -> UsageError:
     """click's refusal of the command line, as lambdacov's usage error."""
-    name = outcome.command().split(" ", 1)[0]  # a group's help lists its commands
+    command = outcome.command()
+    name = command.split(" ", 1)[0]
     known = name in {command for names in COMMAND_MODULES.values() for command in names}
-    path = f"lambdacov {name}" if known else "lambdacov"
+    if not known:
+        path = "lambdacov"
+    elif str(error.format_message()).startswith("No such command"):
+        path = f"lambdacov {name}"  # the group's help lists its commands
+    else:
+        path = f"lambdacov {command}"
     return UsageError(str(error.format_message()), f"see `{path} --help`")
