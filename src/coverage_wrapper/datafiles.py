@@ -445,8 +445,8 @@ def _check_tables(connection: sqlite3.Connection) -> None:
     A view runs a query of the file's choosing (an endless recursive one, say)
     each time it is read, a virtual table (no root page) a module's code, and a
     generated column an expression; this is checked before any statement reads
-    one. Coverage's schema has none of them. (:data:`_READ_ALL` makes the same
-    check on its first rows, before it reads any table.)
+    one. Coverage's schema has none of them. Run before a file goes to coverage.py's
+    own reader; the direct reader refuses views through its authorizer instead.
     """
     for name, kind, root, sql in connection.execute(_CHECK_TABLES):
         _check_table(name, kind, root, sql)
@@ -808,6 +808,15 @@ def _lines_to_bits(lines: Iterable[int]) -> int:
     return int.from_bytes(buffer, "little")
 
 
+def temporary_prefix(target: Path) -> str:
+    """The prefix of a temporary file written beside ``target`` and renamed onto it.
+
+    Hidden, and naming the target; the target's name is cut to 200 bytes so the
+    temporary name stays within NAME_MAX (255 bytes) however long the target's is.
+    """
+    return "." + os.fsencode(target.name)[:200].decode(errors="ignore") + "."
+
+
 def arc_lines(arcs: Iterable[Arc]) -> set[int]:
     """The executed lines of branch data, as coverage.py derives them.
 
@@ -853,13 +862,12 @@ class Combined:
     def executed_lines(self, name: str, context: str | None = None) -> set[int]:
         """Lines of ``name`` that ran (in ``context``, or in any context)."""
         wanted = self._contexts_by_file.get(name, []) if context is None else [context]
-        found: list[int] = []
-        arcs: list[Arc] = []
+        found: set[int] = set()
         for ctx in wanted:
             if (bits := self.lines.get((name, ctx))) is not None:
-                found += bits_to_lines(bits)
-            arcs.extend(self.arcs.get((name, ctx), ()))
-        return {*found, *(number for arc in arcs for number in arc if number > 0)}
+                found.update(bits_to_lines(bits))
+            found |= arc_lines(self.arcs.get((name, ctx), ()))
+        return found
 
     def executed_by_context(self) -> dict[str, dict[str, set[int]]]:
         """For each context, each measured file's executed lines."""
@@ -893,9 +901,9 @@ class Combined:
         import coverage
 
         output.parent.mkdir(parents=True, exist_ok=True)
-        # The target's name is cut so the temporary one stays within NAME_MAX (255 bytes).
-        stem = os.fsencode(output.name)[:200].decode(errors="ignore")
-        handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=output.parent)
+        handle, temporary = tempfile.mkstemp(
+            prefix=temporary_prefix(output), suffix=".tmp", dir=output.parent
+        )
         os.close(handle)
         Path(temporary).unlink()
         arcs = self.kind == "arcs"

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coverage_wrapper.datafiles import temporary_prefix
 from lambdacov import __version__
 from lambdacov.combine.merge import CombineResult
 from lambdacov.errors import UsageError
@@ -153,9 +154,6 @@ class Reports:
     notes: tuple[str, ...]
 
 
-# Temporary names are ".<target name>.<random>.tmp"; the target's part is cut so the
-# whole name stays within NAME_MAX (255 bytes) however long the target's is.
-_TEMPORARY_NAME_PART = 200
 # Written into every HTML report directory: the files lambdacov put there. Only a
 # directory that holds these files and nothing else is ever replaced.
 REPORT_MANIFEST = ".lambdacov-report.json"
@@ -169,10 +167,10 @@ class ReportTargetError(UsageError):
 
 def _temporary_beside(target: Path, *, directory: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    name = os.fsencode(target.name)[:_TEMPORARY_NAME_PART].decode(errors="ignore")
+    prefix = temporary_prefix(target)
     if directory:
-        return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    handle, temporary = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
     os.close(handle)
     return Path(temporary)
 
