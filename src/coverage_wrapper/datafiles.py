@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -288,7 +289,6 @@ class _Reader:
         self.pid = os.getpid()
         self._deadline = float("inf")
         self._timed_out = False
-        self.denied: str | None = None  # the view the authorizer last refused
         self._connection = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -298,34 +298,20 @@ class _Reader:
         # spinning inside SQLite, where Python would never see Ctrl-C either.
         connection.set_progress_handler(self._progress, _PROGRESS_STEPS)
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_SQL_VALUE_BYTES)
-        connection.set_authorizer(self._only_tables)
+        if sys.version_info >= (3, 12):
+            # A view runs a query of the file's choosing (an endless recursive one,
+            # say): SQLite refuses to read any. No Python code runs per table or
+            # column while a statement compiles, so no Ctrl-C can be swallowed
+            # there, and no look at sqlite_master is needed first (a seventh of a read).
+            connection.setconfig(sqlite3.SQLITE_DBCONFIG_ENABLE_VIEW, False)
         return connection
-
-    def _only_tables(
-        self,
-        action: int,
-        first: str | None,
-        second: str | None,
-        database: str | None,
-        inside: str | None,
-    ) -> int:
-        """SQLite's authorizer: nothing a statement compiles may come from a view or trigger.
-
-        SQLite asks it about each table and column a statement reads, while
-        compiling, naming the view (or trigger) an access comes from. A data
-        file whose ``file`` is a view running an endless recursive query is so
-        refused before it runs, at no cost per row; a look at ``sqlite_master``
-        first would cost a statement per file, a seventh of the read.
-        """
-        if inside is None:
-            return sqlite3.SQLITE_OK
-        self.denied = inside
-        return sqlite3.SQLITE_DENY
 
     def _progress(self) -> int:
         # Called by SQLite; a KeyboardInterrupt raised here (Python runs signal
         # handlers at this point) is swallowed by the sqlite3 module, which then
-        # stops the statement: guarded() tells the two apart afterwards.
+        # stops the statement: guarded() tells the two apart afterwards. This is
+        # the only Python code SQLite runs for the reader, and the only place an
+        # exception can be swallowed, so a Ctrl-C is never lost.
         if time.monotonic() > self._deadline:
             self._timed_out = True
             return 1
@@ -338,7 +324,6 @@ class _Reader:
         expensive"); one stopped by Ctrl-C becomes KeyboardInterrupt again.
         """
         self._timed_out = False
-        self.denied = None
         self._deadline = time.monotonic() + READ_TIME_BUDGET
         try:
             return work(self._connection)
@@ -347,9 +332,7 @@ class _Reader:
                 raise InvalidDataFileError(
                     f"too expensive: over {READ_TIME_BUDGET:g} s in SQLite"
                 ) from error
-            # A KeyboardInterrupt raised in the progress handler or the authorizer is
-            # swallowed by the sqlite3 module, which then stops or refuses the statement.
-            if _interrupted(error) or (_denied(error) and self.denied is None):
+            if _interrupted(error):  # by a KeyboardInterrupt in the progress handler
                 raise KeyboardInterrupt from error
             raise
         finally:
@@ -373,13 +356,9 @@ class _Reader:
                 raise
             raise InvalidDataFileError(f"corrupt: {error}") from error
         try:
+            if sys.version_info < (3, 12):  # views are refused by SQLite itself
+                _check_tables(connection)
             return _read_attached(connection, limit)
-        except sqlite3.DatabaseError as error:
-            if _denied(error) and self.denied is not None:  # else Ctrl-C: see guarded()
-                raise InvalidDataFileError(
-                    f"not a coverage data file: {self.denied} is a view"
-                ) from error
-            raise
         finally:
             self._detach()
 
@@ -389,12 +368,6 @@ class _Reader:
         except sqlite3.Error:  # left in a state of its own making: start afresh
             self._connection.close()
             self._connection = self._connect()
-
-
-def _denied(error: sqlite3.Error) -> bool:
-    """True for the error of a statement the authorizer refused."""
-    name = getattr(error, "sqlite_errorname", None)
-    return name == "SQLITE_AUTH" if name else str(error) == "not authorized"
 
 
 def _interrupted(error: sqlite3.Error) -> bool:
@@ -414,8 +387,6 @@ def _read_attached(connection: sqlite3.Connection, limit: int) -> DataFile | Non
     except sqlite3.Error as error:
         if _interrupted(error):
             raise
-        if _denied(error):
-            raise  # the reader names the view
         # Not the schema the statement expects: tell a foreign file from
         # another coverage.py schema version (read through the public API).
         _check_tables(connection)
@@ -446,7 +417,8 @@ def _check_tables(connection: sqlite3.Connection) -> None:
     each time it is read, a virtual table (no root page) a module's code, and a
     generated column an expression; this is checked before any statement reads
     one. Coverage's schema has none of them. Run before a file goes to coverage.py's
-    own reader; the direct reader refuses views through its authorizer instead.
+    own reader, and before the direct reader where SQLite cannot refuse views
+    itself (Python 3.11's sqlite3 has no ``setconfig``).
     """
     for name, kind, root, sql in connection.execute(_CHECK_TABLES):
         _check_table(name, kind, root, sql)

@@ -373,7 +373,11 @@ def test_a_generated_column_that_makes_a_small_file_read_as_gigabytes_is_refused
     assert path.stat().st_size < 128 * 1024
     result = pipeline(tmp_path, path)
     assert list(result["refused"]) == [str(path)]
-    assert result["refused"][str(path)].startswith("too large: it reads as more than ")
+    reason = result["refused"][str(path)]
+    if sys.version_info >= (3, 12):  # read, and stopped by the read limit
+        assert reason.startswith("too large: it reads as more than "), reason
+    else:  # its tables are looked at before the read (SQLite can't refuse views there)
+        assert reason == "not a coverage data file: line_bits is not a plain table"
 
 
 def test_a_key_whose_function_name_is_not_one_is_refused() -> None:
