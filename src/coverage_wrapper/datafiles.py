@@ -30,6 +30,7 @@ reports) is linear in what it was given.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -37,11 +38,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+from coverage_wrapper import identity
 
 _T = TypeVar("_T")
 
@@ -49,6 +53,14 @@ Kind = Literal["lines", "arcs"]
 Arc = tuple[int, int]
 PackedArc = str  # see pack_arc
 Slot = tuple[str, str]  # (measured file, context)
+
+#: Where Lambda puts the function's code; a file recorded under another task root
+#: (the local emulator's folder) is read as if it had run here.
+LAMBDA_TASK_ROOT = "/var/task"
+# A measured file's path and the sha256 of the code it held, as one name: each
+# version of a file stays apart through the merge ("\0" is in no measured path).
+VERSION_MARK = "\x00"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 # The coverage.py SQLite schema the direct reader was checked against (coverage 7.x).
 KNOWN_SCHEMA_VERSION = 7
@@ -106,6 +118,19 @@ class DataFile:
     lines: Mapping[Slot, int] = field(default_factory=dict)
     arcs: Mapping[Slot, frozenset[PackedArc]] = field(default_factory=dict)
     tracers: Mapping[str, str] = field(default_factory=dict)
+    # Where it was recorded: identity.FUNCTION, FUNCTION_VERSION and TASK_ROOT.
+    origin: Mapping[str, str] = field(default_factory=dict)
+
+
+def versioned(path: str, digest: str) -> str:
+    """The name the merge gives ``path`` as it was when its sha256 was ``digest``."""
+    return f"{path}{VERSION_MARK}{digest}"
+
+
+def split_version(name: str) -> tuple[str, str | None]:
+    """A merged name's path, and the sha256 of the code it was recorded on (None: unknown)."""
+    path, mark, digest = name.partition(VERSION_MARK)
+    return path, digest if mark else None
 
 
 # Arcs are (from, to) line numbers, negative for entries and exits. Each is
@@ -588,6 +613,7 @@ def _decode(rows: Iterable[_Row], connection: sqlite3.Connection, limit: int) ->
     _check_contexts(len(found.contexts))
     for name in found.files.values():
         _check_path(name)
+    origin, found.files = _identity(found.meta, found.files)
     # A file says which kind it holds (meta has_arcs); the other table is ignored,
     # as coverage.py does, which reads the value as bool(int(value)).
     has_arcs = found.meta.get("has_arcs")
@@ -610,7 +636,49 @@ def _decode(rows: Iterable[_Row], connection: sqlite3.Connection, limit: int) ->
         for file_id, tracer in found.tracers
         if tracer and file_id in found.files
     }
-    return DataFile(kind, lines, arcs, tracers)
+    return DataFile(kind, lines, arcs, tracers, origin)
+
+
+def _identity(
+    meta: Mapping[Any, Any], files: dict[Any, Any]
+) -> tuple[dict[str, str], dict[Any, Any]]:
+    """The file's origin, and its measured names as the merge keeps them.
+
+    A name becomes its path (for a combined file that stores two versions of
+    one path under two names) joined with the sha256 of its code, when the file
+    recorded one (see :mod:`coverage_wrapper.identity`); a path under the
+    recorded task root is read as under Lambda's, ``/var/task``.
+    """
+    origin: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    for key, value in meta.items():
+        if not (key.__class__ is str and key.startswith(identity.PREFIX)):
+            continue
+        if value.__class__ is not str or len(value) > MAX_PATH_LENGTH:
+            raise InvalidDataFileError(f"corrupt: {key[:100]!r} is not a plausible value")
+        if key.startswith(identity.SHA256):
+            if not _DIGEST.fullmatch(value):
+                raise InvalidDataFileError("corrupt: a code identity is not a sha256 digest")
+            digests[key.removeprefix(identity.SHA256)] = value
+        elif key.startswith(identity.PATH):
+            paths[key.removeprefix(identity.PATH)] = _check_path(value)
+        elif key in _ORIGIN_KEYS:
+            origin[key] = value
+    root = origin.get(identity.TASK_ROOT, LAMBDA_TASK_ROOT).rstrip("/") + "/"
+    if not digests and not paths and root == LAMBDA_TASK_ROOT + "/":
+        return origin, files
+    renamed = {}
+    for file_id, name in files.items():
+        path = paths.get(name, name)
+        if root != "/" and path.startswith(root):
+            path = f"{LAMBDA_TASK_ROOT}/{path.removeprefix(root)}"
+        digest = digests.get(name)
+        renamed[file_id] = versioned(path, digest) if digest else path
+    return origin, renamed
+
+
+_ORIGIN_KEYS = frozenset({identity.FUNCTION, identity.FUNCTION_VERSION, identity.TASK_ROOT})
 
 
 def _decode_lines(found: _Rows) -> dict[Slot, int]:
@@ -732,7 +800,7 @@ def _through_api(data: Any, deadline: float) -> DataFile:
                     arcs[name, context], top = _packed(found)
                     total += top + 1 if top > 0 else 0
             elif numbers := data.lines(name):
-                lines[name, context] = _checked_lines_to_bits(numbers)
+                lines[name, context] = _checkedlines_to_bits(numbers)
                 total += lines[name, context].bit_length()
                 count += len(numbers)
         _check_budget(total, count)
@@ -741,11 +809,11 @@ def _through_api(data: Any, deadline: float) -> DataFile:
     return DataFile(kind, lines, arcs, tracers)
 
 
-def _checked_lines_to_bits(numbers: list[int]) -> int:
+def _checkedlines_to_bits(numbers: list[int]) -> int:
     for number in numbers:
         if type(number) is not int or not 0 <= number <= MAX_LINE:
             raise InvalidDataFileError(f"implausible: line {number}")
-    return _lines_to_bits(numbers)
+    return lines_to_bits(numbers)
 
 
 # For each byte value, the positions of its set bits.
@@ -769,7 +837,7 @@ def bits_to_lines(bits: int) -> list[int]:
     return found
 
 
-def _lines_to_bits(lines: Iterable[int]) -> int:
+def lines_to_bits(lines: Iterable[int]) -> int:
     """A numbits integer from non-negative line numbers, in time linear in both."""
     numbers = list(lines)
     if not numbers:
@@ -813,6 +881,8 @@ class Combined:
     arcs: Mapping[Slot, frozenset[Arc]]
     tracers: Mapping[str, str]
     mixed: bool  # line and branch files were mixed: combined as line data
+    # For each versioned name (see :func:`versioned`), the objects that recorded it.
+    objects: Mapping[str, int] = field(default_factory=dict)
 
     def measured_files(self) -> list[str]:
         """The measured file names, sorted."""
@@ -868,9 +938,13 @@ class Combined:
     def write(self, output: Path, *, only: Callable[[str], bool] | None = None) -> Path:
         """Write a coverage.py data file atomically (a temporary file renamed into place).
 
-        ``only`` keeps just the measured files it accepts.
+        ``only`` keeps just the measured files it accepts. A versioned name is
+        stored as its path with the sha256 of its code in ``meta``; two versions
+        of one path are stored under two names, each with the path it stands for.
         """
         import coverage
+
+        names = _stored_names({*self.measured_files(), *self.tracers})
 
         output.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(
@@ -885,23 +959,58 @@ class Combined:
             for context, per_file in sorted(by_context.items()):
                 data.set_context(context)
                 if arcs:
-                    data.add_arcs({name: sorted(value) for name, value in per_file.items()})
+                    data.add_arcs({names[name]: sorted(value) for name, value in per_file.items()})
                 else:
-                    data.add_lines({name: _line_list(value) for name, value in per_file.items()})
+                    data.add_lines(
+                        {names[name]: _line_list(value) for name, value in per_file.items()}
+                    )
             if not by_context:
                 # An empty result is still a valid data file, of line or branch data.
                 if arcs:
                     data.add_arcs({})
                 else:
                     data.add_lines({})
-            tracers = {k: v for k, v in self.tracers.items() if only is None or only(k)}
+            tracers = {names[k]: v for k, v in self.tracers.items() if only is None or only(k)}
             if tracers:
                 data.add_file_tracers(tracers)
             data.close()
+            _write_identity(temporary, names, only)
             Path(temporary).replace(output)
         finally:
             Path(temporary).unlink(missing_ok=True)
         return output
+
+
+def _stored_names(names: Iterable[str]) -> dict[str, str]:
+    """The name each merged name is stored under: its path, unless the path has
+    other versions in the same file (then the path and its digest)."""
+    by_path: dict[str, list[str]] = {}
+    for name in names:
+        by_path.setdefault(split_version(name)[0], []).append(name)
+    stored = {}
+    for path, found in by_path.items():
+        for name in found:
+            digest = split_version(name)[1]
+            stored[name] = path if len(found) == 1 or digest is None else f"{path}#{digest}"
+    return stored
+
+
+def _write_identity(
+    database: str, names: Mapping[str, str], only: Callable[[str], bool] | None
+) -> None:
+    """Record the sha256 (and, where renamed, the path) of each versioned name."""
+    rows = []
+    for name, stored in names.items():
+        path, digest = split_version(name)
+        if digest is None or (only is not None and not only(name)):
+            continue
+        rows.append((identity.SHA256 + stored, digest))
+        if stored != path:
+            rows.append((identity.PATH + stored, path))
+    if not rows:
+        return
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.executemany("insert or replace into meta (key, value) values (?, ?)", rows)
 
 
 def _line_list(value: int | tuple[int, frozenset[Arc]]) -> list[int]:
@@ -926,13 +1035,25 @@ class Merger:
         self._arcs: dict[Slot, set[PackedArc]] = {}
         self._tracers: dict[str, str] = {}
         self.files_by_kind: dict[str, int] = {"lines": 0, "arcs": 0, "empty": 0}
+        self.objects: Counter[str] = Counter()  # versioned name -> objects that recorded it
 
     def _map(self, name: str) -> str | None:
         if self._path_map is None:
             return name
         if name not in self._mapped:
-            self._mapped[name] = self._path_map(name)
+            path, digest = split_version(name)
+            mapped = self._path_map(path)
+            if mapped is not None and digest is not None:
+                mapped = versioned(mapped, digest)
+            self._mapped[name] = mapped
         return self._mapped[name]
+
+    def _count(self, data: DataFile) -> None:
+        """Count the objects that recorded each version of a file."""
+        names = {name for name, _ in data.lines} | {name for name, _ in data.arcs}
+        for name in names:
+            if VERSION_MARK in name and (mapped := self._map(name)) is not None:
+                self.objects[mapped] += 1
 
     def add(self, data: DataFile, label: Labeler | None = None) -> None:
         """Add one file's data, its contexts renamed by ``label``."""
@@ -941,6 +1062,7 @@ class Merger:
             if mapped is not None and self._tracers.setdefault(mapped, tracer) != tracer:
                 raise InvalidDataFileError(f"conflicting file tracer for {mapped}")
         self.files_by_kind[data.kind or "empty"] += 1
+        self._count(data)
         for (name, context), bits in data.lines.items():
             mapped = self._map(name)
             if mapped is not None:
@@ -976,6 +1098,9 @@ class Merger:
                 self._arcs.setdefault((mapped, context), set()).update(packed)
         for kind, count in other.files_by_kind.items():
             self.files_by_kind[kind] += count
+        for name, count in other.objects.items():
+            if (mapped := self._map(name)) is not None:
+                self.objects[mapped] += count
 
     def result(self) -> Combined:
         """The combined data; mixed line and branch inputs are combined as line data."""
@@ -989,4 +1114,5 @@ class Merger:
             {key: frozenset(map(unpack_arc, packed)) for key, packed in self._arcs.items()},
             dict(self._tracers),
             mixed=mixed,
+            objects=dict(self.objects),
         )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from coverage_wrapper.datafiles import (
+    LAMBDA_TASK_ROOT,
     Combined,
     InvalidDataFileError,
     Merger,
@@ -50,9 +51,11 @@ from lambdacov.combine.collect import (
     in_flight,
     normalise_prefix,
 )
+from lambdacov.combine.versions import ChangedFile, S3Snapshots, SnapshotSource, resolve
 
-#: Where Lambda puts the function's code (LAMBDA_TASK_ROOT), also for container images.
-TASK_ROOT = "/var/task/"
+#: Where Lambda puts the function's code, also for container images; a file recorded
+#: under another task root (the local emulator's) is read as if it ran here.
+TASK_ROOT = LAMBDA_TASK_ROOT + "/"
 # Lambda's runtime, its Python, the layer: never the function's own code.
 RUNTIME_PREFIXES = ("/opt/", "/var/runtime/", "/var/lang/", "/usr/lib/python", "/usr/local/lib/")
 RUNTIME_PARTS = ("/site-packages/", "/dist-packages/", "/coverage_wrapper/")
@@ -124,6 +127,8 @@ class CombineRequest:
     cache_dir: Path | None = None  # None: a temporary directory for this run only
     exclude_keys: tuple[str, ...] = ()
     workers: int = DOWNLOAD_WORKERS
+    # Carry lines recorded on other versions of a file onto the local one (see versions).
+    carry_forward: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ class CombineResult:
     since: datetime | None
     until: datetime | None
     reportable: Callable[[str], bool]
+    # Files with data recorded on code other than the local file's (see versions).
+    changed: tuple[ChangedFile, ...] = ()
 
     @classmethod
     def build(
@@ -162,10 +169,14 @@ class CombineResult:
         downloaded: int,
         cache_hits: int,
         bytes_downloaded: int,
+        snapshot: SnapshotSource | None = None,
     ) -> CombineResult:
-        """A result whose remapping and window fields come from ``remapper`` and ``request``."""
+        """A result whose remapping and window fields come from ``remapper`` and ``request``,
+        with one version of each file: the local one (see :func:`versions.resolve`)."""
+        resolution = resolve(combined, snapshot=snapshot if request.carry_forward else None)
         return cls(
-            combined=combined,
+            combined=resolution.combined,
+            changed=tuple(resolution.changed),
             source_root=remapper.root,
             inputs=tuple(sorted(inputs)),
             skipped=tuple(skipped),
@@ -425,6 +436,7 @@ def combine(
         downloaded=download.downloaded,
         cache_hits=download.cache_hits,
         bytes_downloaded=download.bytes_downloaded,
+        snapshot=S3Snapshots(client, request.bucket, normalise_prefix(request.prefix)),
     )
 
 

@@ -448,6 +448,18 @@ def lambdacov_section(result: CombineResult, summary: Summary) -> dict[str, Any]
             "outside_source_root_count": len(result.outside_files),
             "runtime_files_dropped": result.runtime_files,
         },
+        "changed_files": [
+            {
+                "path": item.path,
+                "sha256": item.local,
+                "objects": item.shown_objects,
+                "other_versions": dict(sorted(item.versions.items())),
+                "objects_left_out": item.left_out,
+                "carried_lines": item.carried_lines,
+                "versions_without_snapshot": list(item.no_snapshot),
+            }
+            for item in result.changed
+        ],
     }
 
 

@@ -45,6 +45,7 @@ from lambdacov.combine.collect import (
 from lambdacov.combine.merge import CombineRequest, CombineResult, PathRemapper
 from lambdacov.combine.remote import plan
 from lambdacov.combine.remote.invokers import Invoker
+from lambdacov.combine.versions import S3Snapshots
 from lambdacov.errors import ExitCode, LambdacovError
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -524,6 +525,7 @@ def combine_remote(
         downloaded=len(everything.inputs) - reused_inputs,
         cache_hits=reused_inputs,
         bytes_downloaded=job.bytes,
+        snapshot=S3Snapshots(client, request.bucket, job.prefix),
     )
     stats = RemoteStats(
         run_id=job.run_id,

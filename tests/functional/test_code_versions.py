@@ -1,0 +1,278 @@
+"""`lambdacov combine` when the code changed during the window: one version per file.
+
+Objects carry the sha256 of each measured file's code (coverage_wrapper.identity).
+Version A of a module ran in some environments, version B (the checkout) in others.
+The expected results are written out by hand from how B was made from A, not
+computed with the code under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import coverage
+import pytest
+
+from coverage_wrapper import identity
+from lambdacov.cli import main
+from tests.support.combine_data import write_data
+
+# Version A: ten statements. B: three comment lines inserted at the top and line 6
+# of A edited (so A's line n is B's line n + 3, except A's line 6, which is gone).
+VERSION_A = "".join(f"x{n} = {n}\n" for n in range(1, 11)).encode()
+VERSION_B = b"# one\n# two\n# three\n" + b"".join(
+    (f"x{n} = {n * 100}\n" if n == 6 else f"x{n} = {n}\n").encode() for n in range(1, 11)
+)
+OTHER = b"y = 1\ny = 2\n"
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    captured = capsys.readouterr()
+    return int(done.value.code or 0), captured.out, captured.err
+
+
+def put_object(
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    measured: dict[str, list[int]],
+    digests: dict[str, str],
+    *,
+    task_root: str = "/var/task",
+    function: str = "orders",
+) -> str:
+    """An object as the runtime writes it: coverage.py's data plus the identity rows."""
+    key = f"coverage/2024/01/15/{function}-{uuid.uuid4().hex}.coverage"
+    local = write_data(tmp_path / key.replace("/", "_"), measured)
+    rows = [
+        (identity.FUNCTION, function),
+        (identity.FUNCTION_VERSION, "$LATEST"),
+        (identity.TASK_ROOT, task_root),
+        *((identity.SHA256 + name, digest) for name, digest in digests.items()),
+    ]
+    with contextlib.closing(sqlite3.connect(local)) as db, db:
+        db.executemany("insert into meta (key, value) values (?, ?)", rows)
+    s3.put_object(Bucket=bucket, Key=key, Body=local.read_bytes())
+    return key
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """The source root: version B of app.py, and other.py, unchanged."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "app.py").write_bytes(VERSION_B)
+    (root / "other.py").write_bytes(OTHER)
+    return root
+
+
+def combine_json(
+    moto_endpoint: str,
+    bucket: str,
+    tmp_path: Path,
+    root: Path,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+) -> tuple[int, dict[str, Any], str]:
+    code, out, err = run_cli(
+        [
+            "combine",
+            "--bucket",
+            bucket,
+            "--endpoint-url",
+            moto_endpoint,
+            "--region",
+            "us-east-1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--source-root",
+            str(root),
+            "--json",
+            "-",
+            *extra,
+        ],
+        capsys,
+    )
+    return code, json.loads(out), err
+
+
+def executed(document: dict[str, Any], root: Path, name: str) -> list[int]:
+    return sorted(document["files"][str(root / name)]["executed_lines"])
+
+
+def test_lines_recorded_on_other_code_are_not_shown_and_are_named(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Version A ran lines 1-10 in two environments; B ran its lines 4 and 5 in one.
+    for _ in range(2):
+        put_object(
+            s3,
+            bucket,
+            tmp_path,
+            {"/var/task/app.py": list(range(1, 11)), "/var/task/other.py": [1]},
+            {"/var/task/app.py": sha(VERSION_A), "/var/task/other.py": sha(OTHER)},
+        )
+    put_object(
+        s3,
+        bucket,
+        tmp_path,
+        {"/var/task/app.py": [4, 5], "/var/task/other.py": [2]},
+        {"/var/task/app.py": sha(VERSION_B), "/var/task/other.py": sha(OTHER)},
+    )
+    code, document, err = combine_json(moto_endpoint, bucket, tmp_path, checkout, capsys)
+    assert code == 0
+    assert executed(document, checkout, "app.py") == [4, 5]  # B's own lines only
+    assert executed(document, checkout, "other.py") == [1, 2]  # one version: all of it
+    assert "1 file(s) also ran as other code" in err
+    assert f"{checkout / 'app.py'}: 2 object(s) of 1 other version(s), 1 of this one" in err
+    assert "--carry-forward" in err
+    [changed] = document["lambdacov"]["changed_files"]
+    assert changed == {
+        "path": str(checkout / "app.py"),
+        "sha256": sha(VERSION_B),
+        "objects": 1,
+        "other_versions": {sha(VERSION_A): 2},
+        "objects_left_out": 2,
+        "carried_lines": 0,
+        "versions_without_snapshot": [],
+    }
+    strict, _, strict_err = combine_json(
+        moto_endpoint, bucket, tmp_path, checkout, capsys, "--strict"
+    )
+    assert strict == 1
+    assert "data of 1 file(s) recorded on other code was left out (--strict)" in strict_err
+
+
+def test_carry_forward_moves_unchanged_lines_through_the_diff_and_never_an_edited_one(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    s3.put_object(Bucket=bucket, Key=f"coverage/sources/{sha(VERSION_A)}", Body=VERSION_A)
+    put_object(
+        s3,
+        bucket,
+        tmp_path,
+        {"/var/task/app.py": [1, 2, 6, 9]},
+        {"/var/task/app.py": sha(VERSION_A)},
+    )
+    put_object(
+        s3, bucket, tmp_path, {"/var/task/app.py": [13]}, {"/var/task/app.py": sha(VERSION_B)}
+    )
+    code, document, err = combine_json(
+        moto_endpoint, bucket, tmp_path, checkout, capsys, "--carry-forward", "--strict"
+    )
+    assert code == 0, err
+    # A's 1, 2 and 9 are B's 4, 5 and 12; A's line 6 was edited: never carried.
+    assert executed(document, checkout, "app.py") == [4, 5, 12, 13]
+    [changed] = document["lambdacov"]["changed_files"]
+    assert changed["carried_lines"] == 3
+    assert changed["objects_left_out"] == 0
+    assert "3 line(s) carried" in err
+
+
+def test_a_version_without_a_trustworthy_snapshot_is_not_carried(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A "snapshot" whose bytes are not the version its key names is never used.
+    s3.put_object(Bucket=bucket, Key=f"coverage/sources/{sha(VERSION_A)}", Body=VERSION_B)
+    put_object(
+        s3, bucket, tmp_path, {"/var/task/app.py": [1, 2]}, {"/var/task/app.py": sha(VERSION_A)}
+    )
+    code, document, err = combine_json(
+        moto_endpoint, bucket, tmp_path, checkout, capsys, "--carry-forward", "--strict"
+    )
+    assert code == 1
+    assert executed(document, checkout, "app.py") == []
+    [changed] = document["lambdacov"]["changed_files"]
+    assert changed["versions_without_snapshot"] == [sha(VERSION_A)]
+    assert changed["objects_left_out"] == 1
+    assert "1 version(s) without a source snapshot" in err
+
+
+def test_a_file_recorded_under_another_task_root_maps_onto_the_source_root(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The local emulator's task root is a folder of its own, not /var/task.
+    emulated = "/tmp/emulator-1234/task"
+    put_object(
+        s3,
+        bucket,
+        tmp_path,
+        {f"{emulated}/app.py": [4, 5]},
+        {f"{emulated}/app.py": sha(VERSION_B)},
+        task_root=emulated,
+    )
+    code, document, err = combine_json(moto_endpoint, bucket, tmp_path, checkout, capsys)
+    assert code == 0, err
+    assert executed(document, checkout, "app.py") == [4, 5]
+    assert document["lambdacov"]["warnings"]["missing_files_count"] == 0
+
+
+def test_the_combined_data_file_holds_the_version_shown_and_coverage_reads_it(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The data file written for coverage.py holds the version shown, with its identity.
+    put_object(
+        s3, bucket, tmp_path, {"/var/task/app.py": [4]}, {"/var/task/app.py": sha(VERSION_B)}
+    )
+    put_object(
+        s3, bucket, tmp_path, {"/var/task/app.py": [1]}, {"/var/task/app.py": sha(VERSION_A)}
+    )
+    data_file = tmp_path / "out.coverage"
+    code, _, err = run_cli(
+        [
+            "combine",
+            "--bucket",
+            bucket,
+            "--endpoint-url",
+            moto_endpoint,
+            "--region",
+            "us-east-1",
+            "--source-root",
+            str(checkout),
+            "--data-file",
+            str(data_file),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    data = coverage.CoverageData(basename=str(data_file))
+    data.read()
+    assert data.measured_files() == {str(checkout / "app.py")}
+    assert sorted(data.lines(str(checkout / "app.py")) or []) == [4]
