@@ -105,10 +105,41 @@ def _warn(result: CombineResult, reports: Reports | None, verbose: bool) -> None
                 err.print(f"  {printable(path)}", markup=False)
             if not verbose and len(paths) > SHOWN:
                 err.print(f"  ... and {len(paths) - SHOWN} more")
+    _warn_changed(result, verbose)
     if result.combined.mixed:
         err.print("[yellow]warning:[/] line and branch data were mixed: combined as line data")
     for note in reports.notes if reports else ():
         err.print(f"[yellow]warning:[/] {note}", markup=False)
+
+
+def _warn_changed(result: CombineResult, verbose: bool) -> None:
+    """Files whose data came partly from other code: what was left out, and the way out."""
+    if not result.changed:
+        return
+    err = _err()
+    carried = result.changed[0].carried
+    err.print(
+        f"[yellow]warning:[/] {len(result.changed)} file(s) also ran as other code than "
+        f"under {escape(str(result.source_root))}; lines recorded on other versions are "
+        + ("carried where unchanged:" if carried else "not shown:")
+    )
+    for item in result.changed[: None if verbose else SHOWN]:
+        text = (
+            f"  {item.path}: {item.objects} object(s) of {len(item.versions)} other "
+            f"version(s), {item.shown_objects} of this one"
+        )
+        if carried:
+            text += f"; {item.carried_lines} line(s) carried"
+            if item.no_snapshot:
+                text += f", {len(item.no_snapshot)} version(s) without a source snapshot"
+        err.print(printable(text), markup=False)
+    if not verbose and len(result.changed) > SHOWN:
+        err.print(f"  ... and {len(result.changed) - SHOWN} more (--verbose lists all)")
+    if not carried:
+        err.print(
+            "  check out the code that ran, or pass --carry-forward to carry unchanged lines",
+            markup=False,
+        )
 
 
 def _table(result: CombineResult, reports: Reports) -> None:
@@ -202,7 +233,20 @@ def combine_command(
         typer.Option("--upload-key", help="Also write the data file (and KEY.json) to this key."),
     ] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 if any object had to be skipped.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 1 if any object had to be skipped, or data recorded on other code "
+            "was left out.",
+        ),
+    ] = False,
+    carry_forward: Annotated[
+        bool,
+        typer.Option(
+            "--carry-forward",
+            help="Carry lines recorded on other versions of a file onto the local one, "
+            "where the line is unchanged between them (from the source snapshots).",
+        ),
     ] = False,
     cache_dir: Annotated[
         Path | None,
@@ -277,6 +321,7 @@ def combine_command(
         source_root=root,
         cache_dir=cache,
         exclude_keys=(upload_key,) if upload_key else (),
+        carry_forward=carry_forward,
     )
     with _progress(not to_stdout) as progress:
         if remote:
@@ -434,6 +479,13 @@ def _exit_status(
     if strict and result.skipped:
         _err().print(
             f"lambdacov: partial: {len(result.skipped)} object(s) skipped (--strict)",
+            markup=False,
+        )
+        failed = True
+    if strict and (left_out := [item for item in result.changed if item.left_out]):
+        _err().print(
+            f"lambdacov: partial: data of {len(left_out)} file(s) recorded on other "
+            "code was left out (--strict)",
             markup=False,
         )
         failed = True
