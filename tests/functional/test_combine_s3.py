@@ -7,6 +7,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -181,16 +182,16 @@ def test_a_window_lists_only_its_partitions(
         )
         return combine(client, request), prefixes
 
-    result, prefixes = run("2024-01-14", "2024-01-15T23:59:59")
+    result, prefixes = run("2024-01-14", "2024-01-15T23:59:59.999999")
     assert sorted(prefixes) == ["coverage/2024/01/14/", "coverage/2024/01/15/"]
     assert result.list_calls == 2 and result.listed == 3
 
-    result, prefixes = run("2024-01-15", "2024-01-15T23:59:59", ("fn-a",))
+    result, prefixes = run("2024-01-15", "2024-01-15T23:59:59.999999", ("fn-a",))
     assert prefixes == ["coverage/2024/01/15/fn-a-"]
     assert result.inputs == (keys["2024/01/15"],)
 
     # A wide window walks years and months with a delimiter, and descends only into it.
-    result, prefixes = run("2023-06-01", "2024-01-14T23:59:59")
+    result, prefixes = run("2023-06-01", "2024-01-14T23:59:59.999999")
     assert "coverage/2023/05/" not in prefixes and "coverage/2023/05/31/" not in prefixes
     assert set(result.inputs) == {keys["2023/06/01"], keys["2023/12/31"], keys["2024/01/14"]}
     assert len(prefixes) < 40
@@ -608,3 +609,27 @@ def test_html_from_a_forked_process_a_failed_one_or_this_one_is_the_same(
     expected = _pages_without_dates(here)
     assert len(expected) > 3 and {"coverage_index.html", "index.html"} <= expected.keys()
     assert pages["forked"] == pages["die"] == expected
+
+
+def test_a_window_within_a_day_is_checked_to_the_second_against_last_modified(
+    tmp_path: Path, moto_endpoint: str, s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = datetime.now(UTC).strftime("%Y/%m/%d")
+    early, _ = put_data(s3, bucket, tmp_path, {"/var/task/app.py": [1]}, day=today)
+    time.sleep(1.1)
+    between = datetime.now(UTC).isoformat(timespec="seconds")
+    time.sleep(1.1)
+    late, _ = put_data(s3, bucket, tmp_path, {"/var/task/app.py": [2]}, day=today)
+    written = {key: s3.head_object(Bucket=bucket, Key=key)["LastModified"] for key in (early, late)}
+    assert written[early] < datetime.fromisoformat(between) < written[late]
+
+    def inputs(*window: str) -> list[str]:
+        code, out, err = run_cli(
+            cli_args(moto_endpoint, bucket, tmp_path, "--json", "-", *window), capsys
+        )
+        assert code == 0, err
+        return list(json.loads(out)["lambdacov"]["inputs"])
+
+    assert inputs("--since", between) == [late]
+    assert inputs("--until", between) == [early]
+    assert sorted(inputs("--since", "1d")) == sorted([early, late])

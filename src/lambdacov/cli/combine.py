@@ -317,7 +317,7 @@ def combine_command(
         prefix=data_prefix(prefix),
         functions=tuple(function or ()),
         since=start,
-        until=end or (now if start else None),
+        until=end or (_end_of_day(now) if start else None),
         source_root=root,
         cache_dir=cache,
         exclude_keys=(upload_key,) if upload_key else (),
@@ -369,6 +369,12 @@ def combine_command(
     else:
         _written(reports, bucket, uploaded)
     _exit_status(result, reports, fail_under, strict)
+
+
+def _end_of_day(moment: datetime) -> datetime:
+    """The last instant of ``moment``'s day: a window "until now" takes in today's
+    objects whatever S3's clock says (a bound within a day is checked to the second)."""
+    return moment.replace(hour=23, minute=59, second=59, microsecond=999999)
 
 
 def _window(

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +286,9 @@ class Lister:
             partitions = [f"{day}{name}-" for day in partitions for name in sorted(set(functions))]
         wanted = set(functions)
         skip = set(exclude)
+        # A bound within a day is checked to the second, against when the object was written.
+        since_cut = since if since and within_day(since) else None
+        until_cut = until if until and within_day(until, end=True) else None
         with worker_pool(self.workers) as pool:
             pages = list(pool.map(lambda p: self._list(p)[0], partitions))
         found: dict[str, RemoteObject] = {}
@@ -295,11 +299,36 @@ class Lister:
                     continue
                 if (low and remote.day < low) or (high and remote.day > high):
                     continue
+                if (since_cut or until_cut) and not _written_within(entry, since_cut, until_cut):
+                    continue
                 if wanted and _function(remote.key) not in wanted:
                     continue
                 found[remote.key] = remote
         objects = tuple(found[key] for key in sorted(found))
         return Listing(objects, self._calls, tuple(partitions))
+
+
+def within_day(moment: datetime, *, end: bool = False) -> bool:
+    """True for a bound that is not a whole day's start (or, with ``end``, its last instant)."""
+    return moment.timetz().replace(tzinfo=None) != (clock.max if end else clock.min)
+
+
+def _written_within(entry: dict[str, Any], since: datetime | None, until: datetime | None) -> bool:
+    """True if a listed object was last written within the window, to the second.
+
+    An environment's object is rewritten each time its coverage grows: what
+    counts is when it was last written.
+    """
+    written = entry.get("LastModified")
+    if written is None:
+        return True
+    if isinstance(written, str):  # listings keep AWS's text (see aws.Clients.get)
+        try:
+            written = datetime.fromisoformat(written.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+    moment = written if written.tzinfo else written.replace(tzinfo=UTC)
+    return not ((since and moment < since) or (until and moment > until))
 
 
 def _number(child: str, parent: str) -> int | None:
