@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from coverage_wrapper.datafiles import (
+    Combined,
     InvalidDataFileError,
     Merger,
     function_context,
     function_of,
     read_data_file,
+    split_version,
 )
 from coverage_wrapper.logging_utils import get_logger
 
@@ -85,14 +87,13 @@ def combine_coverage_files(
                 except Exception as error:  # noqa: BLE001 - one bad object must not stop the rest
                     skipped.append({"key": key, "reason": f"{type(error).__name__}: {error}"})
         combined = merger.result()
-        files = {name: sorted(combined.executed_lines(name)) for name in combined.measured_files()}
         summary: dict[str, Any] = {
             "bucket": bucket_name,
             "prefix": prefix,
             "output_key": output_key,
             "inputs": len(keys) - len(skipped),
             "skipped": skipped,
-            "files": files,
+            **_files(combined),
             "kind": combined.kind,
             "mixed_line_and_branch_data": combined.mixed,
         }
@@ -106,3 +107,24 @@ def combine_coverage_files(
     for entry in skipped:
         log.warning("Skipped a coverage object", extra={"data": entry})
     return summary
+
+
+def _files(combined: Combined) -> dict[str, Any]:
+    """Executed lines per file; a file that ran as several versions of its code has
+    each version's lines apart (under ``changed_files``), never one union of them."""
+    versions: dict[str, dict[str | None, list[int]]] = {}
+    for name in combined.measured_files():
+        path, digest = split_version(name)
+        versions.setdefault(path, {})[digest] = sorted(combined.executed_lines(name))
+    files: dict[str, list[int]] = {}
+    digests: dict[str, str] = {}
+    changed: dict[str, dict[str, list[int]]] = {}
+    for path, found in versions.items():
+        if len(found) == 1:
+            [(digest, lines)] = found.items()
+            files[path] = lines
+            if digest is not None:
+                digests[path] = digest
+        else:  # lines recorded without a version are under "unknown"
+            changed[path] = {digest or "unknown": lines for digest, lines in found.items()}
+    return {"files": files, "sha256": digests, "changed_files": changed}

@@ -276,3 +276,43 @@ def test_the_combined_data_file_holds_the_version_shown_and_coverage_reads_it(
     data.read()
     assert data.measured_files() == {str(checkout / "app.py")}
     assert sorted(data.lines(str(checkout / "app.py")) or []) == [4]
+
+
+def test_the_guides_combiner_keeps_each_version_apart(s3: Any, bucket: str, tmp_path: Path) -> None:
+    from coverage_wrapper.combiner import combine_coverage_files
+    from coverage_wrapper.datafiles import bits_to_lines, read_data_file, split_version
+
+    put_object(
+        s3,
+        bucket,
+        tmp_path,
+        {"/var/task/app.py": [1, 2], "/var/task/other.py": [1]},
+        {"/var/task/app.py": sha(VERSION_A), "/var/task/other.py": sha(OTHER)},
+    )
+    put_object(
+        s3,
+        bucket,
+        tmp_path,
+        {"/var/task/app.py": [4]},
+        {"/var/task/app.py": sha(VERSION_B)},
+    )
+    summary = combine_coverage_files(bucket, "coverage/", "combined/all.json", s3_client=s3)
+    assert summary["files"] == {"/var/task/other.py": [1]}
+    assert summary["sha256"] == {"/var/task/other.py": sha(OTHER)}
+    assert summary["changed_files"] == {
+        "/var/task/app.py": {sha(VERSION_A): [1, 2], sha(VERSION_B): [4]}
+    }
+    # The data file output keeps both versions, each with its identity, and
+    # coverage.py reads it (each version under a name of its own).
+    combine_coverage_files(bucket, "coverage/", "combined/all.coverage", s3_client=s3)
+    local = tmp_path / "all.coverage"
+    local.write_bytes(s3.get_object(Bucket=bucket, Key="combined/all.coverage")["Body"].read())
+    read = read_data_file(local)
+    assert {split_version(name): bits_to_lines(bits) for (name, _), bits in read.lines.items()} == {
+        ("/var/task/app.py", sha(VERSION_A)): [1, 2],
+        ("/var/task/app.py", sha(VERSION_B)): [4],
+        ("/var/task/other.py", sha(OTHER)): [1],
+    }
+    data = coverage.CoverageData(basename=str(local))
+    data.read()
+    assert len(data.measured_files()) == 3
