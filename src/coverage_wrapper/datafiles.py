@@ -120,6 +120,8 @@ class DataFile:
     tracers: Mapping[str, str] = field(default_factory=dict)
     # Where it was recorded: identity.FUNCTION, FUNCTION_VERSION and TASK_ROOT.
     origin: Mapping[str, str] = field(default_factory=dict)
+    # A combined file's objects per versioned name (an object's own data counts once).
+    objects: Mapping[str, int] = field(default_factory=dict)
 
 
 def versioned(path: str, digest: str) -> str:
@@ -613,7 +615,7 @@ def _decode(rows: Iterable[_Row], connection: sqlite3.Connection, limit: int) ->
     _check_contexts(len(found.contexts))
     for name in found.files.values():
         _check_path(name)
-    origin, found.files = _identity(found.meta, found.files)
+    origin, objects, found.files = _identity(found.meta, found.files)
     # A file says which kind it holds (meta has_arcs); the other table is ignored,
     # as coverage.py does, which reads the value as bool(int(value)).
     has_arcs = found.meta.get("has_arcs")
@@ -636,46 +638,68 @@ def _decode(rows: Iterable[_Row], connection: sqlite3.Connection, limit: int) ->
         for file_id, tracer in found.tracers
         if tracer and file_id in found.files
     }
-    return DataFile(kind, lines, arcs, tracers, origin)
+    return DataFile(kind, lines, arcs, tracers, origin, objects)
 
 
 def _identity(
     meta: Mapping[Any, Any], files: dict[Any, Any]
-) -> tuple[dict[str, str], dict[Any, Any]]:
-    """The file's origin, and its measured names as the merge keeps them.
+) -> tuple[dict[str, str], dict[str, int], dict[Any, Any]]:
+    """The file's origin, its objects per version, and its names as the merge keeps them.
 
     A name becomes its path (for a combined file that stores two versions of
     one path under two names) joined with the sha256 of its code, when the file
     recorded one (see :mod:`coverage_wrapper.identity`); a path under the
     recorded task root is read as under Lambda's, ``/var/task``.
     """
-    origin: dict[str, str] = {}
-    digests: dict[str, str] = {}
-    paths: dict[str, str] = {}
-    for key, value in meta.items():
-        if not (key.__class__ is str and key.startswith(identity.PREFIX)):
-            continue
-        if value.__class__ is not str or len(value) > MAX_PATH_LENGTH:
-            raise InvalidDataFileError(f"corrupt: {key[:100]!r} is not a plausible value")
+    rows = _IdentityRows.read(meta)
+    root = rows.origin.get(identity.TASK_ROOT, LAMBDA_TASK_ROOT).rstrip("/") + "/"
+    if not rows.digests and not rows.paths and root == LAMBDA_TASK_ROOT + "/":
+        return rows.origin, {}, files
+    renamed = {}
+    objects = {}
+    for file_id, name in files.items():
+        path = rows.paths.get(name, name)
+        if root != "/" and path.startswith(root):
+            path = f"{LAMBDA_TASK_ROOT}/{path.removeprefix(root)}"
+        digest = rows.digests.get(name)
+        renamed[file_id] = versioned(path, digest) if digest else path
+        if digest and name in rows.counts:
+            objects[renamed[file_id]] = rows.counts[name]
+    return rows.origin, objects, renamed
+
+
+@dataclass
+class _IdentityRows:
+    """The ``lambdacov:`` rows of a file's ``meta`` table, checked."""
+
+    origin: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, meta: Mapping[Any, Any]) -> _IdentityRows:
+        rows = cls()
+        for key, value in meta.items():
+            if key.__class__ is str and key.startswith(identity.PREFIX):
+                if value.__class__ is not str or len(value) > MAX_PATH_LENGTH:
+                    raise InvalidDataFileError(f"corrupt: {key[:100]!r} is not a plausible value")
+                rows.add(key, value)
+        return rows
+
+    def add(self, key: str, value: str) -> None:
         if key.startswith(identity.SHA256):
             if not _DIGEST.fullmatch(value):
                 raise InvalidDataFileError("corrupt: a code identity is not a sha256 digest")
-            digests[key.removeprefix(identity.SHA256)] = value
+            self.digests[key.removeprefix(identity.SHA256)] = value
         elif key.startswith(identity.PATH):
-            paths[key.removeprefix(identity.PATH)] = _check_path(value)
+            self.paths[key.removeprefix(identity.PATH)] = _check_path(value)
+        elif key.startswith(identity.OBJECTS):
+            if not value.isdigit() or len(value) > 9:
+                raise InvalidDataFileError("corrupt: an object count is not a number")
+            self.counts[key.removeprefix(identity.OBJECTS)] = int(value)
         elif key in _ORIGIN_KEYS:
-            origin[key] = value
-    root = origin.get(identity.TASK_ROOT, LAMBDA_TASK_ROOT).rstrip("/") + "/"
-    if not digests and not paths and root == LAMBDA_TASK_ROOT + "/":
-        return origin, files
-    renamed = {}
-    for file_id, name in files.items():
-        path = paths.get(name, name)
-        if root != "/" and path.startswith(root):
-            path = f"{LAMBDA_TASK_ROOT}/{path.removeprefix(root)}"
-        digest = digests.get(name)
-        renamed[file_id] = versioned(path, digest) if digest else path
-    return origin, renamed
+            self.origin[key] = value
 
 
 _ORIGIN_KEYS = frozenset({identity.FUNCTION, identity.FUNCTION_VERSION, identity.TASK_ROOT})
@@ -974,7 +998,7 @@ class Combined:
             if tracers:
                 data.add_file_tracers(tracers)
             data.close()
-            _write_identity(temporary, names, only)
+            _write_identity(temporary, names, self.objects, only)
             Path(temporary).replace(output)
         finally:
             Path(temporary).unlink(missing_ok=True)
@@ -996,15 +1020,19 @@ def _stored_names(names: Iterable[str]) -> dict[str, str]:
 
 
 def _write_identity(
-    database: str, names: Mapping[str, str], only: Callable[[str], bool] | None
+    database: str,
+    names: Mapping[str, str],
+    objects: Mapping[str, int],
+    only: Callable[[str], bool] | None,
 ) -> None:
-    """Record the sha256 (and, where renamed, the path) of each versioned name."""
+    """Record the sha256, the objects and (where renamed) the path of each versioned name."""
     rows = []
     for name, stored in names.items():
         path, digest = split_version(name)
         if digest is None or (only is not None and not only(name)):
             continue
         rows.append((identity.SHA256 + stored, digest))
+        rows.append((identity.OBJECTS + stored, str(objects.get(name, 1))))
         if stored != path:
             rows.append((identity.PATH + stored, path))
     if not rows:
@@ -1053,7 +1081,7 @@ class Merger:
         names = {name for name, _ in data.lines} | {name for name, _ in data.arcs}
         for name in names:
             if VERSION_MARK in name and (mapped := self._map(name)) is not None:
-                self.objects[mapped] += 1
+                self.objects[mapped] += data.objects.get(name, 1)
 
     def add(self, data: DataFile, label: Labeler | None = None) -> None:
         """Add one file's data, its contexts renamed by ``label``."""

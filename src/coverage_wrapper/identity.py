@@ -19,6 +19,8 @@ Keys (every value is text):
 ``lambdacov:path:<name>``
     Only in combined files holding two versions of one path: the path a stored
     ``<name>`` stands for (each version is stored under a name of its own).
+``lambdacov:objects:<name>``
+    Only in combined files: how many objects recorded that version of the file.
 
 When: the runtime stamps a data file during delivery, after coverage.py has
 closed it (:func:`stamp`), hashing the file as it is on disk then. A file is
@@ -35,7 +37,9 @@ data's bucket holds the file whose digest that is (see
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
 import sqlite3
 import stat
@@ -47,6 +51,7 @@ FUNCTION_VERSION = "lambdacov:function_version"
 TASK_ROOT = "lambdacov:task_root"
 SHA256 = "lambdacov:sha256:"
 PATH = "lambdacov:path:"
+OBJECTS = "lambdacov:objects:"
 PREFIX = "lambdacov:"
 # Where the source snapshots live, under the data's prefix: PREFIX + SOURCES + digest.
 SOURCES = "sources/"
@@ -64,23 +69,26 @@ def origin(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: environ[name] for key, name in _ORIGIN.items() if environ.get(name)}
 
 
-def file_digest(path: str | os.PathLike[str]) -> str | None:
-    """The hex sha256 of a regular file's bytes; None when it is not one or cannot be read.
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """Open a regular file for reading; OSError when ``path`` is anything else.
 
     Opened without blocking: a FIFO where a source file was would otherwise
     wait for a writer for ever.
     """
+    stream = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+        stream.close()
+        raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
+    return stream
+
+
+def file_digest(path: str | os.PathLike[str]) -> str | None:
+    """The hex sha256 of a regular file's bytes; None when it is not one or cannot be read."""
     try:
-        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open_regular(path) as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()  # reads in chunks
     except (OSError, ValueError):  # ValueError: a name with a NUL
         return None
-    with open(handle, "rb") as stream:  # owns the descriptor from here
-        try:
-            if not stat.S_ISREG(os.fstat(handle).st_mode):
-                return None
-            return hashlib.file_digest(stream, "sha256").hexdigest()  # reads in chunks
-        except OSError:
-            return None
 
 
 def source_key(prefix: str, digest: str) -> str:
@@ -88,9 +96,15 @@ def source_key(prefix: str, digest: str) -> str:
     return f"{prefix}{SOURCES}{digest}"
 
 
+def _connect(data_file: Path, mode: str) -> sqlite3.Connection:
+    """Open an existing database, in autocommit mode (sqlite3 would create a missing one)."""
+    uri = f"{data_file.resolve().as_uri()}?mode={mode}"
+    return sqlite3.connect(uri, uri=True, isolation_level=None)
+
+
 def recorded(data_file: Path) -> dict[str, str]:
     """The sha256 rows of a data file: {measured name: digest}."""
-    with contextlib.closing(sqlite3.connect(data_file)) as connection:
+    with contextlib.closing(_connect(data_file, "ro")) as connection:
         return {
             key.removeprefix(SHA256): value
             for key, value in connection.execute("select key, value from meta")
@@ -107,11 +121,11 @@ def stamp(
     (:func:`origin`); ``known`` digests already computed in this environment,
     by measured name, used instead of reading those files again. One
     transaction: the file holds all the new rows or none. Returns the rows
-    written for files, {name: digest}. sqlite3.Error when the file is not a
-    coverage data file.
+    written for files, {name: digest}. sqlite3.Error when the file is missing
+    or not a coverage data file.
     """
     known = known or {}
-    connection = sqlite3.connect(data_file, isolation_level=None)
+    connection = _connect(data_file, "rw")
     try:
         connection.execute("begin immediate")  # no other writer between reading and writing
         names = [name for (name,) in connection.execute("select path from file")]
@@ -122,7 +136,7 @@ def stamp(
         }
         new: dict[str, str] = {}
         for name in names:
-            if name in stamped:
+            if not isinstance(name, str) or name in stamped:
                 continue
             digest = known.get(name) or file_digest(name)
             if digest is not None:

@@ -8,10 +8,8 @@ computed with the code under test.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,8 @@ from typing import Any
 import coverage
 import pytest
 
-from coverage_wrapper import identity
 from lambdacov.cli import main
-from tests.support.combine_data import write_data
+from tests.support.combine_data import with_identity, write_data
 
 # Version A: ten statements. B: three comment lines inserted at the top and line 6
 # of A edited (so A's line n is B's line n + 3, except A's line 6, which is gone).
@@ -56,14 +53,7 @@ def put_object(
     """An object as the runtime writes it: coverage.py's data plus the identity rows."""
     key = f"coverage/2024/01/15/{function}-{uuid.uuid4().hex}.coverage"
     local = write_data(tmp_path / key.replace("/", "_"), measured)
-    rows = [
-        (identity.FUNCTION, function),
-        (identity.FUNCTION_VERSION, "$LATEST"),
-        (identity.TASK_ROOT, task_root),
-        *((identity.SHA256 + name, digest) for name, digest in digests.items()),
-    ]
-    with contextlib.closing(sqlite3.connect(local)) as db, db:
-        db.executemany("insert into meta (key, value) values (?, ?)", rows)
+    with_identity(local, digests, function=function, task_root=task_root)
     s3.put_object(Bucket=bucket, Key=key, Body=local.read_bytes())
     return key
 

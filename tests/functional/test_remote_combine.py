@@ -7,6 +7,7 @@ end to end. The result must be the one a local combine gives for the same object
 
 from __future__ import annotations
 
+import hashlib
 import random
 import subprocess
 import sys
@@ -27,7 +28,14 @@ from lambdacov.combine.remote import (
     combine_remote,
 )
 from lambdacov.combine.reports import ReportPlan, write_reports
-from tests.support.combine_data import ORDERS, as_dict, random_measurement, read, write_data
+from tests.support.combine_data import (
+    ORDERS,
+    as_dict,
+    random_measurement,
+    read,
+    with_identity,
+    write_data,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -138,6 +146,32 @@ def test_remote_combine_equals_local_combine_and_reports_match(
     ]
     assert all("/partials/days/" in key for key in kept) and len(kept) == 4
     assert all(key.startswith("coverage/20") for key in local.inputs)
+
+
+def test_remote_combine_keeps_versions_apart_and_resolves_them_as_the_local_combine(
+    s3: Any, bucket: str, tmp_path: Path, invoker: LocalInvoker
+) -> None:
+    # Half the objects ran on the checkout's code, half on code that has changed since.
+    rng = random.Random(11)
+    for n in range(8):
+        measured = random_measurement(ORDERS, rng)
+        digests = {
+            name: hashlib.sha256(
+                (ORDERS / name.removeprefix("/var/task/")).read_bytes()
+            ).hexdigest()
+            if n % 2
+            else "0" * 64
+            for name in measured
+        }
+        local = with_identity(write_data(tmp_path / f"{n}.coverage", measured), digests)
+        key = f"coverage/{DAYS[n % 3]}/fn-{n % 2}-{uuid.uuid4().hex}.coverage"
+        s3.put_object(Bucket=bucket, Key=key, Body=local.read_bytes())
+    local_result = combine(s3, request(bucket, tmp_path))
+    done = combine_remote(s3, invoker, request(bucket, tmp_path), settings(shards=4), now=NOW)
+    assert_same(done.result, local_result)
+    assert done.result.changed == local_result.changed
+    assert local_result.changed and all(item.objects for item in local_result.changed)
+    assert local_result.objects_by_function == {"fn-0": 4, "fn-1": 4}
 
 
 def test_second_run_reuses_closed_days_and_recombines_only_the_open_day(

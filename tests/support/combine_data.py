@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import itertools
 import random
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -52,6 +54,27 @@ def write_data(path: Path, measured: dict[str, list[Any]], *, branch: bool = Fal
     else:
         data.add_lines(measured)
     data.close()
+    return path
+
+
+def with_identity(
+    path: Path,
+    digests: dict[str, str],
+    *,
+    function: str = "fn",
+    task_root: str = "/var/task",
+) -> Path:
+    """Add the rows the runtime writes (coverage_wrapper.identity) to a data file."""
+    from coverage_wrapper import identity
+
+    rows = [
+        (identity.FUNCTION, function),
+        (identity.FUNCTION_VERSION, "$LATEST"),
+        (identity.TASK_ROOT, task_root),
+        *((identity.SHA256 + name, digest) for name, digest in digests.items()),
+    ]
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executemany("insert into meta (key, value) values (?, ?)", rows)
     return path
 
 
