@@ -23,6 +23,7 @@ from coverage_wrapper.datafiles import (
     Merger,
     function_context,
     function_of,
+    key_day,
     read_data_file,
     split_version,
 )
@@ -80,7 +81,7 @@ def combine_coverage_files(
                 try:
                     label = functools.partial(function_context, function_of(key))
                     local = future.result()
-                    merger.add(read_data_file(local), label)
+                    merger.add(read_data_file(local), label, key_day(key))
                     local.unlink()
                 except InvalidDataFileError as error:
                     skipped.append({"key": key, "reason": str(error)})

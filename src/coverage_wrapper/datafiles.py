@@ -61,6 +61,7 @@ LAMBDA_TASK_ROOT = "/var/task"
 # version of a file stays apart through the merge ("\0" is in no measured path).
 VERSION_MARK = "\x00"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
 
 # The coverage.py SQLite schema the direct reader was checked against (coverage 7.x).
 KNOWN_SCHEMA_VERSION = 7
@@ -120,8 +121,10 @@ class DataFile:
     tracers: Mapping[str, str] = field(default_factory=dict)
     # Where it was recorded: identity.FUNCTION, FUNCTION_VERSION and TASK_ROOT.
     origin: Mapping[str, str] = field(default_factory=dict)
-    # A combined file's objects per versioned name (an object's own data counts once).
+    # A combined file's objects per versioned name (an object's own data counts once),
+    # and the date of the newest.
     objects: Mapping[str, int] = field(default_factory=dict)
+    newest: Mapping[str, str] = field(default_factory=dict)
 
 
 def versioned(path: str, digest: str) -> str:
@@ -171,6 +174,16 @@ def unpack_arc(packed: PackedArc) -> Arc:
     """The (from, to) pair of a packed arc."""
     number = int(packed)
     return (number >> 31) - _BIAS, (number & _LOW) - _BIAS
+
+
+# The date partition and name at the end of an object's key: .../YYYY/MM/DD/<name>.coverage
+DAY_KEY = re.compile(r"(\d{4})/(\d{2})/(\d{2})/([^/]+\.coverage)$")
+
+
+def key_day(key: str) -> str:
+    """The ``YYYY/MM/DD`` partition of an object's key; "" for a key outside the layout."""
+    match = DAY_KEY.search(key)
+    return f"{match[1]}/{match[2]}/{match[3]}" if match else ""
 
 
 def function_from_key(key: str) -> str:
@@ -615,7 +628,8 @@ def _decode(rows: Iterable[_Row], connection: sqlite3.Connection, limit: int) ->
     _check_contexts(len(found.contexts))
     for name in found.files.values():
         _check_path(name)
-    origin, objects, found.files = _identity(found.meta, found.files)
+    identified = _IdentityRows.read(found.meta)
+    found.files = identified.rename(found.files)
     # A file says which kind it holds (meta has_arcs); the other table is ignored,
     # as coverage.py does, which reads the value as bool(int(value)).
     has_arcs = found.meta.get("has_arcs")
@@ -638,44 +652,48 @@ def _decode(rows: Iterable[_Row], connection: sqlite3.Connection, limit: int) ->
         for file_id, tracer in found.tracers
         if tracer and file_id in found.files
     }
-    return DataFile(kind, lines, arcs, tracers, origin, objects)
-
-
-def _identity(
-    meta: Mapping[Any, Any], files: dict[Any, Any]
-) -> tuple[dict[str, str], dict[str, int], dict[Any, Any]]:
-    """The file's origin, its objects per version, and its names as the merge keeps them.
-
-    A name becomes its path (for a combined file that stores two versions of
-    one path under two names) joined with the sha256 of its code, when the file
-    recorded one (see :mod:`coverage_wrapper.identity`); a path under the
-    recorded task root is read as under Lambda's, ``/var/task``.
-    """
-    rows = _IdentityRows.read(meta)
-    root = rows.origin.get(identity.TASK_ROOT, LAMBDA_TASK_ROOT).rstrip("/") + "/"
-    if not rows.digests and not rows.paths and root == LAMBDA_TASK_ROOT + "/":
-        return rows.origin, {}, files
-    renamed = {}
-    objects = {}
-    for file_id, name in files.items():
-        path = rows.paths.get(name, name)
-        if root != "/" and path.startswith(root):
-            path = f"{LAMBDA_TASK_ROOT}/{path.removeprefix(root)}"
-        digest = rows.digests.get(name)
-        renamed[file_id] = versioned(path, digest) if digest else path
-        if digest and name in rows.counts:
-            objects[renamed[file_id]] = rows.counts[name]
-    return rows.origin, objects, renamed
+    return DataFile(
+        kind, lines, arcs, tracers, identified.origin, identified.objects, identified.newest
+    )
 
 
 @dataclass
 class _IdentityRows:
-    """The ``lambdacov:`` rows of a file's ``meta`` table, checked."""
+    """The ``lambdacov:`` rows of a file's ``meta`` table, checked (see
+    :mod:`coverage_wrapper.identity`)."""
 
     origin: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    dates: dict[str, str] = field(default_factory=dict)
+    # By the names the merge keeps (see rename).
+    objects: dict[str, int] = field(default_factory=dict)
+    newest: dict[str, str] = field(default_factory=dict)
+
+    def rename(self, files: dict[Any, Any]) -> dict[Any, Any]:
+        """The measured names as the merge keeps them.
+
+        A name becomes its path (a combined file stores two versions of one
+        path under two names) joined with the sha256 of its code, when the
+        file recorded one; a path under the recorded task root is read as
+        under Lambda's, ``/var/task``.
+        """
+        root = self.origin.get(identity.TASK_ROOT, LAMBDA_TASK_ROOT).rstrip("/") + "/"
+        if not self.digests and not self.paths and root == LAMBDA_TASK_ROOT + "/":
+            return files
+        renamed = {}
+        for file_id, name in files.items():
+            path = self.paths.get(name, name)
+            if root != "/" and path.startswith(root):
+                path = f"{LAMBDA_TASK_ROOT}/{path.removeprefix(root)}"
+            digest = self.digests.get(name)
+            renamed[file_id] = versioned(path, digest) if digest else path
+            if digest and name in self.counts:
+                self.objects[renamed[file_id]] = self.counts[name]
+            if digest and name in self.dates:
+                self.newest[renamed[file_id]] = self.dates[name]
+        return renamed
 
     @classmethod
     def read(cls, meta: Mapping[Any, Any]) -> _IdentityRows:
@@ -698,6 +716,10 @@ class _IdentityRows:
             if not value.isdigit() or len(value) > 9:
                 raise InvalidDataFileError("corrupt: an object count is not a number")
             self.counts[key.removeprefix(identity.OBJECTS)] = int(value)
+        elif key.startswith(identity.NEWEST):
+            if not _DATE.fullmatch(value):
+                raise InvalidDataFileError("corrupt: a newest date is not YYYY/MM/DD")
+            self.dates[key.removeprefix(identity.NEWEST)] = value
         elif key in _ORIGIN_KEYS:
             self.origin[key] = value
 
@@ -905,8 +927,10 @@ class Combined:
     arcs: Mapping[Slot, frozenset[Arc]]
     tracers: Mapping[str, str]
     mixed: bool  # line and branch files were mixed: combined as line data
-    # For each versioned name (see :func:`versioned`), the objects that recorded it.
+    # For each versioned name (see :func:`versioned`), the objects that recorded it and
+    # the date of the newest (YYYY/MM/DD, "" if unknown).
     objects: Mapping[str, int] = field(default_factory=dict)
+    newest: Mapping[str, str] = field(default_factory=dict)
 
     def measured_files(self) -> list[str]:
         """The measured file names, sorted."""
@@ -998,7 +1022,7 @@ class Combined:
             if tracers:
                 data.add_file_tracers(tracers)
             data.close()
-            _write_identity(temporary, names, self.objects, only)
+            _write_identity(temporary, names, self, only)
             Path(temporary).replace(output)
         finally:
             Path(temporary).unlink(missing_ok=True)
@@ -1022,17 +1046,19 @@ def _stored_names(names: Iterable[str]) -> dict[str, str]:
 def _write_identity(
     database: str,
     names: Mapping[str, str],
-    objects: Mapping[str, int],
+    combined: Combined,
     only: Callable[[str], bool] | None,
 ) -> None:
-    """Record the sha256, the objects and (where renamed) the path of each versioned name."""
+    """Record each versioned name's sha256, objects, newest date and (if renamed) path."""
     rows = []
     for name, stored in names.items():
         path, digest = split_version(name)
         if digest is None or (only is not None and not only(name)):
             continue
         rows.append((identity.SHA256 + stored, digest))
-        rows.append((identity.OBJECTS + stored, str(objects.get(name, 1))))
+        rows.append((identity.OBJECTS + stored, str(combined.objects.get(name, 1))))
+        if newest := combined.newest.get(name):
+            rows.append((identity.NEWEST + stored, newest))
         if stored != path:
             rows.append((identity.PATH + stored, path))
     if not rows:
@@ -1064,6 +1090,7 @@ class Merger:
         self._tracers: dict[str, str] = {}
         self.files_by_kind: dict[str, int] = {"lines": 0, "arcs": 0, "empty": 0}
         self.objects: Counter[str] = Counter()  # versioned name -> objects that recorded it
+        self.newest: dict[str, str] = {}  # versioned name -> the date of its newest object
 
     def _map(self, name: str) -> str | None:
         if self._path_map is None:
@@ -1076,21 +1103,27 @@ class Merger:
             self._mapped[name] = mapped
         return self._mapped[name]
 
-    def _count(self, data: DataFile) -> None:
-        """Count the objects that recorded each version of a file."""
+    def _count(self, data: DataFile, day: str) -> None:
+        """Count the objects that recorded each version of a file, and date the newest."""
         names = {name for name, _ in data.lines} | {name for name, _ in data.arcs}
         for name in names:
             if VERSION_MARK in name and (mapped := self._map(name)) is not None:
-                self.objects[mapped] += data.objects.get(name, 1)
+                self._note(mapped, data.objects.get(name, 1), data.newest.get(name, day))
 
-    def add(self, data: DataFile, label: Labeler | None = None) -> None:
-        """Add one file's data, its contexts renamed by ``label``."""
+    def _note(self, name: str, objects: int, day: str) -> None:
+        self.objects[name] += objects
+        if day > self.newest.get(name, ""):
+            self.newest[name] = day
+
+    def add(self, data: DataFile, label: Labeler | None = None, day: str = "") -> None:
+        """Add one file's data, its contexts renamed by ``label``; ``day`` (YYYY/MM/DD)
+        dates the object, to tell which version of a file is the newest."""
         for name, tracer in data.tracers.items():
             mapped = self._map(name)
             if mapped is not None and self._tracers.setdefault(mapped, tracer) != tracer:
                 raise InvalidDataFileError(f"conflicting file tracer for {mapped}")
         self.files_by_kind[data.kind or "empty"] += 1
-        self._count(data)
+        self._count(data, day)
         for (name, context), bits in data.lines.items():
             mapped = self._map(name)
             if mapped is not None:
@@ -1128,7 +1161,7 @@ class Merger:
             self.files_by_kind[kind] += count
         for name, count in other.objects.items():
             if (mapped := self._map(name)) is not None:
-                self.objects[mapped] += count
+                self._note(mapped, count, other.newest.get(name, ""))
 
     def result(self) -> Combined:
         """The combined data; mixed line and branch inputs are combined as line data."""
@@ -1143,4 +1176,5 @@ class Merger:
             dict(self._tracers),
             mixed=mixed,
             objects=dict(self.objects),
+            newest=dict(self.newest),
         )

@@ -19,8 +19,9 @@ Keys (every value is text):
 ``lambdacov:path:<name>``
     Only in combined files holding two versions of one path: the path a stored
     ``<name>`` stands for (each version is stored under a name of its own).
-``lambdacov:objects:<name>``
-    Only in combined files: how many objects recorded that version of the file.
+``lambdacov:objects:<name>``, ``lambdacov:newest:<name>``
+    Only in combined files: how many objects recorded that version of the file,
+    and the date (``YYYY/MM/DD``, from their keys) of the newest.
 
 When: the runtime stamps a data file during delivery, after coverage.py has
 closed it (:func:`stamp`), hashing the file as it is on disk then. A file is
@@ -52,6 +53,7 @@ TASK_ROOT = "lambdacov:task_root"
 SHA256 = "lambdacov:sha256:"
 PATH = "lambdacov:path:"
 OBJECTS = "lambdacov:objects:"
+NEWEST = "lambdacov:newest:"
 PREFIX = "lambdacov:"
 # Where the source snapshots live, under the data's prefix: PREFIX + SOURCES + digest.
 SOURCES = "sources/"

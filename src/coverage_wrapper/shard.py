@@ -50,6 +50,7 @@ from coverage_wrapper.datafiles import (
     function_context,
     function_from_key,
     function_of,
+    key_day,
     read_data_file,
 )
 from coverage_wrapper.errors import error_code
@@ -250,7 +251,7 @@ def _merge_all(client: Any, spec: ShardSpec, listed: list[tuple[str, int]]) -> _
         function = function_of(key)
         if spec.relabel:
             label = functools.partial(function_context, function)
-        outcome.merger.add(read_data_file(path), label)
+        outcome.merger.add(read_data_file(path), label, key_day(key))
         outcome.inputs.append(key)
         outcome.functions[function] += 1
 

@@ -306,3 +306,39 @@ def test_the_guides_combiner_keeps_each_version_apart(s3: Any, bucket: str, tmp_
     data = coverage.CoverageData(basename=str(local))
     data.read()
     assert len(data.measured_files()) == 3
+
+
+def test_with_no_checkout_each_file_is_reported_from_its_newest_snapshot(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # An empty directory as the source root: every file comes from its snapshot.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for content in (VERSION_A, VERSION_B, OTHER):
+        s3.put_object(Bucket=bucket, Key=f"coverage/sources/{sha(content)}", Body=content)
+    runs = (("2024/01/14", [1, 2, 6], VERSION_A), ("2024/01/15", [4], VERSION_B))
+    for day, lines, version in runs:
+        key = f"coverage/{day}/orders-{uuid.uuid4().hex}.coverage"
+        measured = {"/var/task/app.py": lines, "/var/task/lib/other.py": [1]}
+        local = write_data(tmp_path / key.replace("/", "_"), measured)
+        digests = {"/var/task/app.py": sha(version), "/var/task/lib/other.py": sha(OTHER)}
+        s3.put_object(Bucket=bucket, Key=key, Body=with_identity(local, digests).read_bytes())
+    code, document, err = combine_json(
+        moto_endpoint, bucket, tmp_path, empty, capsys, "--carry-forward"
+    )
+    assert code == 0, err
+    copies = document["lambdacov"]["from_snapshots"]
+    assert set(copies) == {"/var/task/app.py", "/var/task/lib/other.py"}
+    # The newest version of app.py (B, from the later day) is shown, with A's unchanged
+    # lines carried (A's 1 and 2 are B's 4 and 5; A's 6 was edited).
+    app = Path(copies["/var/task/app.py"])
+    assert app.read_bytes() == VERSION_B and app.name == "app.py"
+    assert Path(copies["/var/task/lib/other.py"]).read_bytes() == OTHER
+    assert sorted(document["files"][str(app)]["executed_lines"]) == [4, 5]
+    assert document["files"][copies["/var/task/lib/other.py"]]["executed_lines"] == [1]
+    assert document["lambdacov"]["warnings"]["missing_files_count"] == 0
+    assert "2 file(s) not under" in err and "reported from the source snapshots" in err

@@ -105,6 +105,16 @@ def _warn(result: CombineResult, reports: Reports | None, verbose: bool) -> None
                 err.print(f"  {printable(path)}", markup=False)
             if not verbose and len(paths) > SHOWN:
                 err.print(f"  ... and {len(paths) - SHOWN} more")
+    if result.from_snapshots:
+        root = escape(str(result.source_root))
+        err.print(
+            f"note: {len(result.from_snapshots)} file(s) not under {root} are reported "
+            "from the source snapshots of their newest version:"
+        )
+        for path, copy in list(result.from_snapshots.items())[: None if verbose else SHOWN]:
+            err.print(f"  {printable(path)} -> {printable(copy)}", markup=False)
+        if not verbose and len(result.from_snapshots) > SHOWN:
+            err.print(f"  ... and {len(result.from_snapshots) - SHOWN} more (--verbose lists all)")
     _warn_changed(result, verbose)
     if result.combined.mixed:
         err.print("[yellow]warning:[/] line and branch data were mixed: combined as line data")

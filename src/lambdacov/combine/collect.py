@@ -33,6 +33,7 @@ from datetime import time as clock
 from pathlib import Path
 from typing import Any
 
+from coverage_wrapper.datafiles import DAY_KEY
 from lambdacov.aws import RETRYABLE_CODES, Retrier, error_code, translating
 from lambdacov.errors import UsageError
 from lambdacov.paths import cache_root
@@ -74,7 +75,6 @@ DOWNLOAD_RETRIER = Retrier(
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_DAY_KEY = re.compile(r"(\d{4})/(\d{2})/(\d{2})/([^/]+\.coverage)$")
 
 
 class ShortReadError(Exception):
@@ -345,7 +345,7 @@ def _function(key: str) -> str:
 def _remote(entry: dict[str, Any], prefix: str) -> RemoteObject | None:
     """The listed object if its key follows the layout ``PREFIX/YYYY/MM/DD/name.coverage``."""
     key = str(entry["Key"])
-    match = _DAY_KEY.fullmatch(key[len(prefix) :]) if key.startswith(prefix) else None
+    match = DAY_KEY.fullmatch(key[len(prefix) :]) if key.startswith(prefix) else None
     if not match:
         return None
     try:

@@ -25,7 +25,7 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from coverage_wrapper.datafiles import (
     Merger,
     function_context,
     function_of,
+    key_day,
     read_data_file,
 )
 from lambdacov.aws import translating
@@ -51,7 +52,13 @@ from lambdacov.combine.collect import (
     in_flight,
     normalise_prefix,
 )
-from lambdacov.combine.versions import ChangedFile, S3Snapshots, SnapshotSource, resolve
+from lambdacov.combine.versions import (
+    ChangedFile,
+    S3Snapshots,
+    SnapshotSource,
+    SnapshotTree,
+    resolve,
+)
 
 #: Where Lambda puts the function's code, also for container images; a file recorded
 #: under another task root (the local emulator's) is read as if it ran here.
@@ -114,6 +121,15 @@ class PathRemapper:
         return path not in self.missing and self.inside(path)
 
 
+def _reportable(remapper: PathRemapper, copies: frozenset[str], path: str) -> bool:
+    """True for combined paths that are real files in the source root, or snapshots' copies."""
+    return path in copies or remapper.reportable(path)
+
+
+#: Where, in the cache folder, source snapshots are written as files for reports.
+SNAPSHOTS = "sources"
+
+
 @dataclass(frozen=True)
 class CombineRequest:
     """What to combine: the bucket, the window, the functions and where the source is."""
@@ -153,6 +169,8 @@ class CombineResult:
     reportable: Callable[[str], bool]
     # Files with data recorded on code other than the local file's (see versions).
     changed: tuple[ChangedFile, ...] = ()
+    # Files absent locally, reported from a source snapshot: Lambda path -> its copy.
+    from_snapshots: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -173,7 +191,15 @@ class CombineResult:
     ) -> CombineResult:
         """A result whose remapping and window fields come from ``remapper`` and ``request``,
         with one version of each file: the local one (see :func:`versions.resolve`)."""
-        resolution = resolve(combined, snapshot=snapshot if request.carry_forward else None)
+        materialize = None
+        if snapshot is not None and request.cache_dir is not None:
+            materialize = SnapshotTree(request.cache_dir / SNAPSHOTS, snapshot)
+        resolution = resolve(
+            combined,
+            snapshot=snapshot if request.carry_forward else None,
+            materialize=materialize,
+        )
+        copies = resolution.from_snapshots
         return cls(
             combined=resolution.combined,
             changed=tuple(resolution.changed),
@@ -186,12 +212,13 @@ class CombineResult:
             downloaded=downloaded,
             cache_hits=cache_hits,
             bytes_downloaded=bytes_downloaded,
-            missing_files=tuple(sorted(remapper.missing)),
+            missing_files=tuple(sorted(remapper.missing - copies.keys())),
             outside_files=tuple(sorted(remapper.outside)),
             runtime_files=len(remapper.runtime),
             since=request.since,
             until=request.until,
-            reportable=remapper.reportable,
+            reportable=functools.partial(_reportable, remapper, frozenset(copies.values())),
+            from_snapshots=copies,
         )
 
 
@@ -212,7 +239,9 @@ class _Accumulator:
         try:
             function = function_of(key)
             self.merger.add(
-                read_data_file(Path(path)), functools.partial(function_context, function)
+                read_data_file(Path(path)),
+                functools.partial(function_context, function),
+                key_day(key),
             )
         except InvalidDataFileError as error:
             self.skipped.append(Skipped(key, str(error)))

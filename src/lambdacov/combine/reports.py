@@ -448,6 +448,7 @@ def lambdacov_section(result: CombineResult, summary: Summary) -> dict[str, Any]
             "outside_source_root_count": len(result.outside_files),
             "runtime_files_dropped": result.runtime_files,
         },
+        "from_snapshots": dict(sorted(result.from_snapshots.items())),
         "changed_files": [
             {
                 "path": item.path,

@@ -17,14 +17,19 @@ another line), so, per file:
 - data recorded with no identity (by a layer older than code identity) is shown
   as recorded, as before.
 
-Files absent from the source root are kept under their Lambda path as before
-(listed as missing), all versions together: none of their lines is shown.
+A file absent from the source root is reported from the source snapshot of its
+newest version (by the date of its objects' keys, then by their number), written
+to a folder of the cache, so a report needs no checkout; its other versions are
+then treated as above. Without a snapshot it is kept under its Lambda path as
+before (listed as missing): none of its lines is shown.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import os
+import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +37,7 @@ from typing import Any
 
 from coverage_wrapper import identity
 from coverage_wrapper.datafiles import (
+    LAMBDA_TASK_ROOT,
     Arc,
     Combined,
     arc_lines,
@@ -115,10 +121,50 @@ class Resolution:
 
     combined: Combined
     changed: list[ChangedFile] = field(default_factory=list)
+    # Files absent locally, reported from a snapshot: Lambda path -> the snapshot's copy.
+    from_snapshots: dict[str, str] = field(default_factory=dict)
 
 
-def resolve(combined: Combined, *, snapshot: SnapshotSource | None = None) -> Resolution:
-    """One version per file: the local one; others left out or, with ``snapshot``, carried."""
+class SnapshotTree:
+    """Writes snapshots as files, ``ROOT/<sha256[:16]>/<path under /var/task>``, for reports.
+
+    Content-addressed, so runs share them; a copy is (re)written atomically
+    from bytes whose sha256 was checked, and never outside ``root``.
+    """
+
+    def __init__(self, root: Path, snapshot: SnapshotSource) -> None:
+        self.root = root
+        self.snapshot = snapshot
+
+    def __call__(self, path: str, digest: str) -> str | None:
+        relative = posixpath.normpath(path.removeprefix(LAMBDA_TASK_ROOT + "/"))
+        if not path.startswith(LAMBDA_TASK_ROOT + "/") or relative.startswith(("/", "..")):
+            return None
+        target = self.root / digest[:16] / relative
+        if _digest_of(target) == digest:
+            return str(target)
+        content = self.snapshot(digest)
+        if content is None:
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(content)
+        temporary.replace(target)
+        return str(target)
+
+
+Materializer = Callable[[str, str], str | None]  # (Lambda path, sha256) -> a local copy
+
+
+def resolve(
+    combined: Combined,
+    *,
+    snapshot: SnapshotSource | None = None,
+    materialize: Materializer | None = None,
+) -> Resolution:
+    """One version per file: the local one (or, for a file absent locally, the newest
+    version's snapshot through ``materialize``); others left out or, with ``snapshot``,
+    carried."""
     by_path: dict[str, set[str]] = {}
     for name in combined.objects:
         path, digest = split_version(name)
@@ -126,7 +172,7 @@ def resolve(combined: Combined, *, snapshot: SnapshotSource | None = None) -> Re
             by_path.setdefault(path, set()).add(digest)
     if not by_path:
         return Resolution(combined)
-    return _Resolver(combined, by_path, snapshot).run()
+    return _Resolver(combined, by_path, snapshot, materialize).run()
 
 
 class _Resolver:
@@ -135,43 +181,63 @@ class _Resolver:
         combined: Combined,
         by_path: Mapping[str, set[str]],
         snapshot: SnapshotSource | None,
+        materialize: Materializer | None,
     ) -> None:
         self.combined = combined
         self.by_path = by_path
         self.snapshot = snapshot
         self.local = {path: _digest_of(Path(path)) for path in by_path}
+        self.copies: dict[str, str] = {}  # Lambda path -> the snapshot's copy it is shown as
+        if materialize is not None:
+            for path, digests in by_path.items():
+                if self.local[path] is None:
+                    newest = max(digests, key=lambda digest: self._age(path, digest))
+                    if (copy := materialize(path, newest)) is not None:
+                        self.local[path] = newest
+                        self.copies[path] = copy
         self.maps: dict[tuple[str, str], dict[int, int] | None] = {}
         self.shown: dict[str, set[int]] = {}  # per file, the lines recorded on the local version
+
+    def _age(self, path: str, digest: str) -> tuple[str, int, str]:
+        """What makes a version the newest: its newest object's date, then its objects."""
+        name = versioned(path, digest)
+        return self.combined.newest.get(name, ""), self.combined.objects.get(name, 0), digest
+
+    def _shown_as(self, path: str) -> str:
+        return self.copies.get(path, path)
 
     def run(self) -> Resolution:
         lines: dict[tuple[str, str], int] = {}
         arcs: dict[tuple[str, str], set[Arc]] = {}
         for (name, context), bits in self.combined.lines.items():
             path, digest = split_version(name)
+            slot = (self._shown_as(path), context)
             if self._shown(path, digest):
-                lines[path, context] = lines.get((path, context), 0) | bits
+                lines[slot] = lines.get(slot, 0) | bits
                 self.shown.setdefault(path, set()).update(bits_to_lines(bits))
             else:  # listed in the report with what ran on the local version, if anything
                 mapping = self._line_map(path, digest) or {}
                 moved = [mapping[line] for line in bits_to_lines(bits) if line in mapping]
-                lines[path, context] = lines.get((path, context), 0) | lines_to_bits(moved)
+                lines[slot] = lines.get(slot, 0) | lines_to_bits(moved)
         for (name, context), found in self.combined.arcs.items():
             path, digest = split_version(name)
+            slot = (self._shown_as(path), context)
             if self._shown(path, digest):
-                arcs.setdefault((path, context), set()).update(found)
+                arcs.setdefault(slot, set()).update(found)
                 self.shown.setdefault(path, set()).update(arc_lines(found))
             else:
                 mapping = self._line_map(path, digest) or {}
-                arcs.setdefault((path, context), set()).update(_moved_arcs(found, mapping))
+                arcs.setdefault(slot, set()).update(_moved_arcs(found, mapping))
         tracers = self.combined.tracers.items()
         result = replace(
             self.combined,
             lines=lines,
             arcs={slot: frozenset(found) for slot, found in arcs.items()},
-            tracers={split_version(name)[0]: tracer for name, tracer in tracers},
+            tracers={self._shown_as(split_version(name)[0]): tracer for name, tracer in tracers},
             objects={},
+            newest={},
         )
-        return Resolution(result, self._changed(result))
+        return Resolution(result, self._changed(result), dict(self.copies))
 
     def _shown(self, path: str, digest: str | None) -> bool:
         """True for data shown as recorded: the local version, no identity, or no local file."""
@@ -183,7 +249,8 @@ class _Resolver:
         if self.snapshot is None or digest is None:
             return None
         if (path, digest) not in self.maps:
-            self.maps[path, digest] = _line_map(self.snapshot(digest), Path(path))
+            shown = Path(self._shown_as(path))
+            self.maps[path, digest] = _line_map(self.snapshot(digest), shown)
         return self.maps[path, digest]
 
     def _changed(self, result: Combined) -> list[ChangedFile]:
@@ -194,10 +261,10 @@ class _Resolver:
             others = sorted(digests - {here})
             if here is None or not others:
                 continue
-            carried = result.executed_lines(path) - self.shown.get(path, set())
+            carried = result.executed_lines(self._shown_as(path)) - self.shown.get(path, set())
             changed.append(
                 ChangedFile(
-                    path=path,
+                    path=self._shown_as(path),
                     local=here,
                     versions={d: objects.get(versioned(path, d), 0) for d in others},
                     shown_objects=objects.get(versioned(path, here), 0),
