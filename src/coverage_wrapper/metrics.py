@@ -19,18 +19,29 @@ FAILURE = "CoverageFailure"
 SUCCESS = "CoverageSuccess"
 
 
-def emf_line(
+def emit_metric(
     metric: str,
     function_name: str,
     value: float = 1,
     *,
     cause: str = "",
-    timestamp_ms: int | None = None,
-) -> str:
-    """The EMF document for one metric value, as one line of JSON."""
+    stream: TextIO | None = None,
+) -> None:
+    """Write one metric value as an EMF line (stdout goes to CloudWatch Logs in Lambda)."""
+    out = stream or sys.stdout
+    document = _emf_document(metric, function_name, value, cause)
+    try:
+        out.write(json.dumps(document, separators=(",", ":")) + "\n")
+        out.flush()
+    except (OSError, ValueError):  # a closed stdout must never break the function
+        pass
+
+
+def _emf_document(metric: str, function_name: str, value: float, cause: str) -> dict[str, object]:
+    """The EMF document for one metric value: a metric to CloudWatch, a log record to people."""
     document: dict[str, object] = {
         "_aws": {
-            "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+            "Timestamp": int(time.time() * 1000),
             "CloudWatchMetrics": [
                 {
                     "Namespace": NAMESPACE,
@@ -48,21 +59,4 @@ def emf_line(
     }
     if cause:
         document["cause"] = cause  # a property, not a dimension: no extra metric per cause
-    return json.dumps(document, separators=(",", ":"))
-
-
-def emit_metric(
-    metric: str,
-    function_name: str,
-    value: float = 1,
-    *,
-    cause: str = "",
-    stream: TextIO | None = None,
-) -> None:
-    """Write one metric value as an EMF line (stdout goes to CloudWatch Logs in Lambda)."""
-    out = stream or sys.stdout
-    try:
-        out.write(emf_line(metric, function_name, value, cause=cause) + "\n")
-        out.flush()
-    except (OSError, ValueError):  # a closed stdout must never break the function
-        pass
+    return document

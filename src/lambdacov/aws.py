@@ -9,10 +9,11 @@ Every client is bounded in time: each attempt waits at most ``timeout``
 seconds to connect and ``timeout`` seconds for each part of the answer, and a
 call makes at most :data:`CALL_ATTEMPTS` attempts. Clients of one
 :class:`AwsContext` share a :class:`CallGuard`: once an endpoint has let a
-call run out of attempts without answering, later calls to it fail at once
-instead of waiting again, and once the command is interrupted no new call
-starts. So a command facing an endpoint that never answers ends after about
-one call's worst case (:func:`call_bound`), not one per call it would make.
+call run out of attempts without answering (or a call found no credentials to
+sign with), later calls to it fail at once instead of waiting again, and once
+the command is interrupted no new call starts. So a command facing an endpoint
+that never answers ends after about one call's worst case
+(:func:`call_bound`), not one per call it would make.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ RETRYABLE_CODES = THROTTLING_CODES | {"ResourceConflictException", "ServiceUnava
 UNREACHABLE_ERRORS = frozenset(
     {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
 )
-# Those of them that make a guard give up on the endpoint: no connection at all, or
-# silence. A connection closed mid-answer comes at once and often passes (a reset,
-# a proxy's hiccup): the callers that retry it keep their retries.
-ENDPOINT_DOWN_ERRORS = UNREACHABLE_ERRORS - {"ConnectionClosedError"}
+# botocore's errors for a caller without credentials: no call can be signed.
+NO_CREDENTIALS_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError"})
+# The errors that make a guard give up on the endpoint: no connection at all, silence,
+# or no credentials to sign with. A connection closed mid-answer comes at once and
+# often passes (a reset, a proxy's hiccup): the callers that retry it keep their retries.
+GIVE_UP_ERRORS = (UNREACHABLE_ERRORS - {"ConnectionClosedError"}) | NO_CREDENTIALS_ERRORS
 #: Seconds an attempt waits to connect, and for each part of an answer (``--timeout``).
 #: Lambda, IAM, S3, STS, CloudWatch and Logs answer lambdacov's calls in well under a
 #: second; ten seconds of silence is a network or endpoint fault, not a slow answer.
@@ -117,9 +120,11 @@ def translate(error: BaseException, action: str, resource: str = "") -> Lambdaco
             "check the names and values given on the command line",
             slug="invalid-parameter",
         )
-    if name in ("NoCredentialsError", "PartialCredentialsError"):
+    if name in NO_CREDENTIALS_ERRORS:
+        # Half a key pair is no credentials too; botocore's message names the missing half.
+        reason = f": {error}" if name == "PartialCredentialsError" else ""
         return AwsError(
-            f"no AWS credentials for {action}",
+            f"no AWS credentials for {action}{reason}",
             "run `aws configure`, set AWS_PROFILE, or pass --profile",
             slug="no-credentials",
         )
@@ -199,10 +204,11 @@ class CallGuard:
     """What the clients of one command share: endpoints found unreachable, and Ctrl-C.
 
     A call to an endpoint that already let a call run out of attempts without
-    answering fails at once with that call's error (a fleet of 500 functions
-    does not wait 500 times); after :meth:`interrupt`, every call that has not
-    started raises :class:`Interrupted`, except in a :meth:`finishing` block,
-    where a worker finishes the function it had started changing.
+    answering, or had no credentials to sign a call with, fails at once with
+    that call's error (a fleet of 500 functions does not wait 500 times); after
+    :meth:`interrupt`, every call that has not started raises
+    :class:`Interrupted`, except in a :meth:`finishing` block, where a worker
+    finishes the function it had started changing.
     """
 
     def __init__(self) -> None:
@@ -218,7 +224,11 @@ class CallGuard:
 
     @property
     def unreachable(self) -> BaseException | None:
-        """The error of the first call an endpoint never answered, None while all answer."""
+        """The error of the first call an endpoint never answered or no credentials could sign.
+
+        None while AWS can be reached: the command's verdict on it, one error for
+        every call that failed the same way.
+        """
         with self._lock:
             return next(iter(self._unreachable.values()), None)
 
@@ -248,7 +258,7 @@ class CallGuard:
                 raise _replay(failed)
 
         def after_error(exception: BaseException | None = None, **_: Any) -> None:
-            if exception is not None and type(exception).__name__ in ENDPOINT_DOWN_ERRORS:
+            if exception is not None and type(exception).__name__ in GIVE_UP_ERRORS:
                 with self._lock:
                     self._unreachable.setdefault(endpoint, exception)
 
@@ -319,6 +329,7 @@ class AwsContext:
         ``aws --cli-timestamp-format none`` does): parsing them is a quarter of
         botocore's time on a listing of 1,000 keys.
         """
+        import botocore.exceptions
         from botocore.config import Config
 
         session = session or self.session()
@@ -348,11 +359,13 @@ class AwsContext:
                 f"cannot use {error}",
                 "check --region (e.g. eu-west-1) and --endpoint-url (e.g. http://127.0.0.1:5000)",
             ) from error
+        except botocore.exceptions.PartialCredentialsError as error:  # read as clients are made
+            raise translate(error, f"{service} calls") from error
         self.guard.watch(client)
         return client
 
     def unreachable_error(self, action: str) -> LambdacovError | None:
-        """The AwsError for ``action`` when an endpoint was found unreachable, else None."""
+        """The AwsError for ``action`` when AWS was found unreachable (see the guard), else None."""
         failed = self.guard.unreachable
         return None if failed is None else translate(failed, action)
 

@@ -386,7 +386,7 @@ def test_sigterm_in_the_html_phase_leaves_no_process_and_no_temporary_files(
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 143, stdout + stderr
-    assert "lambdacov: terminated" in stderr and "Traceback" not in stderr
+    assert "lambdacov: error [terminated]: " in stderr and "Traceback" not in stderr
     assert list(out.iterdir()) == []
     assert _processes_mentioning(str(out)) == []
 
@@ -460,7 +460,7 @@ def test_ctrl_c_during_the_downloads_stops_promptly_and_cleans_up(
         stopped = time.monotonic() - interrupted
         gets = slow.object_gets
     assert process.returncode == 130, stderr
-    assert "lambdacov: interrupted" in stderr and "Traceback" not in stderr
+    assert "lambdacov: error [interrupted]: " in stderr and "Traceback" not in stderr
     assert stopped < 4, f"{stopped:.1f} s to stop"  # a hang, not a speed: the queue is 11 s
     assert gets < 150, f"{gets} GETs: the queue went on after Ctrl-C"
     assert list((cache / ".pins").iterdir()) == [], (stderr, stopped)  # this run's links go

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import uuid
+import zipfile
 from pathlib import Path
 
 import boto3
 import pytest
 
 from lambdacov import conventions
+from lambdacov.layer.build import MANIFEST_NAME
 from lambdacov.layer.publish import LayerArtifact
 from tests.conftest import HOST_ARCH, HOST_PYTHON
-from tests.support.envelope import result_of
+from tests.support.envelope import envelope, result_of
 from tests.support.lambda_fleet import run_cli
 
 NAME = conventions.layer_name(HOST_PYTHON, HOST_ARCH)
@@ -159,6 +162,33 @@ def test_usage_errors_exit_2_with_one_line(
         moto_endpoint,
     )
     assert code == 2 and message in err and "Traceback" not in err and out == ""
+
+
+def test_region_option_is_enough_without_a_default_region(
+    moto_endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    # A zip with the manifest of a build: publish-layer reads nothing else of it.
+    layer = tmp_path / "layer.zip"
+    with zipfile.ZipFile(layer, "w") as archive:
+        manifest = {"python": "3.13", "arch": "arm64", "content_hash": uuid.uuid4().hex}
+        archive.writestr(MANIFEST_NAME, json.dumps(manifest))
+    argv = ["publish-layer", "--zip", str(layer), "--endpoint-url", moto_endpoint, "--json"]
+
+    code, out, err = run_cli(capsys, *argv, "--region", "af-south-1")
+    assert code == 0, err
+    (published,) = result_of(out, "publish-layer")["layers"]
+    assert published["region"] == "af-south-1" and published["published"]
+    assert published["arn"].startswith("arn:aws:lambda:af-south-1:")
+    assert len(versions(moto_endpoint, "af-south-1", published["layer_name"])) == 1
+
+    # Without --region there is no region at all: the usage error, before any call.
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and envelope(out)["error"]["slug"] == "no-region", err
 
 
 def test_a_file_that_is_not_a_layer_is_a_usage_error(

@@ -17,6 +17,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zipfile
@@ -121,6 +122,39 @@ def test_a_command_facing_a_silent_endpoint_ends_within_its_bound_with_exit_3(
     assert "raise --timeout" in lines[1]
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize(
+    ("sent", "exit_code", "line"),
+    [
+        (signal.SIGINT, 130, "lambdacov: error [interrupted]: interrupted (Ctrl-C)"),
+        (signal.SIGTERM, 143, "lambdacov: error [terminated]: terminated (SIGTERM)"),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_while_waiting_on_aws_is_one_error_line_with_its_slug(
+    sent: signal.Signals, exit_code: int, line: str, as_json: bool
+) -> None:
+    connected = threading.Event()
+    with silent_endpoint("reads", connected) as endpoint:
+        process = lambdacov(
+            "logs", "fn", "--endpoint-url", endpoint, "--region", "us-east-1",
+            "--timeout", "60", *(["--json"] if as_json else []),
+        )  # fmt: skip
+        assert connected.wait(STARTUP + 30), "the command never called the endpoint"
+        process.send_signal(sent)
+        code, out, err, _ = finish(process, INTERRUPT_GRACE + 10)
+    assert code == exit_code, err
+    assert err == f"{line}\n"
+    if not as_json:
+        assert out == ""
+        return
+    document = envelope(out)
+    slug = line.split("[", 1)[1].split("]", 1)[0]
+    assert (document["command"], document["exit_code"]) == ("logs", exit_code)
+    assert document["error"]["slug"] == slug
+    assert document["error"]["docs"] == f"docs/messages.md#{slug}"
+
+
 REGION = "ap-south-1"
 
 
@@ -183,7 +217,7 @@ def test_ctrl_c_during_attach_stops_at_once_and_names_the_changes_to_undo(
         assert code == 130, err
         assert took < INTERRUPT_GRACE + 2, took
         assert "Traceback" not in err
-        assert err.endswith("lambdacov: interrupted\n"), err
+        assert err.endswith("lambdacov: error [interrupted]: interrupted (Ctrl-C)\n"), err
 
         whole = envelope(out)  # the functions it changed, and why it stopped
         assert (whole["command"], whole["exit_code"]) == ("attach", 130)

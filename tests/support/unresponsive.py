@@ -23,8 +23,11 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 
 @contextmanager
-def silent_endpoint(mode: SilentMode) -> Iterator[str]:
-    """The URL of a server that accepts connections and never answers."""
+def silent_endpoint(mode: SilentMode, connected: threading.Event | None = None) -> Iterator[str]:
+    """The URL of a server that accepts connections and never answers.
+
+    ``connected`` is set once a caller has connected: it is then waiting for an answer.
+    """
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(128)
@@ -50,6 +53,8 @@ def silent_endpoint(mode: SilentMode) -> Iterator[str]:
             except TimeoutError:
                 continue
             held.append(connection)
+            if connected is not None:
+                connected.set()
             if mode == "reads":
                 threading.Thread(target=drain, args=(connection,), daemon=True).start()
 

@@ -21,6 +21,7 @@ PARTS = {
     "lambdacov.__main__": "cli",
     "lambdacov.cli": "cli",
     "lambdacov.errors": "foundations",
+    "lambdacov.closing": "foundations",
     "lambdacov.paths": "foundations",
     "lambdacov.policy": "foundations",
     "lambdacov.untrusted": "foundations",

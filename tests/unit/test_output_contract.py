@@ -24,7 +24,7 @@ PASSED_ON = {
     ("aws.py", "code)"),
     ("doctor/model.py", 'str(check.data.get("slug", "unreachable"))'),
     ("doctor/model.py", "slug)"),
-    ("doctor/identity.py", 'translate(error, "sts:GetCallerIdentity").slug'),
+    ("doctor/identity.py", "refused.slug)"),
 }
 
 

@@ -175,22 +175,15 @@ def main(argv: list[str] | None = None) -> None:
         status = int(code) if isinstance(code, int) else int(ExitCode.OK)
         outcome.finish(ExitCode(status))
     except LambdacovError as error:
-        outcome.fail(error)
-        status = int(error.exit_code)
+        status = _fail(error)
     except Terminated:
-        sys.stderr.write("lambdacov: terminated (SIGTERM)\n")
-        outcome.stopped(TerminationError("terminated (SIGTERM)"))
-        status = int(ExitCode.TERMINATED)
+        status = _fail(TerminationError("terminated (SIGTERM)"))
     except KeyboardInterrupt:
-        sys.stderr.write("lambdacov: interrupted\n")
-        outcome.stopped(InterruptionError("interrupted (Ctrl-C)"))
-        status = int(ExitCode.INTERRUPTED)
+        status = _fail(InterruptionError("interrupted (Ctrl-C)"))
     except typer.Exit as done:
         status = int(done.exit_code)
     except typer.Abort:
-        sys.stderr.write("lambdacov: aborted\n")
-        outcome.stopped(InterruptionError("aborted"))
-        status = int(ExitCode.INTERRUPTED)
+        status = _fail(InterruptionError("aborted"))
     except Exception as error:
         # click's usage errors; typer may ship its own copy of click, so match by shape.
         format_message = getattr(error, "format_message", None)
@@ -200,6 +193,12 @@ def main(argv: list[str] | None = None) -> None:
             outcome.fail(_usage_error(error))
         status = int(ExitCode.USAGE)
     sys.exit(status)
+
+
+def _fail(error: LambdacovError) -> int:
+    """Report ``error`` as every failure is (its line, the envelope); the exit status."""
+    outcome.fail(error)
+    return int(error.exit_code)
 
 
 def _usage_error(error: Any) -> UsageError:

@@ -32,7 +32,8 @@ from rich.console import Console
 from coverage_wrapper.models import CoverageConfig
 from lambdacov.attach.selection import Selection
 from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, CallGuard, Clients
-from lambdacov.errors import ExitCode, UsageError
+from lambdacov.cli import outcome
+from lambdacov.errors import ExitCode, InterruptionError, UsageError
 
 Profile = Annotated[
     str | None, typer.Option("--profile", help="AWS profile to use (as the AWS CLI's).")
@@ -199,13 +200,13 @@ class _Interrupts:
         for guard in self._guards:
             guard.interrupt()
         if self._count > 1:
-            _exit_now("lambdacov: interrupted\n")
+            _exit_now("interrupted (Ctrl-C)")
         # A worker blocked on an endpoint that never answers would hold the
         # interpreter's exit (it joins its threads) until its call times out.
         timer = threading.Timer(
             INTERRUPT_GRACE,
             _exit_now,
-            ("lambdacov: interrupted; stopped without waiting for the AWS calls in flight\n",),
+            ("interrupted (Ctrl-C); stopped without waiting for the AWS calls in flight",),
         )
         timer.daemon = True
         timer.start()
@@ -213,10 +214,11 @@ class _Interrupts:
 
 
 def _exit_now(message: str) -> None:
+    """End the program at once, with the interrupted error line saying ``message``."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    os.write(2, message.encode())
+    os.write(2, outcome.error_line(InterruptionError(message)).encode())
     os._exit(int(ExitCode.INTERRUPTED))
 
 

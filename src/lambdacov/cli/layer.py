@@ -188,10 +188,12 @@ def publish_layer_command(
     grants = ([Grant.public()] if public else []) + [Grant.parse(p) for p in principal or []]
     if zips and (python or arch):
         raise UsageError("--zip publishes existing zips: leave out --python and --arch")
-    clients = aws_clients(profile, None, endpoint_url, timeout)
-    # The default region's client: a bad profile or no region fails here, before building.
-    default_region = str(clients.get("lambda").meta.region_name)
-    regions = list(dict.fromkeys(region or [default_region]))
+    # The first --region is the command's region, as --region is for every other command.
+    clients = aws_clients(profile, region[0] if region else None, endpoint_url, timeout)
+    # Each region's client (None: the default region's): a bad profile, a bad region
+    # name or no region at all fails here, before building.
+    asked: list[str | None] = [*region] if region else [None]
+    regions = list(dict.fromkeys(str(clients.lambda_in(name).meta.region_name) for name in asked))
     err = progress_console()
     shown = err if err is not None and not as_json else None
     with tempfile.TemporaryDirectory(prefix="lambdacov-publish-") as scratch:

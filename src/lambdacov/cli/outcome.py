@@ -134,10 +134,14 @@ def finish(code: ExitCode) -> None:
 
 def fail(error: LambdacovError) -> None:
     """The command stopped on ``error``: one line (and a hint) on stderr, the envelope on stdout."""
-    sys.stderr.write(f"lambdacov: error [{error.slug}]: {error.message}\n")
-    if error.hint:
-        sys.stderr.write(f"  hint: {error.hint}\n")
+    sys.stderr.write(error_line(error))
     stopped(error)
+
+
+def error_line(error: LambdacovError) -> str:
+    """What stderr says of ``error``: the line with its slug, and the hint's line if it has one."""
+    line = f"lambdacov: error [{error.slug}]: {error.message}\n"
+    return line + (f"  hint: {error.hint}\n" if error.hint else "")
 
 
 def stopped(error: LambdacovError) -> None:

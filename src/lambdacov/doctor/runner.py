@@ -52,6 +52,18 @@ def _ordered(checks: list[Check]) -> list[Check]:
     return sorted(checks, key=lambda check: order.get(check.area, len(order)))
 
 
+@dataclass(frozen=True)
+class _BucketUse:
+    """A bucket as a function (or ``--bucket``) uses it: everything the bucket.* checks read."""
+
+    name: str
+    prefix: str
+    region: str
+    kms: str | None = None
+    in_vpc: bool = False
+    role_arn: str | None = None
+
+
 class _Run:
     """One doctor run: clients, and bucket results shared between functions."""
 
@@ -60,36 +72,16 @@ class _Run:
         self.request = request
         self.account = account
         self.now = request.now()
-        self._buckets: dict[tuple[Any, ...], tuple[list[Check], bool]] = {}
+        self._buckets: dict[_BucketUse, tuple[list[Check], bool]] = {}
 
-    def bucket_checks(
-        self,
-        name: str,
-        prefix: str,
-        kms: str | None,
-        region: str,
-        *,
-        in_vpc: bool,
-        role_arn: str | None,
-    ) -> tuple[list[Check], bool]:
-        """The bucket.* checks (once per bucket, prefix and region) and whether it exists."""
-        key = (name, prefix, kms, region, in_vpc, role_arn)
-        if key not in self._buckets:
-            self._buckets[key] = self._bucket_checks(
-                name, prefix, kms, region, in_vpc=in_vpc, role_arn=role_arn
-            )
-        return self._buckets[key]
+    def bucket_checks(self, use: _BucketUse) -> tuple[list[Check], bool]:
+        """The bucket.* checks (once per use of a bucket) and whether the bucket exists."""
+        if use not in self._buckets:
+            self._buckets[use] = self._bucket_checks(use)
+        return self._buckets[use]
 
-    def _bucket_checks(
-        self,
-        name: str,
-        prefix: str,
-        kms: str | None,
-        region: str,
-        *,
-        in_vpc: bool,
-        role_arn: str | None,
-    ) -> tuple[list[Check], bool]:
+    def _bucket_checks(self, use: _BucketUse) -> tuple[list[Check], bool]:
+        name, prefix, region = use.name, use.prefix, use.region
         s3 = self.clients.get("s3", region)
         found: dict[str, str | None] = {}
 
@@ -105,15 +97,15 @@ class _Run:
         def where() -> Check:
             where_now = found.get("region") or bucket.bucket_region(s3, name)
             found["region"] = where_now
-            return bucket.check_region(name, where_now, region, in_vpc=in_vpc)
+            return bucket.check_region(name, where_now, region, in_vpc=use.in_vpc)
 
         checks = [first, guard("bucket.region", where)]
         local = self.clients.get("s3", found.get("region") or region)
         checks += [
-            guard("bucket.probe", lambda: bucket.check_probe(local, name, prefix, kms)),
+            guard("bucket.probe", lambda: bucket.check_probe(local, name, prefix, use.kms)),
             guard("bucket.encryption", lambda: bucket.check_encryption(local, name)),
             guard("bucket.public-access", lambda: bucket.check_public_access(local, name)),
-            guard("bucket.policy", lambda: bucket.check_policy(local, name, prefix, role_arn)),
+            guard("bucket.policy", lambda: bucket.check_policy(local, name, prefix, use.role_arn)),
         ]
         return checks, True
 
@@ -166,17 +158,26 @@ class _Run:
         if coverage is None:
             reason = "no valid COVERAGE_S3_BUCKET (config.environment)"
             checks += _skip(
-                [*_BUCKET_CODES, "role.put-object", "role.kms", "delivery.recent"], reason
+                [
+                    *_BUCKET_CODES,
+                    "role.put-object",
+                    "role.find-sources",
+                    "role.kms",
+                    "delivery.recent",
+                ],
+                reason,
             )
         else:
             in_vpc = bool((config.get("VpcConfig") or {}).get("SubnetIds"))
             found, usable = self.bucket_checks(
-                coverage.s3_bucket,
-                coverage.s3_prefix,
-                coverage.kms_key_id,
-                region,
-                in_vpc=in_vpc,
-                role_arn=role_arn,
+                _BucketUse(
+                    coverage.s3_bucket,
+                    coverage.s3_prefix,
+                    region,
+                    kms=coverage.kms_key_id,
+                    in_vpc=in_vpc,
+                    role_arn=role_arn,
+                )
             )
             checks += found
             iam = self.clients.get("iam")
@@ -187,6 +188,16 @@ class _Run:
                         iam, role_arn, coverage.s3_bucket, coverage.s3_prefix
                     ),
                 )
+            )
+            checks.append(
+                guard(
+                    "role.find-sources",
+                    lambda: permissions.check_find_sources(
+                        iam, role_arn, coverage.s3_bucket, coverage.s3_prefix
+                    ),
+                )
+                if coverage.upload_sources
+                else skipped("role.find-sources", "COVERAGE_UPLOAD_SOURCES=false")
             )
             if coverage.kms_key_id:
                 key_id, function_arn = coverage.kms_key_id, str(config.get("FunctionArn", ""))
@@ -260,7 +271,7 @@ def run_doctor(clients: Clients, request: DoctorRequest) -> DoctorReport:
     if request.bucket:
         target = f"s3://{request.bucket}/{request.prefix}"
         found, _ = run.bucket_checks(
-            request.bucket, request.prefix, None, request.region or "", in_vpc=False, role_arn=None
+            _BucketUse(request.bucket, request.prefix, request.region or "")
         )
         checks += [check.for_target(target) for check in found]
         targets.append(target)

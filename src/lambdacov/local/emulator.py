@@ -31,9 +31,9 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from lambdacov.closing import Closing
 from lambdacov.errors import EmulatorError, UsageError
 from lambdacov.local.api import Invocation, RuntimeApi
 from lambdacov.local.process import LogCallback, LogCollector, LogLine, ManagedProcess
@@ -130,7 +130,7 @@ class _Environment:
         self.api.close()
 
 
-class LocalLambda:
+class LocalLambda(Closing):
     """One Lambda execution environment for a function, on this machine.
 
     Use it as a context manager; invocations reuse the warm environment
@@ -250,17 +250,6 @@ class LocalLambda:
             self._closed = True
             _LIVE.discard(self)
             shutil.rmtree(self._scratch, ignore_errors=True)
-
-    def __enter__(self) -> LocalLambda:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- lifecycle ------------------------------------------------------------------------
 

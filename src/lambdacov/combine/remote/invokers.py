@@ -15,10 +15,10 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 from lambdacov.aws import THROTTLING_CODES, error_code, translate
+from lambdacov.closing import Closing
 
 #: The handler of the combiner function (it lives in the layer).
 COMBINER_HANDLER = "coverage_wrapper.shard.handler"
@@ -105,7 +105,7 @@ class AwsInvoker:
         return _payload(document)
 
 
-class LocalInvoker:
+class LocalInvoker(Closing):
     """Runs the combiner in several local Lambda environments at once.
 
     Each environment is a :class:`~lambdacov.local.LocalLambda` with the
@@ -188,17 +188,6 @@ class LocalInvoker:
             list(pool.map(lambda instance: instance.close(), self._all))
         if self._scratch is not None:
             self._scratch.cleanup()
-
-    def __enter__(self) -> LocalInvoker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["COMBINER_HANDLER", "AwsInvoker", "Invoker", "LocalInvoker", "ShardFailed"]
