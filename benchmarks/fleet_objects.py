@@ -98,6 +98,9 @@ def run_fleet(
                 COVERAGE_S3_BUCKET="fleet",
                 COVERAGE_SPOOL_DIR=spool,
                 COVERAGE_FLUSH=mode,
+                # The data objects only: source snapshots are one PUT per file version
+                # across the fleet, whatever the mode (and this endpoint answers no HEAD).
+                COVERAGE_UPLOAD_SOURCES="false",
                 LAMBDA_TASK_ROOT=str(function_dir),
                 LAMBDACOV_ORIGINAL_HANDLER="app.handler",
                 AWS_LAMBDA_FUNCTION_NAME="fleet",

@@ -47,10 +47,18 @@ resource "aws_iam_role_policy" "lambdacov" {
   role = aws_iam_role.orders_api.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      Effect   = "Allow"
-      Action   = "s3:PutObject"
-      Resource = "arn:aws:s3:::${var.coverage_bucket}/coverage/*"
-    }]
+    Statement = [
+      {
+        Effect   = "Allow"
+        Action   = "s3:PutObject"
+        Resource = "arn:aws:s3:::${var.coverage_bucket}/coverage/*"
+      },
+      {
+        # A HEAD before each source snapshot, so a version already uploaded is not sent again.
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = "arn:aws:s3:::${var.coverage_bucket}/coverage/sources/*"
+      },
+    ]
   })
 }

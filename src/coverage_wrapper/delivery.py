@@ -12,6 +12,10 @@ Two modes (COVERAGE_FLUSH):
 
 A delta leaves the spool only once it is safely merged (environment mode) or
 uploaded (invocation mode); an upload that fails is retried on the next pass.
+
+Every data file is stamped with its code identity (:mod:`coverage_wrapper.identity`)
+before it is uploaded, and the pass ends with the source snapshots of versions
+not yet in S3 (:mod:`coverage_wrapper.sources`), within the same deadline.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coverage_wrapper import identity
 from coverage_wrapper._version import __version__
 from coverage_wrapper.errors import S3UploadError
 from coverage_wrapper.logging_utils import get_logger
@@ -32,6 +38,7 @@ from coverage_wrapper.metrics import FAILURE, emit_metric
 from coverage_wrapper.models import CoverageConfig
 from coverage_wrapper.recorder import Delta, Kind
 from coverage_wrapper.s3_uploader import S3Uploader, generate_s3_key
+from coverage_wrapper.sources import Snapshots
 from coverage_wrapper.spool import SpoolBusyError, SpoolDirectory
 
 if TYPE_CHECKING:
@@ -57,6 +64,7 @@ class DeliveryReport:
     """What one delivery pass did."""
 
     uploaded: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # source snapshots uploaded
     failed: list[S3UploadError] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     merged: int = 0
@@ -94,6 +102,9 @@ class Deliverer:
         self.spool = spool
         self.uploader = uploader
         self.function_name = function_name
+        self.origin = identity.origin(os.environ)
+        self.snapshots = Snapshots(spool.state_dir, uploader, config.s3_prefix)
+        self._stamp_failed = False
         spool.environment_id()  # created now, by whichever process comes first
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -120,6 +131,13 @@ class Deliverer:
                     self._merge_pending(report)
                     if self.spool.dirty_marker.exists():
                         self._upload_aggregate(report, deadline)
+                # After new data, or when an earlier pass left versions unsent.
+                if (
+                    self.config.upload_sources
+                    and not report.failed
+                    and (report.uploaded or self.snapshots.waiting())
+                ):
+                    self._send_sources(report, deadline)
         except SpoolBusyError:
             # Another process is delivering (the extension and the runtime share the
             # spool): leave it to that pass rather than wait past the deadline.
@@ -128,7 +146,7 @@ class Deliverer:
         if report.failed:
             self._backoff = min(max(self._backoff * 2, FIRST_BACKOFF), MAX_BACKOFF)
             self._retry_at = time.monotonic() + self._backoff
-        elif report.uploaded:
+        elif report.uploaded or report.sources:
             self._backoff = 0.0
         for error in report.failed:
             log.error(
@@ -145,13 +163,20 @@ class Deliverer:
             )
         if report.failed:
             emit_metric(FAILURE, self.function_name, cause=report.failed[0].code)
-        if report.uploaded:
-            log.debug("Coverage delivered", extra={"data": {"keys": report.uploaded}})
+        if report.uploaded or report.sources:
+            log.debug(
+                "Coverage delivered",
+                extra={"data": {"keys": report.uploaded, "sources": report.sources}},
+            )
         return report
 
     def has_pending(self) -> bool:
-        """True when deltas or an unsent aggregate are waiting."""
-        return bool(self.spool.pending()) or self.spool.dirty_marker.exists()
+        """True when deltas, an unsent aggregate or unsent source snapshots are waiting."""
+        return (
+            bool(self.spool.pending())
+            or self.spool.dirty_marker.exists()
+            or (self.config.upload_sources and self.snapshots.waiting())
+        )
 
     def _readable(self, report: DeliveryReport) -> list[tuple[Path, Delta, str]]:
         items = []
@@ -206,6 +231,20 @@ class Deliverer:
         data = _data_file(self.spool.aggregate_path)
         _add(data, delta)
         data.close()
+        # The aggregate keeps its rows: each file is hashed once in this environment.
+        self._stamp(self.spool.aggregate_path)
+
+    def _stamp(self, data_file: Path, known: Mapping[str, str] | None = None) -> None:
+        """Record the code identity in a closed data file; failing costs the identity only."""
+        try:
+            self.snapshots.note(identity.stamp(data_file, self.origin, known))
+        except Exception as error:  # noqa: BLE001 - the data is delivered without it
+            if not self._stamp_failed:  # one line, not one per pass
+                self._stamp_failed = True
+                log.warning(
+                    f"Code identity not recorded: {type(error).__name__}: {error}",
+                    extra={"data": {"path": str(data_file)}},
+                )
 
     def _upload_aggregate(self, report: DeliveryReport, deadline: float) -> None:
         if time.monotonic() >= deadline:
@@ -240,6 +279,8 @@ class Deliverer:
             data = _data_file(temp)
             _add(data, delta)
             data.close()
+            # A new file each time: the digests come from the ledger, not from hashing again.
+            self._stamp(temp, self.snapshots.known())
             key = generate_s3_key(self.function_name, request_id, self.config.s3_prefix)
             try:
                 self.uploader.put(
@@ -256,6 +297,18 @@ class Deliverer:
                     temp.unlink()
             path.unlink()
             report.uploaded.append(key)
+
+    def _send_sources(self, report: DeliveryReport, deadline: float) -> None:
+        also: dict[str, str] = {}
+        if self.config.flush == "environment" and self.spool.aggregate_path.exists():
+            # The aggregate's own rows too: they outlive a process killed before noting them.
+            with contextlib.suppress(sqlite3.Error):
+                also = identity.recorded(self.spool.aggregate_path)
+        outcome = self.snapshots.send(deadline, also)
+        report.sources += outcome.uploaded
+        report.deferred = report.deferred or outcome.deferred
+        if outcome.failed is not None:
+            report.failed.append(outcome.failed)
 
     def _metadata(self, environment: str) -> dict[str, str]:
         return {

@@ -46,6 +46,7 @@ class CoverageConfig:
     sample_rate: float = 1.0
     flush: FlushMode = "environment"
     kms_key_id: str | None = None
+    upload_sources: bool = True
     spool_dir: Path = Path(tempfile.gettempdir()) / "lambdacov"
 
     @classmethod
@@ -87,6 +88,7 @@ class CoverageConfig:
             sample_rate=_number(env, "COVERAGE_SAMPLE_RATE", 1.0, 0.0, 1.0, inclusive_low=True),
             flush="invocation" if flush == "invocation" else "environment",
             kms_key_id=env.get("COVERAGE_KMS_KEY_ID", "").strip() or None,
+            upload_sources=_flag(env, "COVERAGE_UPLOAD_SOURCES", default=True),
             spool_dir=Path(spool) if spool else Path(tmp) / "lambdacov",
         )
 

@@ -1,4 +1,4 @@
-"""Writing coverage data files to S3: the key layout and the upload itself.
+"""Writing coverage data files (and source snapshots) to S3: the key layout and the upload.
 
 boto3 is imported on the first upload, never at import time: most warm
 invocations upload nothing, and importing boto3 and creating a client costs
@@ -7,10 +7,12 @@ invocations upload nothing, and importing boto3 and creating a client costs
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     import coverage
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+DATA_FILE_TYPE = "application/vnd.sqlite3"
+# What a HEAD of an object that is not there answers: 404, or 403 to a role that
+# may not read it (S3 will not tell it whether the key exists).
+_ABSENT = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"})
 
 # What usually fixes each failure, keyed by AWS error code or botocore exception name.
 _HINTS = {
@@ -104,6 +110,8 @@ class S3Uploader:
         metadata: dict[str, str] | None = None,
         *,
         within: float | None = None,
+        content_type: str = DATA_FILE_TYPE,
+        sha256: str | None = None,
     ) -> None:
         """Write one object; raise S3UploadError with the cause and a hint.
 
@@ -111,16 +119,33 @@ class S3Uploader:
         upload imports boto3) and every retry included: botocore's own timeouts
         bound each connect and each read, not their sum. A call still running when
         the time is up is left to finish on its own (it writes the same object)
-        and reported as a timeout.
+        and reported as a timeout. ``sha256`` (hex) is sent as the object's
+        checksum: S3 refuses a body whose digest is another.
         """
+        self._bounded(key, within, lambda: self._put(key, body, metadata, content_type, sha256))
+
+    def head(self, key: str, *, within: float | None = None) -> bool:
+        """Whether the object exists, within ``within`` seconds as :meth:`put`.
+
+        False when S3 says it does not, and when S3 will not say (403: a role
+        allowed to write objects but not to read them): the caller writes it
+        then, the same bytes under the same key. Any other failure raises
+        S3UploadError.
+        """
+        found: list[bool] = []
+        self._bounded(key, within, lambda: found.append(self._head(key)))
+        return found[0]
+
+    def _bounded(self, key: str, within: float | None, call: Callable[[], None]) -> None:
+        """Run ``call``, giving up after ``within`` seconds with an UploadTimeout."""
         if within is None or not math.isfinite(within):
-            self._put(key, body, metadata)
+            call()
             return
         outcome: list[BaseException | None] = []
 
         def attempt() -> None:
             try:
-                self._put(key, body, metadata)
+                call()
             except BaseException as error:  # noqa: BLE001 - handed to the caller below
                 outcome.append(error)
             else:
@@ -140,14 +165,23 @@ class S3Uploader:
         if outcome[0] is not None:
             raise outcome[0]
 
-    def _put(self, key: str, body: bytes, metadata: dict[str, str] | None) -> None:
+    def _put(
+        self,
+        key: str,
+        body: bytes,
+        metadata: dict[str, str] | None,
+        content_type: str,
+        sha256: str | None,
+    ) -> None:
         args: dict[str, Any] = {
             "Bucket": self.config.s3_bucket,
             "Key": key,
             "Body": body,
-            "ContentType": "application/vnd.sqlite3",
+            "ContentType": content_type,
             "Metadata": metadata or {},
         }
+        if sha256 is not None:
+            args["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
         if self.config.kms_key_id:
             args["ServerSideEncryption"] = "aws:kms"
             args["SSEKMSKeyId"] = self.config.kms_key_id
@@ -157,6 +191,16 @@ class S3Uploader:
             self.client().put_object(**args)
         except Exception as error:
             raise _upload_error(error, self.config.s3_bucket, key) from error
+
+    def _head(self, key: str) -> bool:
+        try:
+            self.client().head_object(Bucket=self.config.s3_bucket, Key=key)
+        except Exception as error:
+            # A HEAD's answer has no body: botocore names its error by the HTTP status.
+            if error_code(error) in _ABSENT:
+                return False
+            raise _upload_error(error, self.config.s3_bucket, key) from error
+        return True
 
 
 def _upload_error(error: Exception, bucket: str, key: str) -> S3UploadError:

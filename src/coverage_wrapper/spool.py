@@ -8,6 +8,8 @@ Layout under the spool root (``COVERAGE_SPOOL_DIR``, default ``/tmp/lambdacov``)
     state/aggregate.coverage   the environment's merged coverage.py data file
     state/dirty           present while the aggregate has data not yet in S3
     state/lock            serialises delivery between the runtime and the extension
+    state/sources.json    the source files hashed here and the snapshots settled (sources.py)
+    state/sources-waiting present while a source snapshot waits to be uploaded
     extension.sock        the extension's datagram socket (see notify.py)
 
 Every file appears whole or not at all, so a process killed at any moment

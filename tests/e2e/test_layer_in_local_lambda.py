@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,9 @@ def outcome(result: Any) -> dict[str, Any]:
 
 
 def keys(s3: Any, bucket: str) -> list[str]:
-    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+    """The data objects (source snapshots, under PREFIX/sources/, are not counted)."""
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return sorted(item["Key"] for item in listed if item["Key"].endswith(".coverage"))
 
 
 def lines_in(s3: Any, bucket: str, key: str, tmp_path: Path) -> dict[str, Any]:
@@ -110,15 +113,25 @@ def test_zero_code_change_matches_coverage_run_and_is_delivered_before_the_freez
     assert not [line for line in shutdown_logs if "Traceback" in line.text]
 
 
+@pytest.mark.parametrize("branch", [False, True])
 def test_runtime_stays_light_and_uses_the_layers_coverage(
-    host_layer: Path, moto_endpoint: str, bucket: str
+    host_layer: Path, moto_endpoint: str, bucket: str, branch: bool
 ) -> None:
-    env = {**WRAPPER, "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint}
+    env = {
+        **WRAPPER,
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_BRANCH": str(branch).lower(),
+    }
     with LocalLambda(FIXTURES / "probe", "app.handler", layer=host_layer, env=env) as function:
         probe = function.invoke({}).payload
         probe_again = function.invoke({}).payload
         health = function.invoke({"action": "health_check"}).payload
-    assert probe["coverage_file"].startswith(str(function.opt_dir)), probe
+    if sys.version_info >= (3, 12) and not branch:
+        # Line coverage on 3.12+ is recorded with sys.monitoring alone: no coverage.py.
+        assert probe["coverage_file"] is None and health["core"] == "lambdacov-sysmon", probe
+    else:
+        assert probe["coverage_file"].startswith(str(function.opt_dir)), probe
     # The extension uploads: the runtime process never imports boto3 for lambdacov.
     assert probe["boto3_imported"] is False and probe_again["boto3_imported"] is False
     assert health["status"] == "healthy" and health["coverage_enabled"] is True

@@ -328,6 +328,12 @@ def test_grant_puts_exactly_the_least_privilege_policy(
                 "Resource": "arn:aws:s3:::cov-data/svc/*",
             },
             {
+                "Sid": "LambdacovFindSources",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::cov-data/svc/sources/*",
+            },
+            {
                 "Sid": "LambdacovEncryptCoverage",
                 "Effect": "Allow",
                 "Action": "kms:GenerateDataKey",

@@ -71,14 +71,18 @@ class World:
                     "RestrictPublicBuckets": True,
                 },
             )
-        self.role = self._role(
-            "writer",
-            {
-                "Effect": "Allow",
-                "Action": "s3:PutObject",
-                "Resource": "arn:aws:s3:::cov-*/coverage/*",
-            },
-        )
+        put = {
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::cov-*/coverage/*",
+        }
+        find = {
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::cov-*/coverage/sources/*",
+        }
+        self.role = self._role("writer", put, find)  # what attach --grant puts
+        self.role_without_get = self._role("blind-writer", put)
         self.role_without_s3 = self._role(
             "reader", {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}
         )
@@ -98,13 +102,13 @@ class World:
     def client(self, service: str, region: str = REGION) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint, region_name=region)
 
-    def _role(self, name: str, statement: dict[str, Any]) -> str:
+    def _role(self, name: str, *statements: dict[str, Any]) -> str:
         role = f"{name}-{self.tag}"
         arn = self.iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(TRUST))
         self.iam.put_role_policy(
             RoleName=role,
             PolicyName="coverage",
-            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}),
         )
         return str(arn["Role"]["Arn"])
 
@@ -227,6 +231,7 @@ def test_healthy_function_passes(capsys: pytest.CaptureFixture[str], world: Worl
             "bucket.public-access": "ok",
             "bucket.policy": "ok",
             "role.put-object": "ok",
+            "role.find-sources": "ok",
             "delivery.recent": "ok",
             "delivery.logs": "ok",
             "invoke.health": "skipped",
@@ -285,6 +290,23 @@ def test_role_without_put_object(capsys: pytest.CaptureFixture[str], world: Worl
     document = assert_scenario(capsys, world, name, {"role.put-object": "fail"}, 1)
     check = next(c for c in document["checks"] if c["code"] == "role.put-object")
     assert "estimated" in check["detail"] and "s3:PutObject" in check["hint"]
+
+
+def test_role_that_cannot_find_sources_warns(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    # The data arrives; the sources too, but each environment uploads them again.
+    name = world.function("blind", role=world.role_without_get)
+    document = assert_scenario(
+        capsys, world, name, {"role.put-object": "ok", "role.find-sources": "warn"}, 0
+    )
+    check = next(c for c in document["checks"] if c["code"] == "role.find-sources")
+    assert "every environment uploads each source file again" in check["detail"]
+    assert f"s3:GetObject on arn:aws:s3:::{world.bucket}/coverage/sources/*" in check["hint"]
+
+    env = world.healthy_env(COVERAGE_UPLOAD_SOURCES="false")
+    opted_out = world.function("noupload", role=world.role_without_get, env=env)
+    assert_scenario(capsys, world, opted_out, {"role.find-sources": "skipped"}, 0)
 
 
 def test_layer_not_attached(capsys: pytest.CaptureFixture[str], world: World) -> None:

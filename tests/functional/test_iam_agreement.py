@@ -4,7 +4,8 @@ attach warns ("the role lacks the coverage policy") exactly when the doctor's
 role checks are not ok: a role allowed by a NotAction statement, as AWS's
 PowerUserAccess allows, passes both; a role allowed only under a Condition
 gets attach's warning and the doctor's warning; a role without the permission
-gets the warning and a failure.
+gets the warning and a failure; a role that may write but not read the source
+snapshots gets the warning and a doctor's warning (its data still arrives).
 """
 
 from __future__ import annotations
@@ -33,15 +34,24 @@ POWER_USER = {
     "Resource": "*",
 }
 SECURE = {"Bool": {"aws:SecureTransport": "true"}}
-SCENARIOS: dict[str, tuple[list[dict[str, Any]], str]] = {
-    "power-user": ([POWER_USER], "ok"),
+ROLE_CODES = ("role.put-object", "role.find-sources", "role.kms")
+# Each scenario: the role's statements, and the doctor's status for each of ROLE_CODES.
+SCENARIOS: dict[str, tuple[list[dict[str, Any]], tuple[str, str, str]]] = {
+    "power-user": ([POWER_USER], ("ok", "ok", "ok")),
     "conditional": (
         [
             {"Effect": "Allow", "Action": ["s3:*", "kms:*"], "Resource": "*", "Condition": SECURE},
         ],
-        "warn",
+        ("warn", "warn", "warn"),
     ),
-    "no-access": ([{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}], "fail"),
+    "no-access": (
+        [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+        ("fail", "ok", "fail"),
+    ),
+    "write-only": (
+        [{"Effect": "Allow", "Action": ["s3:PutObject", "kms:*"], "Resource": "*"}],
+        ("ok", "warn", "ok"),
+    ),
 }
 
 
@@ -86,7 +96,7 @@ def test_attach_warns_exactly_when_the_doctor_does_not_pass_the_role(
     code, human, err = cli(capsys, moto_endpoint, "attach", *args)
     assert code == 0, err
     warned = "cannot deliver coverage" in " ".join(human.split())  # the table may wrap
-    if expected == "ok":
+    if set(expected) == {"ok"}:
         assert result["missing_policy"] is None, result
         assert "lacks the coverage policy" not in result["detail"]
         assert not warned, human
@@ -98,6 +108,7 @@ def test_attach_warns_exactly_when_the_doctor_does_not_pass_the_role(
     code, out, err = cli(capsys, moto_endpoint, "doctor", name, "--json")
     assert "Traceback" not in err
     checks = {check["code"]: check for check in result_of(out)["checks"] if check["target"] == name}
-    found = {code: checks[code]["status"] for code in ("role.put-object", "role.kms")}
-    assert found == {"role.put-object": expected, "role.kms": expected}, checks
+    found = {code: checks[code]["status"] for code in ROLE_CODES}
+    assert found == dict(zip(ROLE_CODES, expected, strict=True)), checks
     assert checks["role.put-object"]["data"]["method"] == "estimated"
+    assert checks["role.find-sources"]["data"]["method"] == "estimated"

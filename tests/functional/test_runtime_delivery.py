@@ -71,7 +71,9 @@ def drive(
 
 
 def objects(s3: Any, bucket: str) -> list[str]:
-    return [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    """The data objects (source snapshots, under PREFIX/sources/, are not counted)."""
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return [item["Key"] for item in listed if item["Key"].endswith(".coverage")]
 
 
 def downloaded(s3: Any, bucket: str, key: str, tmp_path: Path, branch: bool) -> dict[str, Any]:

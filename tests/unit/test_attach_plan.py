@@ -316,6 +316,12 @@ def test_grant_plans_the_least_privilege_policy() -> None:
             "Resource": "arn:aws:s3:::bucket/p/*",
         },
         {
+            "Sid": "LambdacovFindSources",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::bucket/p/sources/*",
+        },
+        {
             "Sid": "LambdacovEncryptCoverage",
             "Effect": "Allow",
             "Action": "kms:GenerateDataKey",

@@ -11,6 +11,7 @@ import typer.main
 import yaml
 
 from lambdacov import conventions
+from lambdacov.attach.iam import coverage_policy
 from lambdacov.cli import app
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -68,6 +69,19 @@ def test_terraform_snippet_sets_what_attach_sets() -> None:
     assert "COVERAGE_S3_BUCKET" in text
     assert re.search(r'Action\s*=\s*"s3:PutObject"', text)
     assert "${var.coverage_bucket}/coverage/*" in text
+
+
+def test_sam_and_terraform_grant_what_attach_grants() -> None:
+    document = coverage_policy("BUCKET", "coverage/", None, "arn:aws:lambda:r:1:function:f")
+    wanted = {(s["Action"], s["Resource"].split(":::BUCKET/")[1]) for s in document["Statement"]}
+    template = yaml.load(
+        (EXAMPLES / "sam" / "template.yaml").read_text(), Loader=_CloudFormationLoader
+    )
+    sam = template["Resources"]["OrdersApi"]["Properties"]["Policies"][0]["Statement"]
+    assert {(s["Action"], s["Resource"].split("}/")[1]) for s in sam} == wanted
+    text = (EXAMPLES / "terraform" / "lambdacov.tf").read_text()
+    terraform = re.findall(r'Action\s*=\s*"([^"]+)"\s*Resource\s*=\s*"[^"]*\}/([^"]+)"', text)
+    assert set(terraform) == wanted
 
 
 def _markdown_commands(text: str) -> list[list[str]]:

@@ -1,8 +1,11 @@
 """The least-privilege policy a function's role needs to deliver coverage, and checks of it.
 
-The runtime only writes objects under the configured prefix, so the policy
-allows ``s3:PutObject`` on ``arn:aws:s3:::BUCKET/PREFIX*`` and, when objects are
-encrypted with a KMS key, ``kms:GenerateDataKey`` on that key. Nothing else.
+The runtime writes objects under the configured prefix, and before uploading a
+source snapshot asks (HEAD) whether ``PREFIX/sources/<sha256>`` is there already.
+So the policy allows ``s3:PutObject`` on ``arn:aws:s3:::BUCKET/PREFIX*``,
+``s3:GetObject`` (what a HEAD needs) on ``arn:aws:s3:::BUCKET/PREFIXsources/*``
+only, and, when objects are encrypted with a KMS key, ``kms:GenerateDataKey`` on
+that key. Nothing else.
 
 :func:`role_allows` reads the role's inline and attached policies and asks
 :mod:`lambdacov.policy`, the evaluator the doctor uses too, whether they grant
@@ -19,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from coverage_wrapper.identity import SOURCES
 from lambdacov import policy
 from lambdacov.aws import translating
 
@@ -74,7 +78,14 @@ def coverage_policy(
             "Effect": "Allow",
             "Action": "s3:PutObject",
             "Resource": f"arn:{where.partition}:s3:::{bucket}/{prefix}*",
-        }
+        },
+        {
+            # Without it a HEAD is refused, and every environment uploads each source again.
+            "Sid": "LambdacovFindSources",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:{where.partition}:s3:::{bucket}/{prefix}{SOURCES}*",
+        },
     ]
     if kms_key_id:
         statements.append(

@@ -46,6 +46,7 @@ CODES: dict[str, str] = {
     "bucket.public-access": "the bucket blocks public access",
     "bucket.policy": "the bucket policy does not deny s3:PutObject under the prefix",
     "role.put-object": "the function's role may s3:PutObject under the prefix",
+    "role.find-sources": "the function's role may s3:GetObject under PREFIX/sources/ (HEAD)",
     "role.kms": "the function's role may use COVERAGE_KMS_KEY_ID (kms:GenerateDataKey)",
     "delivery.recent": "the newest coverage object of the function and its age",
     "delivery.logs": "no lambdacov errors in the function's logs during --since",

@@ -1,4 +1,4 @@
-"""May the function's role write coverage (and use the KMS key)?
+"""May the function's role write coverage, find its source snapshots, and use the KMS key?
 
 IAM's policy simulator answers exactly; where it is unavailable (no
 iam:SimulatePrincipalPolicy for the caller, or an AWS emulator without it)
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from coverage_wrapper.identity import SOURCES, source_key
 from lambdacov.attach.iam import FunctionArn, kms_key_resource, role_name, role_policies
 from lambdacov.aws import error_code
 from lambdacov.doctor.model import Check, fail, ok, warn
@@ -75,6 +76,37 @@ def check_put_object(iam: Any, role_arn: str, bucket: str, prefix: str) -> Check
         resource,
         hint=hint,
         shown=f"s3://{bucket}/{prefix}*",
+    )
+
+
+def check_find_sources(iam: Any, role_arn: str, bucket: str, prefix: str) -> Check:
+    """May the role ask whether a source snapshot is in S3 already (HEAD: s3:GetObject)?
+
+    Without it the data still arrives and the sources too (a HEAD refused is
+    answered with a PUT), but every environment uploads each source again: a
+    warning, not a failure.
+    """
+    resource = f"arn:aws:s3:::{bucket}/{source_key(prefix, 'lambdacov-doctor')}"
+    hint = (
+        f"allow s3:GetObject on arn:aws:s3:::{bucket}/{prefix}{SOURCES}* for the function's"
+        " role, or set COVERAGE_UPLOAD_SOURCES=false"
+    )
+    found = check_role_action(
+        iam,
+        "role.find-sources",
+        role_arn,
+        "s3:GetObject",
+        resource,
+        hint=hint,
+        shown=f"s3://{bucket}/{prefix}{SOURCES}*",
+    )
+    if found.status != "fail" or "method" not in found.data:  # a missing role fails
+        return found
+    return warn(
+        found.code,
+        f"{found.detail}: every environment uploads each source file again",
+        hint,
+        **found.data,
     )
 
 

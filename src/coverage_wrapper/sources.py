@@ -1,0 +1,199 @@
+"""Source snapshots: each version of a measured file, kept once in S3 under its sha256.
+
+A data file says which bytes ran (:mod:`coverage_wrapper.identity`), but after a
+deploy the function's code is other bytes, and a report of the old data needs
+the old ones. So delivery also uploads each file version to
+``PREFIX/sources/<sha256>``:
+
+* once per fleet: a HEAD first, and a version already there is not sent again.
+  A HEAD refused with 403 (a role allowed to write but not to read) is answered
+  with a PUT: the same bytes under the same key;
+* once per execution environment: the versions settled (uploaded, found in S3,
+  or not to be uploaded) are remembered in the spool's state directory, which
+  the runtime and the extension share;
+* never before the data: in the delivery pass (the extension's, after the
+  response), after the data upload and within the same deadline; what is left
+  waits for a later pass;
+* only the bytes that were hashed: the PUT carries the digest as its checksum,
+  so S3 refuses a file that changed since.
+
+Files larger than MAX_SOURCE_BYTES are not uploaded (a DEBUG record says so).
+
+Layout in the spool's state directory, read and written under its delivery lock::
+
+    sources.json     {"format": 1, "files": {name: sha256}, "settled": [sha256, ...]}
+                     (files: the digests computed here, reused rather than hashed again)
+    sources-waiting  present while some version seen here is not settled
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coverage_wrapper import identity
+from coverage_wrapper._version import __version__
+from coverage_wrapper.errors import S3UploadError
+from coverage_wrapper.logging_utils import get_logger
+from coverage_wrapper.s3_uploader import S3Uploader
+
+log = get_logger("coverage_wrapper.sources")
+
+# Source files are kilobytes; a file this large is generated or data, not worth a copy.
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+FORMAT_VERSION = 1
+# S3's answer to a body whose sha256 is not the checksum sent with it.
+_CHANGED = frozenset({"BadDigest"})
+
+
+@dataclass
+class Ledger:
+    """What ``sources.json`` holds: the files seen here and the versions settled."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, path: Path) -> Ledger:
+        """The ledger at ``path``; an empty one when there is none or it cannot be read.
+
+        Forgetting costs only HEADs: a version already in S3 is not sent again.
+        """
+        try:
+            document: Any = json.loads(path.read_text(encoding="utf-8"))
+            if document.get("format") != FORMAT_VERSION:
+                return cls()
+            return cls(
+                {str(name): str(digest) for name, digest in document["files"].items()},
+                {str(digest) for digest in document["settled"]},
+            )
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return cls()
+
+    def write(self, path: Path) -> None:
+        """Replace the file whole (temp + rename): a process killed meanwhile leaves the old one."""
+        document = {"format": FORMAT_VERSION, "files": self.files, "settled": sorted(self.settled)}
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            temp.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+            temp.replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+
+
+@dataclass
+class Outcome:
+    """What one pass over the snapshots did."""
+
+    uploaded: list[str] = field(default_factory=list)
+    failed: S3UploadError | None = None
+    deferred: bool = False  # out of time: versions left for a later pass
+
+
+class Snapshots:
+    """The snapshots of one execution environment's files, and their delivery."""
+
+    def __init__(self, state_dir: Path, uploader: S3Uploader, prefix: str) -> None:
+        self.path = state_dir / "sources.json"
+        self.marker = state_dir / "sources-waiting"
+        self.uploader = uploader
+        self.prefix = prefix
+
+    def known(self) -> dict[str, str]:
+        """The digests computed in this environment, by measured name."""
+        return Ledger.read(self.path).files
+
+    def note(self, files: Mapping[str, str]) -> None:
+        """Remember newly hashed files ({name: sha256}); their versions wait to be sent."""
+        if not files:
+            return
+        ledger = Ledger.read(self.path)
+        ledger.files.update(files)
+        ledger.write(self.path)
+        if not set(files.values()) <= ledger.settled:
+            self.marker.touch()
+
+    def waiting(self) -> bool:
+        """True when a version seen here may not be in S3 yet."""
+        return self.marker.exists()
+
+    def send(self, deadline: float, also: Mapping[str, str] | None = None) -> Outcome:
+        """Upload every version not settled, starting nothing after ``deadline``.
+
+        ``also``: more files ({name: sha256}) than the ledger holds (the aggregate's
+        rows). Stops at the first failure: S3 is unlikely to take the next one.
+        """
+        outcome = Outcome()
+        ledger = Ledger.read(self.path)
+        waiting: dict[str, str] = {}
+        for name, digest in {**ledger.files, **(also or {})}.items():
+            if digest not in ledger.settled:
+                waiting.setdefault(digest, name)
+        try:
+            for digest, name in sorted(waiting.items()):
+                if time.monotonic() >= deadline:
+                    outcome.deferred = True
+                    return outcome
+                try:
+                    key = self._send(digest, name, deadline)
+                except S3UploadError as error:
+                    if error.code not in _CHANGED:
+                        outcome.failed = error
+                        return outcome
+                    # The file is no longer the bytes that ran: those are gone.
+                    log.debug(
+                        "Source not uploaded: changed since it was hashed",
+                        extra={"data": {"path": name, "sha256": digest}},
+                    )
+                    key = None
+                if key:
+                    outcome.uploaded.append(key)
+                ledger.settled.add(digest)
+            with contextlib.suppress(FileNotFoundError):
+                self.marker.unlink()
+        finally:
+            # A ledger that cannot be written (a full /tmp) costs HEADs on a later pass.
+            if waiting:
+                with contextlib.suppress(OSError):
+                    ledger.write(self.path)
+        return outcome
+
+    def _send(self, digest: str, name: str, deadline: float) -> str | None:
+        """Upload one version; its key, or None when it is not to be (or need not be) sent."""
+        body = _contents(name)
+        if body is None:
+            return None
+        key = identity.source_key(self.prefix, digest)
+        if self.uploader.head(key, within=deadline - time.monotonic()):
+            return None
+        self.uploader.put(
+            key,
+            body,
+            {"lambdacov-version": __version__},
+            within=deadline - time.monotonic(),
+            content_type="text/x-python" if name.endswith(".py") else "application/octet-stream",
+            sha256=digest,
+        )
+        return key
+
+
+def _contents(name: str) -> bytes | None:
+    """A source file's bytes; None (and a DEBUG record) when it is not to be uploaded."""
+    try:
+        with identity.open_regular(name) as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size <= MAX_SOURCE_BYTES:
+                return stream.read()
+            reason = f"larger than {MAX_SOURCE_BYTES} bytes"
+    except (OSError, ValueError) as error:  # ValueError: a name with a NUL
+        reason = f"unreadable: {error}"
+    log.debug(f"Source not uploaded: {reason}", extra={"data": {"path": name}})
+    return None
