@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from coverage_wrapper.errors import CoverageInitializationError
 from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper.monitor import LineMonitor
 
 if TYPE_CHECKING:
     import coverage
@@ -116,6 +117,7 @@ class Recorder:
         self.task_root = task_root
         self.kind: Kind = "arcs" if config.branch else "lines"
         self._cov: coverage.Coverage | None = None
+        self._monitor: LineMonitor | None = None
         self._seen: Measured = {}
         self._fast = False
         self._paused = False
@@ -123,11 +125,14 @@ class Recorder:
     @property
     def started(self) -> bool:
         """True once coverage is measuring this process."""
-        return self._cov is not None
+        return self._cov is not None or self._monitor is not None
 
     @property
     def core(self) -> str:
-        """The coverage core in use (``sysmon``, ``ctrace`` or ``pytrace``)."""
+        """The core in use: ``lambdacov-sysmon`` (:mod:`coverage_wrapper.monitor`), or
+        coverage.py's ``sysmon``, ``ctrace`` or ``pytrace``."""
+        if self._monitor is not None:
+            return "lambdacov-sysmon"
         if self._cov is None:
             return "none"
         collector = getattr(self._cov, "_collector", None)
@@ -140,16 +145,39 @@ class Recorder:
         )
 
     def start(self) -> None:
-        """Start measuring; raise CoverageInitializationError if coverage cannot start."""
-        if self._cov is not None:
+        """Start measuring; raise CoverageInitializationError if coverage cannot start.
+
+        Line coverage on 3.12+ needs no coverage.py in this process: the same
+        ``sys.monitoring`` events, recorded by :class:`LineMonitor`, at a fraction
+        of the start-up time and memory. ``COVERAGE_CORE`` set by the user, branch
+        coverage and 3.11 go through coverage.py.
+        """
+        if self.started:
             return
+        include, omit = measurement_scope(self.config, self.task_root)
+        if _monitor_applies(self.config):
+            try:
+                monitor = LineMonitor(include, omit)
+            except ValueError as error:  # a pattern coverage.py would refuse too
+                raise CoverageInitializationError(
+                    f"COVERAGE_INCLUDE_PATTERNS or COVERAGE_EXCLUDE_PATTERNS: {error}"
+                ) from error
+            try:
+                monitor.start()
+            except ValueError:  # the tool id is taken (coverage.py runs the process)
+                pass
+            else:
+                self._monitor = monitor
+                return
+        self._start_coverage(include, omit)
+
+    def _start_coverage(self, include: list[str], omit: list[str]) -> None:
         try:
             import coverage
         except ImportError as error:
             raise CoverageInitializationError(
                 f"coverage.py is not importable ({error}); is the lambdacov layer attached?"
             ) from error
-        include, omit = measurement_scope(self.config, self.task_root)
         try:
             cov = coverage.Coverage(
                 data_file=None,  # in memory: the task root is read-only in Lambda
@@ -183,22 +211,29 @@ class Recorder:
 
     def pause(self) -> None:
         """Stop tracing until :meth:`resume` (selective coverage with CoverageContext)."""
-        if self._cov is not None and not self._paused:
+        if self._monitor is not None:
+            self._monitor.pause()
+        elif self._cov is not None and not self._paused:
             self._cov.stop()
             self._paused = True
 
     def resume(self) -> None:
         """Trace again after :meth:`pause`."""
-        if self._cov is not None and self._paused:
+        if self._monitor is not None:
+            self._monitor.resume()
+        elif self._cov is not None and self._paused:
             self._cov.start()
             self._paused = False
 
     def checkpoint(self) -> Delta:
         """Return the lines (or arcs) recorded since the last checkpoint that are new."""
         delta = Delta(self.kind)
-        if self._cov is None:
+        if self._monitor is not None:
+            raw: Iterable[tuple[str, Iterable[Any]]] = self._monitor.take()
+        elif self._cov is None:
             return delta
-        raw = self._collect_fast() if self._fast else self._collect_public()
+        else:
+            raw = self._collect_fast() if self._fast else self._collect_public()
         for name, items in raw:
             seen = self._seen.get(name)
             if seen is None:
@@ -235,6 +270,11 @@ class Recorder:
     def measured_files(self) -> int:
         """How many files have recorded at least one line in this process."""
         return len(self._seen)
+
+
+def _monitor_applies(config: CoverageConfig) -> bool:
+    """True where :class:`LineMonitor` records what coverage.py's sysmon core would."""
+    return sys.version_info >= (3, 12) and not config.branch and not os.environ.get("COVERAGE_CORE")
 
 
 def _unpack_arcs(packed: Iterable[int]) -> list[tuple[int, int]]:
