@@ -40,7 +40,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -676,17 +676,13 @@ class _IdentityRows:
 
         A name becomes its path (a combined file stores two versions of one
         path under two names) joined with the sha256 of its code, when the
-        file recorded one; a path under the recorded task root is read as
-        under Lambda's, ``/var/task``.
+        file recorded one.
         """
-        root = self.origin.get(identity.TASK_ROOT, LAMBDA_TASK_ROOT).rstrip("/") + "/"
-        if not self.digests and not self.paths and root == LAMBDA_TASK_ROOT + "/":
+        if not self.digests and not self.paths:
             return files
         renamed = {}
         for file_id, name in files.items():
             path = self.paths.get(name, name)
-            if root != "/" and path.startswith(root):
-                path = f"{LAMBDA_TASK_ROOT}/{path.removeprefix(root)}"
             digest = self.digests.get(name)
             renamed[file_id] = versioned(path, digest) if digest else path
             if digest and name in self.counts:
@@ -989,44 +985,77 @@ class Combined:
         ``only`` keeps just the measured files it accepts. A versioned name is
         stored as its path with the sha256 of its code in ``meta``; two versions
         of one path are stored under two names, each with the path it stands for.
+        Written with SQLite directly, in coverage.py's schema (:data:`_SCHEMA`):
+        no coverage.py is imported, which the layer's extension could not afford.
         """
-        import coverage
-
         names = _stored_names({*self.measured_files(), *self.tracers})
-
         output.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(
             prefix=temporary_prefix(output), suffix=".tmp", dir=output.parent
         )
         os.close(handle)
-        Path(temporary).unlink()
-        arcs = self.kind == "arcs"
-        by_context = self._by_context(only)
         try:
-            data = coverage.CoverageData(basename=temporary, no_disk=False)
-            for context, per_file in sorted(by_context.items()):
-                data.set_context(context)
-                if arcs:
-                    data.add_arcs({names[name]: sorted(value) for name, value in per_file.items()})
-                else:
-                    data.add_lines(
-                        {names[name]: _line_list(value) for name, value in per_file.items()}
-                    )
-            if not by_context:
-                # An empty result is still a valid data file, of line or branch data.
-                if arcs:
-                    data.add_arcs({})
-                else:
-                    data.add_lines({})
-            tracers = {names[k]: v for k, v in self.tracers.items() if only is None or only(k)}
-            if tracers:
-                data.add_file_tracers(tracers)
-            data.close()
-            _write_identity(temporary, names, self, only)
+            with contextlib.closing(sqlite3.connect(temporary)) as connection:
+                # Nothing to recover if this process dies: the file is renamed into
+                # place only once written.
+                connection.execute("pragma journal_mode = off")
+                connection.execute("pragma synchronous = off")
+                connection.executescript(_SCHEMA)
+                with connection:
+                    self._insert(connection, names, only)
+                    _write_identity(connection, names, self, only)
             Path(temporary).replace(output)
         finally:
             Path(temporary).unlink(missing_ok=True)
         return output
+
+    def _insert(
+        self,
+        connection: sqlite3.Connection,
+        names: Mapping[str, str],
+        only: Callable[[str], bool] | None,
+    ) -> None:
+        arcs = self.kind == "arcs"
+        _start_data_file(connection, arcs)
+        file_ids: dict[str, int] = {}
+
+        def file_id(name: str) -> int:
+            stored = names[name]
+            if stored not in file_ids:
+                file_ids[stored] = len(file_ids) + 1
+            return file_ids[stored]
+
+        for context_id, (context, per_file) in enumerate(sorted(self._by_context(only).items()), 1):
+            connection.execute(
+                "insert into context (id, context) values (?, ?)", (context_id, context)
+            )
+            if arcs:
+                connection.executemany(
+                    "insert into arc (file_id, context_id, fromno, tono) values (?, ?, ?, ?)",
+                    (
+                        (file_id(name), context_id, start, end)
+                        for name, value in per_file.items()
+                        for start, end in sorted(value)
+                    ),
+                )
+            else:
+                connection.executemany(
+                    "insert into line_bits (file_id, context_id, numbits) values (?, ?, ?)",
+                    (
+                        (file_id(name), context_id, _numbits(value))
+                        for name, value in per_file.items()
+                    ),
+                )
+        tracers = [
+            (file_ids[names[name]], tracer)
+            for name, tracer in self.tracers.items()
+            if tracer and (only is None or only(name)) and names[name] in file_ids
+        ]
+        connection.executemany(
+            "insert into file (id, path) values (?, ?)",
+            ((number, stored) for stored, number in file_ids.items()),
+        )
+        connection.executemany("insert into tracer (file_id, tracer) values (?, ?)", tracers)
 
 
 def _stored_names(names: Iterable[str]) -> dict[str, str]:
@@ -1044,7 +1073,7 @@ def _stored_names(names: Iterable[str]) -> dict[str, str]:
 
 
 def _write_identity(
-    database: str,
+    connection: sqlite3.Connection,
     names: Mapping[str, str],
     combined: Combined,
     only: Callable[[str], bool] | None,
@@ -1056,23 +1085,139 @@ def _write_identity(
         if digest is None or (only is not None and not only(name)):
             continue
         rows.append((identity.SHA256 + stored, digest))
-        rows.append((identity.OBJECTS + stored, str(combined.objects.get(name, 1))))
+        if (objects := combined.objects.get(name, 1)) != 1:  # one: an object's own data
+            rows.append((identity.OBJECTS + stored, str(objects)))
         if newest := combined.newest.get(name):
             rows.append((identity.NEWEST + stored, newest))
         if stored != path:
             rows.append((identity.PATH + stored, path))
-    if not rows:
-        return
-    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
-        connection.executemany("insert or replace into meta (key, value) values (?, ?)", rows)
+    connection.executemany("insert or replace into meta (key, value) values (?, ?)", rows)
 
 
-def _line_list(value: int | tuple[int, frozenset[Arc]]) -> list[int]:
-    """A slot's lines to write: numbits, or numbits and the arcs of mixed data."""
-    if isinstance(value, int):
-        return bits_to_lines(value)
-    bits, arcs = value
-    return sorted(arc_lines(arcs).union(bits_to_lines(bits)))
+def _numbits(value: int | tuple[int, frozenset[Arc]]) -> bytes:
+    """A slot's lines as coverage.py's numbits blob: numbits, or numbits and the
+    arcs of mixed data (whose lines join the line data)."""
+    if not isinstance(value, int):
+        bits, arcs = value
+        value = bits | lines_to_bits(arc_lines(arcs))
+    return value.to_bytes((value.bit_length() + 7) // 8, "little")
+
+
+def add_to_data_file(path: Path, kind: Kind, measured: Mapping[str, Iterable[Any]]) -> None:
+    """Add lines (or arcs) to the data file at ``path``, made when there is none, in place.
+
+    What coverage.py's ``CoverageData.add_lines``/``add_arcs`` do, with SQLite
+    directly, in one transaction: the layer's extension runs without coverage.py.
+    In place rather than a new copy renamed, and with the rollback journal in
+    memory: a nearly full ``/tmp`` has room for neither a second copy nor a
+    journal, and a write that fails for room is rolled back. An
+    ``sqlite3.DatabaseError`` (or InvalidDataFileError for a file of the other
+    kind) leaves it to the caller to tell a damaged file from a full disk.
+    """
+    arcs = kind == "arcs"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.execute("pragma journal_mode = memory")
+        connection.execute("begin immediate")
+        try:
+            if not connection.execute("select 1 from sqlite_master limit 1").fetchone():
+                for statement in _SCHEMA.split(";"):
+                    connection.execute(statement)
+                _start_data_file(connection, arcs)
+            _check_kind(connection, kind)
+            _add_measured(connection, arcs, measured)
+            connection.execute("commit")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("rollback")
+            raise
+
+
+def _check_kind(connection: sqlite3.Connection, kind: Kind) -> None:
+    """Refuse to add ``kind`` data to a file of the other kind, as coverage.py does."""
+    row = connection.execute("select value from meta where key = 'has_arcs'").fetchone()
+    if row is not None and row[0] != ("1" if kind == "arcs" else "0"):
+        raise InvalidDataFileError(f"not {kind} data")
+
+
+def _add_measured(
+    connection: sqlite3.Connection, arcs: bool, measured: Mapping[str, Iterable[Any]]
+) -> None:
+    connection.execute("insert or ignore into context (context) values ('')")
+    (context_id,) = connection.execute("select id from context where context = ''").fetchone()
+    for name, items in measured.items():
+        connection.execute("insert or ignore into file (path) values (?)", (name,))
+        (file_id,) = connection.execute("select id from file where path = ?", (name,)).fetchone()
+        if arcs:
+            connection.executemany(
+                "insert or ignore into arc (file_id, context_id, fromno, tono) values (?, ?, ?, ?)",
+                ((file_id, context_id, start, end) for start, end in items),
+            )
+            continue
+        found = connection.execute(
+            "select numbits from line_bits where file_id = ? and context_id = ?",
+            (file_id, context_id),
+        ).fetchone()
+        bits = lines_to_bits(items) | (int.from_bytes(found[0], "little") if found else 0)
+        connection.execute(
+            "insert or replace into line_bits (file_id, context_id, numbits) values (?, ?, ?)",
+            (file_id, context_id, _numbits(bits)),
+        )
+
+
+def _start_data_file(connection: sqlite3.Connection, arcs: bool) -> None:
+    """The rows a new data file starts with: the schema version and its kind."""
+    version = (KNOWN_SCHEMA_VERSION,)
+    connection.execute("insert into coverage_schema (version) values (?)", version)
+    has_arcs = ("has_arcs", "1" if arcs else "0")
+    connection.execute("insert into meta (key, value) values (?, ?)", has_arcs)
+
+
+# coverage.py's schema, version 7 (coverage/sqldata.py): the tables and constraints its
+# reader expects, which the direct reader reads back.
+_SCHEMA = """
+create table coverage_schema (version integer);
+create table meta (key text, value text, unique (key));
+create table file (id integer primary key, path text, unique (path));
+create table context (id integer primary key, context text, unique (context));
+create table line_bits (
+    file_id integer, context_id integer, numbits blob,
+    foreign key (file_id) references file (id),
+    foreign key (context_id) references context (id),
+    unique (file_id, context_id)
+);
+create table arc (
+    file_id integer, context_id integer, fromno integer, tono integer,
+    foreign key (file_id) references file (id),
+    foreign key (context_id) references context (id),
+    unique (file_id, context_id, fromno, tono)
+);
+create table tracer (
+    file_id integer primary key, tracer text, foreign key (file_id) references file (id)
+)
+"""
+
+
+def as_in_lambda(data: DataFile) -> DataFile:
+    """``data`` with the files under its recorded task root named as under ``/var/task``."""
+    root = data.origin.get(identity.TASK_ROOT, LAMBDA_TASK_ROOT).rstrip("/") + "/"
+    if root in ("/", LAMBDA_TASK_ROOT + "/"):
+        return data
+
+    def rename(name: str) -> str:
+        path, digest = split_version(name)
+        if not path.startswith(root):
+            return name
+        path = f"{LAMBDA_TASK_ROOT}/{path.removeprefix(root)}"
+        return versioned(path, digest) if digest else path
+
+    return replace(
+        data,
+        lines={(rename(name), context): bits for (name, context), bits in data.lines.items()},
+        arcs={(rename(name), context): arcs for (name, context), arcs in data.arcs.items()},
+        tracers={rename(name): tracer for name, tracer in data.tracers.items()},
+        objects={rename(name): count for name, count in data.objects.items()},
+        newest={rename(name): day for name, day in data.newest.items()},
+    )
 
 
 class Merger:
@@ -1082,8 +1227,11 @@ class Merger:
     drops them by returning None; it is called once per distinct path.
     """
 
-    def __init__(self, path_map: PathMap | None = None) -> None:
+    def __init__(self, path_map: PathMap | None = None, *, lambda_paths: bool = True) -> None:
         self._path_map = path_map
+        # Files recorded under another task root (the local emulator's) are merged as
+        # under Lambda's; the runtime, adding to its own data, keeps them as they are.
+        self._lambda_paths = lambda_paths
         self._mapped: dict[str, str | None] = {}
         self._lines: dict[Slot, int] = {}
         self._arcs: dict[Slot, set[PackedArc]] = {}
@@ -1118,6 +1266,8 @@ class Merger:
     def add(self, data: DataFile, label: Labeler | None = None, day: str = "") -> None:
         """Add one file's data, its contexts renamed by ``label``; ``day`` (YYYY/MM/DD)
         dates the object, to tell which version of a file is the newest."""
+        if self._lambda_paths:
+            data = as_in_lambda(data)
         for name, tracer in data.tracers.items():
             mapped = self._map(name)
             if mapped is not None and self._tracers.setdefault(mapped, tracer) != tracer:

@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from coverage_wrapper import identity
 from coverage_wrapper._version import __version__
+from coverage_wrapper.datafiles import InvalidDataFileError, add_to_data_file
 from coverage_wrapper.errors import S3UploadError
 from coverage_wrapper.logging_utils import get_logger
 from coverage_wrapper.metrics import FAILURE, emit_metric
@@ -41,16 +41,7 @@ from coverage_wrapper.s3_uploader import S3Uploader, generate_s3_key
 from coverage_wrapper.sources import Snapshots
 from coverage_wrapper.spool import SpoolBusyError, SpoolDirectory
 
-if TYPE_CHECKING:
-    import coverage
-
 log = get_logger("coverage_wrapper.delivery")
-
-
-def _data_errors() -> tuple[type[Exception], ...]:
-    from coverage.exceptions import CoverageException
-
-    return (CoverageException, sqlite3.DatabaseError)
 
 
 # While S3 keeps failing, passes back off (5 s, doubling, at most 5 min), so a
@@ -71,21 +62,17 @@ class DeliveryReport:
     deferred: bool = False  # out of time: work left for the next pass
 
 
-def _data_file(path: Path) -> coverage.CoverageData:
-    """Open a coverage data file for adding to it (a new file when there is none)."""
-    import coverage
-
-    data = coverage.CoverageData(basename=str(path))
-    if path.exists():
-        data.read()  # without it, the first write would erase what the file holds
-    return data
+def _add(path: Path, delta: Delta) -> None:
+    """Add ``delta`` to the data file at ``path`` (see datafiles.add_to_data_file)."""
+    add_to_data_file(path, delta.kind, delta.files)
 
 
-def _add(data: coverage.CoverageData, delta: Delta) -> None:
-    if delta.kind == "arcs":
-        data.add_arcs({name: list(items) for name, items in delta.files.items()})
-    else:
-        data.add_lines({name: list(items) for name, items in delta.files.items()})
+def _damaged(error: Exception) -> bool:
+    """True when a data file cannot be read as one (not when the disk is full)."""
+    if isinstance(error, InvalidDataFileError):
+        return True
+    name = getattr(error, "sqlite_errorname", "")
+    return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in str(error)
 
 
 class Deliverer:
@@ -207,7 +194,15 @@ class Deliverer:
                 report.corrupt.append(str(self.spool.quarantine(path)))
         try:
             self._add_to_aggregate(combined)
-        except _data_errors() as error:
+        except (OSError, sqlite3.Error, InvalidDataFileError) as error:
+            if not _damaged(error):
+                # No room to write (a full /tmp): the aggregate is as it was (one
+                # transaction) and the deltas stay in the spool for the next pass.
+                log.error(
+                    f"Coverage data could not be merged: {error}",
+                    extra={"data": {"path": str(self.spool.aggregate_path)}},
+                )
+                return
             # The aggregate was damaged (a process killed while writing it). Keep it
             # aside and start a new one under a new id, so the object already in S3,
             # which holds the earlier data, is not overwritten with less.
@@ -228,9 +223,7 @@ class Deliverer:
         report.merged += len(items)
 
     def _add_to_aggregate(self, delta: Delta) -> None:
-        data = _data_file(self.spool.aggregate_path)
-        _add(data, delta)
-        data.close()
+        _add(self.spool.aggregate_path, delta)
         # The aggregate keeps its rows: each file is hashed once in this environment.
         self._stamp(self.spool.aggregate_path)
 
@@ -276,9 +269,7 @@ class Deliverer:
             temp = self.spool.state_dir / f"request-{os.getpid()}.coverage"
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-            data = _data_file(temp)
-            _add(data, delta)
-            data.close()
+            _add(temp, delta)
             # A new file each time: the digests come from the ledger, not from hashing again.
             self._stamp(temp, self.snapshots.known())
             key = generate_s3_key(self.function_name, request_id, self.config.s3_prefix)

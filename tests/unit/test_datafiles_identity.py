@@ -43,14 +43,21 @@ def test_each_file_is_named_with_its_version_and_the_origin_is_read(tmp_path: Pa
     }
 
 
-def test_a_file_under_another_task_root_is_read_as_under_var_task(tmp_path: Path) -> None:
+def test_a_file_under_another_task_root_is_merged_as_under_var_task(tmp_path: Path) -> None:
     path = with_identity(
         write_data(tmp_path / "x.coverage", {"/tmp/emu/task/a.py": [1], "/opt/x.py": [1]}),
         {"/tmp/emu/task/a.py": A},
         task_root="/tmp/emu/task/",
     )
-    names = {name for name, _ in read_data_file(path).lines}
-    assert names == {versioned("/var/task/a.py", A), "/opt/x.py"}
+    data = read_data_file(path)  # read as recorded
+    assert {name for name, _ in data.lines} == {versioned("/tmp/emu/task/a.py", A), "/opt/x.py"}
+    merger = Merger()
+    merger.add(data)
+    assert set(merger.result().measured_files()) == {versioned("/var/task/a.py", A), "/opt/x.py"}
+    # The runtime, adding to its own data, keeps the paths as recorded.
+    own = Merger(lambda_paths=False)
+    own.add(data)
+    assert set(own.result().measured_files()) == {versioned("/tmp/emu/task/a.py", A), "/opt/x.py"}
 
 
 def test_two_versions_of_a_path_survive_a_write_and_a_read_with_their_object_counts(
