@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -273,6 +274,47 @@ def test_the_exec_wrapper_runs_and_can_change_the_handler(tmp_path):
     assert result.payload["env"]["_HANDLER"] == "app.inspect"
 
 
+# -- memory and phases ---------------------------------------------------------------------
+
+
+def test_over_its_memory_size_the_whole_environment_is_killed(tmp_path):
+    log = tmp_path / "events.jsonl"
+    layer = make_layer(tmp_path, "recorder")
+    with LocalLambda(
+        FUNCTION, "app.main", layer=layer, env={"RECORDER_LOG": str(log)}, memory_mb=128
+    ) as function:
+        assert function.invoke({"action": "handler"}).ok
+        environment = function.environment
+        killed = function.invoke({"action": "allocate", "megabytes": 200})
+        after = function.invoke({"action": "handler"})
+
+    assert killed.error is not None
+    assert killed.error["errorType"] == "Runtime.ExitError"
+    assert killed.error["errorMessage"].endswith("Runtime exited with error: signal: killed")
+    assert killed.max_memory_used_mb > 128
+    # Killed, extension included, rather than shut down: its SHUTDOWN never came.
+    assert [proc.exit_code for proc in environment.processes] == [-signal.SIGKILL] * 2
+    events = [entry["event"]["eventType"] for entry in recorded(log) if "event" in entry]
+    assert events == ["INVOKE", "INVOKE", "INVOKE", "SHUTDOWN"]
+    assert after.ok and after.init_duration_ms is not None  # a fresh environment
+
+
+def test_the_environment_records_when_its_phases_end(tmp_path):
+    layer = make_layer(tmp_path, "recorder")
+    env = {"RECORDER_LOG": str(tmp_path / "events.jsonl")}
+    with LocalLambda(FUNCTION, "app.main", layer=layer, env=env) as function:
+        assert function.environment is None
+        result = function.invoke({"action": "handler"})
+        environment = function.environment
+        assert environment is not None
+        response, idle = environment.response_at(result.request_id), environment.idle_since()
+
+    assert environment.ready_at is not None and response is not None and idle is not None
+    # The extension works after the response: the environment is idle only after it.
+    assert environment.started_at < environment.ready_at < response < idle
+    assert function.environment is None  # shut down
+
+
 # -- configuration errors ------------------------------------------------------------------
 
 
@@ -281,6 +323,8 @@ def test_configuration_errors_name_the_fix(tmp_path):
         LocalLambda(tmp_path / "nowhere", "app.main")
     with pytest.raises(UsageError, match=r"module\.function"):
         LocalLambda(FUNCTION, "handler")
+    with pytest.raises(UsageError, match="between 128 and 10240 MB"):
+        LocalLambda(FUNCTION, "app.main", memory_mb=64)
     with pytest.raises(UsageError, match="invalid Python version") as invalid:
         runtime_python("python3")
     assert "3.X" in invalid.value.hint

@@ -66,7 +66,14 @@ def invoke(
         float, typer.Option("--timeout", help="The function timeout in seconds.")
     ] = 30.0,
     memory: Annotated[
-        int, typer.Option("--memory", help="The function's memory size in MB.")
+        int,
+        typer.Option(
+            "--memory",
+            min=128,
+            max=10240,
+            help="The function's memory size in MB. As in Lambda, the runtime and extensions "
+            "are killed when together they use more (their memory is read every 10 ms).",
+        ),
     ] = 128,
     function_name: Annotated[
         str, typer.Option("--function-name", help="The function's name, as Lambda reports it.")

@@ -8,8 +8,15 @@ SHUTDOWN) so the layer can be tested end to end without AWS. It is what
 
 from __future__ import annotations
 
-from lambdacov.local.emulator import InvocationResult, LocalLambda
+from lambdacov.local.emulator import Environment, InvocationResult, LocalLambda
 from lambdacov.local.process import LogLine
 from lambdacov.local.runtime_env import find_python, runtime_python
 
-__all__ = ["InvocationResult", "LocalLambda", "LogLine", "find_python", "runtime_python"]
+__all__ = [
+    "Environment",
+    "InvocationResult",
+    "LocalLambda",
+    "LogLine",
+    "find_python",
+    "runtime_python",
+]

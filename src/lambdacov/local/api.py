@@ -48,12 +48,17 @@ class Invocation:
 
 @dataclass(frozen=True)
 class RuntimeOutcome:
-    """What the runtime posted for an invocation: its response, or its error."""
+    """What the runtime posted for an invocation: its response, or its error.
+
+    ``received_at`` is when it arrived (``time.monotonic()``): the end of the
+    runtime's part of the invocation.
+    """
 
     request_id: str
     kind: Literal["response", "error"]
     body: bytes
     error_type: str | None
+    received_at: float
 
 
 @dataclass
@@ -62,6 +67,7 @@ class _Extension:
     name: str
     events: frozenset[str]
     waiting: bool = False
+    waiting_since: float = 0.0
     pending: deque[dict[str, Any]] = field(default_factory=deque)
 
 
@@ -82,6 +88,7 @@ class RuntimeApi:
         self._closed = False
         self._init_done = False
         self._runtime_waiting = False
+        self._runtime_waiting_since = 0.0
         self._runtime_queue: deque[Invocation] = deque()
         self._outcomes: dict[str, RuntimeOutcome] = {}
         self._in_flight: set[str] = set()
@@ -171,6 +178,16 @@ class RuntimeApi:
                 if event_type in ext.events and not (ext.waiting and not ext.pending)
             ]
 
+    def idle_since(self) -> float | None:
+        """When the runtime and every extension were last all blocked in ``next``: the
+        latest of their ``next`` calls (``time.monotonic()``), or None while one is busy."""
+        with self._cond:
+            if not (self.runtime_ready and self.extensions_ready()):
+                return None
+            return max(
+                [self._runtime_waiting_since, *(e.waiting_since for e in self._extensions.values())]
+            )
+
     def outcome(self, request_id: str) -> RuntimeOutcome | None:
         """The runtime's response or error for ``request_id``, once posted."""
         with self._cond:
@@ -223,6 +240,7 @@ class RuntimeApi:
     def _runtime_next(self) -> Invocation | None:
         with self._cond:
             self._runtime_waiting = True
+            self._runtime_waiting_since = time.monotonic()
             self._cond.notify_all()
             while not self._runtime_queue:
                 if self._closed:
@@ -242,7 +260,9 @@ class RuntimeApi:
             if request_id not in self._in_flight:
                 return False
             self._in_flight.discard(request_id)
-            self._outcomes[request_id] = RuntimeOutcome(request_id, kind, body, error_type)
+            self._outcomes[request_id] = RuntimeOutcome(
+                request_id, kind, body, error_type, time.monotonic()
+            )
             self._cond.notify_all()
             return True
 
@@ -264,6 +284,7 @@ class RuntimeApi:
         with self._cond:
             ext = self._extensions[identifier]
             ext.waiting = True
+            ext.waiting_since = time.monotonic()
             self._cond.notify_all()
             while not ext.pending:
                 if self._closed:

@@ -10,7 +10,9 @@ a thread left running by the handler does not run until the next invocation,
 which is why coverage data needs an extension to leave the environment.
 A timeout resets the environment (processes killed, /tmp kept); SHUTDOWN
 sends the event to the extensions, SIGTERM to the runtime when extensions are
-registered, and SIGKILL to whatever is left two seconds later.
+registered, and SIGKILL to whatever is left two seconds later. The memory size
+is a limit on all the environment's processes together: above it, everything
+is killed and the invocation fails as in Lambda (see :mod:`.memory`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 from lambdacov.closing import Closing
 from lambdacov.errors import EmulatorError, UsageError
 from lambdacov.local.api import Invocation, RuntimeApi
+from lambdacov.local.memory import MIB, MemoryWatch
 from lambdacov.local.process import LogCallback, LogCollector, LogLine, ManagedProcess
 from lambdacov.local.runtime_env import current_version, runtime_python
 from lambdacov.local.variables import (
@@ -52,6 +55,8 @@ SHUTDOWN_GRACE_SECONDS = 2.0
 SHUTDOWN_REASONS = frozenset({"spindown", "timeout", "failure"})
 #: The emulated /var/runtime/bootstrap, run by the runtime's own interpreter.
 BOOTSTRAP = Path(__file__).resolve().with_name("bootstrap.py")
+#: Lambda's bounds for a function's memory size, in MB.
+MEMORY_MB_RANGE = (128, 10240)
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class InvocationResult:
     ``duration_ms`` covers the whole invoke phase, including the extensions'
     work after the response; ``runtime_duration_ms`` stops at the response.
     ``init_duration_ms`` is set on the invocation that initialised the
-    environment. ``logs`` are the lines written during this invocation.
+    environment. ``max_memory_used_mb`` is the environment's peak memory so
+    far, as REPORT shows it. ``logs`` are the lines written during this invocation.
     """
 
     request_id: str
@@ -74,6 +80,7 @@ class InvocationResult:
     runtime_duration_ms: float
     init_duration_ms: float | None
     logs: tuple[LogLine, ...]
+    max_memory_used_mb: int = 0
 
     @property
     def ok(self) -> bool:
@@ -91,21 +98,45 @@ class InvocationResult:
             "initDurationMs": (
                 None if self.init_duration_ms is None else round(self.init_duration_ms, 2)
             ),
+            "maxMemoryUsedMB": self.max_memory_used_mb,
             "logs": [{"source": line.source, "text": line.text} for line in self.logs],
         }
 
 
-class _Environment:
-    """The processes and API server of one initialisation of the environment."""
+class Environment:
+    """The processes and API server of one initialisation of the execution environment.
 
-    def __init__(self, api: RuntimeApi) -> None:
+    Its times are ``time.monotonic()`` values taken where Lambda's phases start
+    and end, so they can be measured without the emulator's own overhead:
+    ``started_at`` (INIT begins), ``ready_at`` (the runtime and every extension
+    first blocked in ``next``: INIT is over), :meth:`response_at` and
+    :meth:`idle_since` (the invoke phase, as Lambda bills it, ends there).
+    """
+
+    def __init__(self, api: RuntimeApi, started_at: float, memory_mb: int) -> None:
         self.api = api
+        self.started_at = started_at
+        self.ready_at: float | None = None
         self.extensions: list[ManagedProcess] = []
         self.runtime: ManagedProcess | None = None
+        self.memory = MemoryWatch(
+            memory_mb * MIB, lambda: [proc.pid for proc in self.processes], self._out_of_memory
+        )
+        self.memory.start()
 
     @property
     def processes(self) -> list[ManagedProcess]:
+        """The extensions' processes and the runtime's, in the order they started."""
         return [*self.extensions, *([self.runtime] if self.runtime else [])]
+
+    def response_at(self, request_id: str) -> float | None:
+        """When the runtime posted its response (or error) for ``request_id``."""
+        outcome = self.api.outcome(request_id)
+        return None if outcome is None else outcome.received_at
+
+    def idle_since(self) -> float | None:
+        """When the runtime and every extension were last all back in ``next``."""
+        return self.api.idle_since()
 
     def exited_extension(self) -> ManagedProcess | None:
         return next((proc for proc in self.extensions if not proc.running), None)
@@ -117,17 +148,33 @@ class _Environment:
         return not any(proc.running for proc in (named or self.extensions))
 
     def freeze(self) -> None:
+        self.memory.pause()
         for proc in self.processes:
             proc.freeze()
 
     def thaw(self) -> None:
         for proc in self.processes:
             proc.thaw()
+        self.memory.resume()
 
     def kill(self) -> None:
+        self.memory.stop()
         for proc in self.processes:
             proc.kill()
         self.api.close()
+
+    def _out_of_memory(self) -> None:
+        """What Lambda does to an environment over its memory size: kill every process.
+
+        Called from the memory watch's thread. The waits of the emulator are
+        woken once the processes are gone, so the invocation ends when they died.
+        """
+        processes = self.processes
+        for proc in processes:
+            proc.signal_group(signal.SIGKILL)
+        for proc in processes:
+            proc.wait(SHUTDOWN_GRACE_SECONDS)
+        self.api.notify()
 
 
 class LocalLambda(Closing):
@@ -143,8 +190,10 @@ class LocalLambda(Closing):
     file modes). ``python`` is the runtime's ``3.X`` version (default: this
     interpreter's). ``env`` holds the function's environment variables,
     ``AWS_LAMBDA_EXEC_WRAPPER`` included; ``/opt/...`` and ``/var/task/...`` in
-    them mean the layer and code directories, as in Lambda. ``on_log`` receives every log line as
-    it arrives. Raises :class:`EmulatorError` when the runtime cannot be prepared.
+    them mean the layer and code directories, as in Lambda. ``memory_mb`` is the memory size
+    the runtime and extensions share (see :mod:`lambdacov.local.memory`). ``on_log`` receives
+    every log line as it arrives. Raises :class:`EmulatorError` when the runtime cannot be
+    prepared.
     """
 
     def __init__(
@@ -172,6 +221,9 @@ class LocalLambda(Closing):
             )
         if timeout <= 0:
             raise UsageError("timeout must be positive")
+        low, high = MEMORY_MB_RANGE
+        if not low <= memory_mb <= high:
+            raise UsageError(f"memory size must be between {low} and {high} MB, as in Lambda")
         self.config = FunctionConfig(
             function_dir=function_dir,
             handler=handler,
@@ -191,7 +243,10 @@ class LocalLambda(Closing):
         self.log_stream_name = new_log_stream_name()
         self._logs = LogCollector(on_log)
         self._lock = threading.Lock()
-        self._environment: _Environment | None = None
+        self._environment: Environment | None = None
+        # The latest environment's watch outlives a reset, for the REPORT of the
+        # invocation that ended it.
+        self._memory: MemoryWatch | None = None
         self._closed = False
         _LIVE.add(self)
 
@@ -207,6 +262,12 @@ class LocalLambda(Closing):
         """True while an initialised environment waits (frozen) for the next invocation."""
         return self._environment is not None
 
+    @property
+    def environment(self) -> Environment | None:
+        """The initialised environment, frozen between invocations; None until the next
+        invocation after a shutdown, a reset, or before the first one."""
+        return self._environment
+
     def invoke(self, event: Any = None) -> InvocationResult:
         """Invoke the function with ``event`` (JSON-serialisable) and return its result.
 
@@ -221,8 +282,14 @@ class LocalLambda(Closing):
             request_id = str(uuid.uuid4())
             self._platform_log(f"START RequestId: {request_id} Version: {FUNCTION_VERSION}")
             result = self._invoke(request_id, body)
+            if self._memory is not None:
+                result = dataclasses.replace(result, max_memory_used_mb=self._memory.peak_mb)
             self._platform_log(f"END RequestId: {request_id}")
             self._platform_log(_report_line(result, self.config.memory_mb))
+            if result.error is not None and result.error.get("errorType") == "Runtime.ExitError":
+                # Lambda's two lines after the REPORT of an environment that died.
+                self._platform_log(str(result.error.get("errorMessage", "")))
+                self._platform_log("Runtime.ExitError")
             self._logs.drain()
             return dataclasses.replace(result, logs=self._logs.since(mark))
 
@@ -313,15 +380,17 @@ class LocalLambda(Closing):
             request_id, payload, error, _ms_since(started), runtime_ms, init_ms, ()
         )
 
-    def _init(self) -> tuple[_Environment, dict[str, Any] | None]:
+    def _init(self) -> tuple[Environment, dict[str, Any] | None]:
         """Start the extensions, then the runtime; return the environment and any init error."""
         config = self.config
+        started = time.monotonic()
         api = RuntimeApi(
             function_name=config.function_name,
             function_version=FUNCTION_VERSION,
             handler=config.handler,
         )
-        environment = _Environment(api)
+        environment = Environment(api, started, config.memory_mb)
+        self._memory = environment.memory
         env = lambda_environment(
             config,
             runtime_api=api.address,
@@ -337,10 +406,16 @@ class LocalLambda(Closing):
         if error is None:
             error = self._init_runtime(environment, env, deadline)
         api.mark_init_done()
+        if environment.memory.exceeded:
+            # Whichever process failed first, the limit is why they all did.
+            killed = _status(-signal.SIGKILL)
+            error = _error("Runtime.ExitError", f"Runtime exited with error: {killed}")
+        elif error is None:
+            environment.ready_at = api.idle_since()
         return environment, error
 
     def _init_extensions(
-        self, environment: _Environment, env: dict[str, str], deadline: float
+        self, environment: Environment, env: dict[str, str], deadline: float
     ) -> dict[str, Any] | None:
         """Lambda's extension init: each extension registers and asks for its first event."""
         api = environment.api
@@ -388,7 +463,7 @@ class LocalLambda(Closing):
         return None
 
     def _init_runtime(
-        self, environment: _Environment, env: dict[str, str], deadline: float
+        self, environment: Environment, env: dict[str, str], deadline: float
     ) -> dict[str, Any] | None:
         """Start the runtime; its init ends at its first ``invocation/next``."""
         api = environment.api
@@ -412,7 +487,7 @@ class LocalLambda(Closing):
         if not runtime.running:
             return _error(
                 "Runtime.ExitError",
-                f"Runtime exited with error: exit status {runtime.exit_code} "
+                f"Runtime exited with error: {_status(runtime.exit_code)} "
                 "before it asked for an invocation",
             )
         if not api.runtime_ready:
@@ -436,7 +511,7 @@ class LocalLambda(Closing):
     def _shutdown(self, reason: str) -> None:
         self._reset(reason)
 
-    def _teardown(self, environment: _Environment, reason: str) -> None:
+    def _teardown(self, environment: Environment, reason: str) -> None:
         api, runtime = environment.api, environment.runtime
         try:
             environment.thaw()
@@ -536,10 +611,18 @@ def _timeout_error(request_id: str, timeout: float) -> dict[str, Any]:
 
 
 def _exit_error(request_id: str, exit_code: int | None) -> dict[str, Any]:
-    status = f"signal: {-exit_code}" if exit_code and exit_code < 0 else f"exit status {exit_code}"
     return _error(
-        "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {status}"
+        "Runtime.ExitError",
+        f"RequestId: {request_id} Error: Runtime exited with error: {_status(exit_code)}",
     )
+
+
+def _status(exit_code: int | None) -> str:
+    """An exit status as Lambda words it (Go's): ``exit status 1``, ``signal: killed``."""
+    if exit_code is not None and exit_code < 0:
+        name = signal.strsignal(-exit_code) or str(-exit_code)
+        return f"signal: {name.lower()}"
+    return f"exit status {exit_code}"
 
 
 def _trace_id() -> str:
@@ -556,7 +639,8 @@ def _ms_since(started: float) -> float:
 def _report_line(result: InvocationResult, memory_mb: int) -> str:
     report = (
         f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
-        f"Billed Duration: {max(1, round(result.duration_ms))} ms\tMemory Size: {memory_mb} MB"
+        f"Billed Duration: {max(1, round(result.duration_ms))} ms\tMemory Size: {memory_mb} MB\t"
+        f"Max Memory Used: {result.max_memory_used_mb} MB"
     )
     if result.init_duration_ms is not None:
         report += f"\tInit Duration: {result.init_duration_ms:.2f} ms"

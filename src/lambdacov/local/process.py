@@ -253,6 +253,11 @@ class ManagedProcess:
         """Resume the whole group."""
         self.signal_group(signal.SIGCONT)
 
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the process to exit."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=timeout)
+
     def kill(self) -> None:
         """Kill the whole group, reap the process and collect its last output."""
         if self._released:

@@ -1,0 +1,228 @@
+"""Cold start, memory and delivery cost of the layer, measured in the local Lambda.
+
+For each Python (3.11, 3.12, 3.13 when found), the benchmark workload
+(benchmarks/workload.py) runs in lambdacov's local Lambda (the real awslambdaric,
+real extensions, frozen between invocations) bare and with the layer built as
+`lambdacov build-layer` builds it (exec wrapper and extension, delivering to a
+moto server on 127.0.0.1), interleaved: bare, layered, bare, layered... for
+--rounds rounds, each round in a fresh environment. Per environment:
+
+  init            from the environment's start until the runtime and every extension
+                  wait in /next (the emulator's Environment.started_at to ready_at)
+  peak memory     the sum of VmHWM (peak resident set) over the runtime's and the
+                  extensions' processes, read from /proc just before shutdown
+  first delivery  from the first response until the environment is idle again (every
+                  process back in /next): what Lambda bills after the response
+  warm per call   median Duration (the invoke phase, as REPORT shows it) of --calls
+                  warm invocations
+
+The table shows medians over the rounds (bare -> layered, the difference and
+the ratio), then their ranges. The first use of a Python builds the emulator's
+runtime venv for it (see lambdacov.local.runtime_env).
+
+    python benchmarks/cold_start.py [--rounds 7] [--calls 200] [--pythons 3.11,3.12,3.13] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from lambdacov.errors import EmulatorError
+from lambdacov.layer import build_layer
+from lambdacov.layer.targets import host_arch
+from lambdacov.local import LocalLambda, find_python
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from workload import write_workload  # noqa: E402
+
+BUCKET = "lambdacov-cold-start"
+VARIANTS = ("bare", "layered")
+# (key, column title, decimals, whether a ratio means something: a bare environment
+# has nothing to deliver, so its first delivery is ~0)
+METRICS = (
+    ("init_ms", "init (ms)", 1, True),
+    ("peak_memory_mb", "peak memory (MB)", 1, True),
+    ("first_delivery_ms", "first delivery (ms)", 1, False),
+    ("warm_ms", "warm per call (ms)", 3, True),
+)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server in its own process on 127.0.0.1, so it never competes with the
+    emulator for this process's GIL; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def peak_resident_mb(pid: int) -> float:
+    """VmHWM: the process's own peak (ru_maxrss of an exec'd child inherits its parent's)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def one_environment(
+    python: str,
+    function_dir: Path,
+    events: list[dict[str, Any]],
+    calls: int,
+    layer: Path | None,
+    env: dict[str, str],
+) -> dict[str, float]:
+    """Start an environment, invoke it 1 + ``calls`` times, and measure it."""
+    with LocalLambda(
+        function_dir, "app.handler", layer=layer, python=python, env=env, function_name="orders"
+    ) as function:
+        first = function.invoke(events[0])
+        environment = function.environment
+        assert environment is not None and first.ok, first.error
+        ready, idle = environment.ready_at, environment.idle_since()
+        response = environment.response_at(first.request_id)
+        assert ready is not None and idle is not None and response is not None
+        warm, last = [], first
+        for index in range(calls):
+            last = function.invoke(events[index % len(events)])
+            assert last.ok and function.environment is environment, last.error
+            warm.append(last.duration_ms)
+        peak = sum(peak_resident_mb(proc.pid) for proc in environment.processes)
+        return {
+            "init_ms": (ready - environment.started_at) * 1000,
+            "peak_memory_mb": peak,
+            "first_delivery_ms": (idle - response) * 1000,
+            "warm_ms": statistics.median(warm),
+            "max_memory_used_mb": last.max_memory_used_mb,  # REPORT's, for comparison
+        }
+
+
+def measure(version: str, rounds: int, calls: int, endpoint: str, scratch: Path) -> dict[str, Any]:
+    """Both variants of one Python, interleaved over ``rounds`` fresh environments."""
+    function_dir = write_workload(scratch / "function")
+    events = json.loads((function_dir / "events.json").read_text())
+    layer = build_layer(version, host_arch(), scratch / f"layer-{version}.zip").path
+    layered_env = {
+        "AWS_LAMBDA_EXEC_WRAPPER": "/opt/lambdacov-wrapper",
+        "COVERAGE_S3_BUCKET": BUCKET,
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    samples: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
+    for number in range(rounds):
+        print(f"python {version}: round {number + 1}/{rounds}", file=sys.stderr)
+        samples["bare"].append(one_environment(version, function_dir, events, calls, None, {}))
+        samples["layered"].append(
+            one_environment(version, function_dir, events, calls, layer, layered_env)
+        )
+    return {
+        variant: {key: summary([run[key] for run in runs]) for key in runs[0]}
+        for variant, runs in samples.items()
+    }
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "samples": values,
+    }
+
+
+def markdown(results: dict[str, dict[str, Any]], rounds: int, calls: int) -> str:
+    head = "| Python | " + " | ".join(title for _, title, _, _ in METRICS) + " |"
+    rule = "|---" * (len(METRICS) + 1) + "|"
+    lines = [
+        f"Medians of {rounds} rounds, bare → layered (difference, ratio); "
+        f"warm: median of {calls} calls per round.",
+        "",
+        head,
+        rule,
+    ]
+    for version, variants in results.items():
+        cells = []
+        for key, _, digits, ratio in METRICS:
+            bare, layered = variants["bare"][key]["median"], variants["layered"][key]["median"]
+            cell = f"{bare:.{digits}f} → {layered:.{digits}f} ({layered - bare:+.{digits}f}"
+            cells.append(cell + (f", {layered / bare:.2f}x)" if ratio else ")"))
+        lines.append(f"| {version} | " + " | ".join(cells) + " |")
+    ranges_head = head.replace("Python", "Python, variant")
+    lines += ["", "Ranges (min-max over the rounds):", "", ranges_head, rule]
+    for version, variants in results.items():
+        for variant in VARIANTS:
+            cells = [
+                f"{variants[variant][key]['min']:.{digits}f}-{variants[variant][key]['max']:.{digits}f}"
+                for key, _, digits, _ in METRICS
+            ]
+            lines.append(f"| {version} {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--pythons", default="3.11,3.12,3.13")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead")
+    args = parser.parse_args()
+    results: dict[str, dict[str, Any]] = {}
+    with moto_server() as endpoint, tempfile.TemporaryDirectory() as scratch:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",  # moto accepts any key
+            aws_secret_access_key="testing",
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        for version in args.pythons.split(","):
+            try:
+                find_python(version)
+            except EmulatorError:
+                print(f"python {version}: not found, skipped", file=sys.stderr)
+                continue
+            workdir = Path(scratch) / version
+            results[version] = measure(version, args.rounds, args.calls, endpoint, workdir)
+    if args.json:
+        print(json.dumps({"rounds": args.rounds, "calls": args.calls, "results": results}))
+    else:
+        print(markdown(results, args.rounds, args.calls))
+
+
+if __name__ == "__main__":
+    main()
