@@ -720,7 +720,9 @@ class _IdentityRows:
             self.origin[key] = value
 
 
-_ORIGIN_KEYS = frozenset({identity.FUNCTION, identity.FUNCTION_VERSION, identity.TASK_ROOT})
+_ORIGIN_KEYS = frozenset(
+    {identity.FUNCTION, identity.FUNCTION_VERSION, identity.TASK_ROOT, identity.STARTED}
+)
 
 
 def _decode_lines(found: _Rows) -> dict[Slot, int]:

@@ -227,10 +227,18 @@ class Deliverer:
         # The aggregate keeps its rows: each file is hashed once in this environment.
         self._stamp(self.spool.aggregate_path)
 
+    def _origin(self) -> dict[str, str]:
+        """Where the data was recorded, and since when this environment runs."""
+        started = self.spool.environment_started()
+        if started is None:
+            return self.origin
+        moment = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
+        return {**self.origin, identity.STARTED: moment}
+
     def _stamp(self, data_file: Path, known: Mapping[str, str] | None = None) -> None:
         """Record the code identity in a closed data file; failing costs the identity only."""
         try:
-            self.snapshots.note(identity.stamp(data_file, self.origin, known))
+            self.snapshots.note(identity.stamp(data_file, self._origin(), known))
         except Exception as error:  # noqa: BLE001 - the data is delivered without it
             if not self._stamp_failed:  # one line, not one per pass
                 self._stamp_failed = True

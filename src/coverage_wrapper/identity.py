@@ -13,6 +13,11 @@ Keys (every value is text):
 ``lambdacov:function``, ``lambdacov:function_version``, ``lambdacov:task_root``
     Where the data was recorded (``AWS_LAMBDA_FUNCTION_NAME``,
     ``AWS_LAMBDA_FUNCTION_VERSION``, ``LAMBDA_TASK_ROOT``).
+``lambdacov:started``
+    When the execution environment started (UTC, ISO 8601, to the second): when
+    its first process made the environment's id. Code is deployed between
+    environments, never within one, so ``combine --since-deploy`` keeps the
+    objects of environments started since the function's last update.
 ``lambdacov:sha256:<name>``
     The hex sha256 of the file measured as ``<name>`` (the path in the ``file``
     table).
@@ -50,6 +55,7 @@ from pathlib import Path
 FUNCTION = "lambdacov:function"
 FUNCTION_VERSION = "lambdacov:function_version"
 TASK_ROOT = "lambdacov:task_root"
+STARTED = "lambdacov:started"
 SHA256 = "lambdacov:sha256:"
 PATH = "lambdacov:path:"
 OBJECTS = "lambdacov:objects:"

@@ -173,6 +173,13 @@ class SpoolDirectory:
             self._own_id = uuid.uuid4().hex
         return self._own_id
 
+    def environment_started(self) -> float | None:
+        """When this environment's id was made (a POSIX time), None if it cannot be read."""
+        try:
+            return (self.root / "environment-id").stat().st_mtime
+        except OSError:
+            return None
+
     def _publish_id(self, candidate: str) -> bool:
         """Create the id file whole (a link of a written file); False if /tmp refuses."""
         temp = self.root / f".environment-id.{os.getpid()}.{candidate}"

@@ -342,3 +342,48 @@ def test_with_no_checkout_each_file_is_reported_from_its_newest_snapshot(
     assert document["files"][copies["/var/task/lib/other.py"]]["executed_lines"] == [1]
     assert document["lambdacov"]["warnings"]["missing_files_count"] == 0
     assert "2 file(s) not under" in err and "reported from the source snapshots" in err
+
+
+def test_since_deploy_keeps_the_environments_started_since_the_last_update(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support.lambda_fleet import clients, create_function, make_role
+
+    lam, iam = clients(moto_endpoint, "us-east-1")
+    deployed = datetime.fromisoformat(
+        create_function(lam, make_role(iam), "orders")["LastModified"]
+    ).astimezone(UTC)
+    today = datetime.now(UTC).strftime("%Y/%m/%d")
+    kept = []
+    for started, lines in (
+        (deployed - timedelta(hours=1), [1]),  # an environment of the code before
+        (deployed + timedelta(seconds=30), [4]),  # one of the code deployed now
+        (None, [5]),  # an older layer's object: when it started is unknown
+    ):
+        key = f"coverage/{today}/orders-{uuid.uuid4().hex}.coverage"
+        local = write_data(tmp_path / key.replace("/", "_"), {"/var/task/app.py": lines})
+        moment = started.isoformat(timespec="seconds") if started else None
+        with_identity(local, {"/var/task/app.py": sha(VERSION_B)}, started=moment)
+        s3.put_object(Bucket=bucket, Key=key, Body=local.read_bytes())
+        if lines == [4]:
+            kept.append(key)
+    code, document, err = combine_json(
+        moto_endpoint, bucket, tmp_path, checkout, capsys, "--since-deploy", "--function", "orders"
+    )
+    assert code == 0, err
+    assert document["lambdacov"]["inputs"] == kept
+    assert executed(document, checkout, "app.py") == [4]
+    assert document["lambdacov"]["before_deploy_count"] == 2
+    assert "2 object(s) of environments started before the last update" in err
+    usage, _, usage_err = run_cli(
+        ["combine", "--bucket", bucket, "--since-deploy", "--endpoint-url", moto_endpoint],
+        capsys,
+    )
+    assert usage == 2 and "--since-deploy needs --function NAME" in usage_err

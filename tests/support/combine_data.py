@@ -63,6 +63,7 @@ def with_identity(
     *,
     function: str = "fn",
     task_root: str = "/var/task",
+    started: str | None = None,
 ) -> Path:
     """Add the rows the runtime writes (coverage_wrapper.identity) to a data file."""
     from coverage_wrapper import identity
@@ -73,6 +74,8 @@ def with_identity(
         (identity.TASK_ROOT, task_root),
         *((identity.SHA256 + name, digest) for name, digest in digests.items()),
     ]
+    if started is not None:
+        rows.append((identity.STARTED, started))
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.executemany("insert into meta (key, value) values (?, ?)", rows)
     return path

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lambdacov.aws import DEFAULT_TIMEOUT
+from lambdacov.aws import DEFAULT_TIMEOUT, translating
 from lambdacov.cli import freeze_heap, outcome
 from lambdacov.cli._options import (
     Bucket,
@@ -105,6 +105,17 @@ def _warn(result: CombineResult, reports: Reports | None, verbose: bool) -> None
                 err.print(f"  {printable(path)}", markup=False)
             if not verbose and len(paths) > SHOWN:
                 err.print(f"  ... and {len(paths) - SHOWN} more")
+    _notes(result, verbose)
+    _warn_changed(result, verbose)
+    if result.combined.mixed:
+        err.print("[yellow]warning:[/] line and branch data were mixed: combined as line data")
+    for note in reports.notes if reports else ():
+        err.print(f"[yellow]warning:[/] {note}", markup=False)
+
+
+def _notes(result: CombineResult, verbose: bool) -> None:
+    """What the choice of versions and environments left out or took from snapshots."""
+    err = _err()
     if result.from_snapshots:
         root = escape(str(result.source_root))
         err.print(
@@ -115,11 +126,11 @@ def _warn(result: CombineResult, reports: Reports | None, verbose: bool) -> None
             err.print(f"  {printable(path)} -> {printable(copy)}", markup=False)
         if not verbose and len(result.from_snapshots) > SHOWN:
             err.print(f"  ... and {len(result.from_snapshots) - SHOWN} more (--verbose lists all)")
-    _warn_changed(result, verbose)
-    if result.combined.mixed:
-        err.print("[yellow]warning:[/] line and branch data were mixed: combined as line data")
-    for note in reports.notes if reports else ():
-        err.print(f"[yellow]warning:[/] {note}", markup=False)
+    if result.before_deploy:
+        err.print(
+            f"note: {len(result.before_deploy)} object(s) of environments started before "
+            "the last update were left out (--since-deploy)"
+        )
 
 
 def _warn_changed(result: CombineResult, verbose: bool) -> None:
@@ -250,6 +261,14 @@ def combine_command(
             "was left out.",
         ),
     ] = False,
+    since_deploy: Annotated[
+        bool,
+        typer.Option(
+            "--since-deploy",
+            help="Only objects of environments started since each --function's last update "
+            "(its code as deployed now).",
+        ),
+    ] = False,
     carry_forward: Annotated[
         bool,
         typer.Option(
@@ -319,6 +338,9 @@ def combine_command(
     # combine reads keys, sizes and ETags from listings, never a timestamp.
     clients = aws_clients(profile, region, endpoint_url, timeout)
     client = clients.get("s3", max_pool_connections=DOWNLOAD_WORKERS, raw_timestamps=True)
+    deployed = _last_updates(clients, function or [], remote=remote) if since_deploy else {}
+    if deployed and start is None:  # nothing older can be kept: list from the oldest update
+        start = min(deployed.values()).replace(hour=0, minute=0, second=0, microsecond=0)
     # The downloads and coverage.py's reports allocate a lot: a collector walking
     # botocore's models each time was a third of the reports' time.
     freeze_heap()
@@ -332,6 +354,7 @@ def combine_command(
         cache_dir=cache,
         exclude_keys=(upload_key,) if upload_key else (),
         carry_forward=carry_forward,
+        deployed=deployed,
     )
     with _progress(not to_stdout) as progress:
         if remote:
@@ -379,6 +402,23 @@ def combine_command(
     else:
         _written(reports, bucket, uploaded)
     _exit_status(result, reports, fail_under, strict)
+
+
+def _last_updates(clients: Any, functions: list[str], *, remote: bool) -> dict[str, datetime]:
+    """Each function's last update (Lambda's LastModified): its code since then."""
+    if remote or not functions:
+        raise UsageError(
+            "--since-deploy needs --function NAME (the functions whose code to report), "
+            "and goes without --remote",
+            "add --function NAME for each function",
+        )
+    client = clients.get("lambda")
+    updates = {}
+    for name in dict.fromkeys(functions):
+        with translating("lambda:GetFunctionConfiguration", name):
+            configuration = client.get_function_configuration(FunctionName=name)
+        updates[name] = datetime.fromisoformat(configuration["LastModified"]).astimezone(UTC)
+    return updates
 
 
 def _end_of_day(moment: datetime) -> datetime:

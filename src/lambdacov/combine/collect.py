@@ -328,7 +328,9 @@ def _written_within(entry: dict[str, Any], since: datetime | None, until: dateti
         except ValueError:
             return True
     moment = written if written.tzinfo else written.replace(tzinfo=UTC)
-    return not ((since and moment < since) or (until and moment > until))
+    # S3 keeps LastModified to the second: an object written in the second --since
+    # names is within it.
+    return not ((since and moment < since.replace(microsecond=0)) or (until and moment > until))
 
 
 def _number(child: str, parent: str) -> int | None:

@@ -30,9 +30,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from coverage_wrapper import identity
 from coverage_wrapper.datafiles import (
     LAMBDA_TASK_ROOT,
     Combined,
+    DataFile,
     InvalidDataFileError,
     Merger,
     function_context,
@@ -145,6 +147,9 @@ class CombineRequest:
     workers: int = DOWNLOAD_WORKERS
     # Carry lines recorded on other versions of a file onto the local one (see versions).
     carry_forward: bool = False
+    # --since-deploy: each function's last update; objects of environments started
+    # before it are left out.
+    deployed: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,8 @@ class CombineResult:
     changed: tuple[ChangedFile, ...] = ()
     # Files absent locally, reported from a source snapshot: Lambda path -> its copy.
     from_snapshots: Mapping[str, str] = field(default_factory=dict)
+    # --since-deploy: objects left out, recorded by environments older than the deploy.
+    before_deploy: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -188,6 +195,7 @@ class CombineResult:
         cache_hits: int,
         bytes_downloaded: int,
         snapshot: SnapshotSource | None = None,
+        before_deploy: Iterable[str] = (),
     ) -> CombineResult:
         """A result whose remapping and window fields come from ``remapper`` and ``request``,
         with one version of each file: the local one (see :func:`versions.resolve`)."""
@@ -219,6 +227,7 @@ class CombineResult:
             until=request.until,
             reportable=functools.partial(_reportable, remapper, frozenset(copies.values())),
             from_snapshots=copies,
+            before_deploy=tuple(sorted(before_deploy)),
         )
 
 
@@ -229,20 +238,23 @@ class _Accumulator:
     code runs in this process or in a merge process.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, deployed: Mapping[str, datetime] | None = None) -> None:
         self.merger = Merger()
         self.inputs: list[str] = []
         self.skipped: list[Skipped] = []
         self.functions: Counter[str] = Counter()
+        # --since-deploy: each function's last update; older environments' objects stay out.
+        self.deployed = deployed or {}
+        self.before_deploy: list[str] = []
 
     def add(self, key: str, path: str) -> None:
         try:
             function = function_of(key)
-            self.merger.add(
-                read_data_file(Path(path)),
-                functools.partial(function_context, function),
-                key_day(key),
-            )
+            data = read_data_file(Path(path))
+            if not _since(data, self.deployed.get(function)):
+                self.before_deploy.append(key)
+                return
+            self.merger.add(data, functools.partial(function_context, function), key_day(key))
         except InvalidDataFileError as error:
             self.skipped.append(Skipped(key, str(error)))
         except OSError as error:  # the downloaded copy vanished or cannot be read
@@ -256,14 +268,32 @@ class _Accumulator:
         self.inputs += other.inputs
         self.skipped += other.skipped
         self.functions.update(other.functions)
+        self.before_deploy += other.before_deploy
 
 
-def _merge_worker(connection: Any, parent_end: Any) -> None:
+def _since(data: DataFile, deployed: datetime | None) -> bool:
+    """True unless the object's environment started before ``deployed`` (or says nothing).
+
+    Code changes between environments, never within one: an environment that
+    started after the function's last update runs its current code.
+    """
+    if deployed is None:
+        return True
+    try:
+        started = datetime.fromisoformat(data.origin[identity.STARTED])
+    except (KeyError, ValueError):
+        return False
+    return started >= deployed.replace(microsecond=0)
+
+
+def _merge_worker(
+    connection: Any, parent_end: Any, deployed: Mapping[str, datetime] | None = None
+) -> None:
     """The merge process: (key, path) pairs in until None, then the accumulator out."""
     # The fork copied the parent's end of the pipe: closed here, the parent's death
     # (even a SIGKILL) reaches this process as EOF instead of leaving it waiting.
     parent_end.close()
-    accumulator = _Accumulator()
+    accumulator = _Accumulator(deployed)
     try:
         while (item := connection.recv()) is not None:
             for key, path in item:
@@ -304,7 +334,7 @@ class _MergeProcess:
         self._connection = connection
 
     @classmethod
-    def start(cls) -> _MergeProcess | None:
+    def start(cls, deployed: Mapping[str, datetime] | None = None) -> _MergeProcess | None:
         """A new merge process; None without ``fork``, with other threads running
         (forking them is unsafe), or when the system has no process to give."""
         if threading.active_count() > 1:
@@ -316,7 +346,9 @@ class _MergeProcess:
         context = multiprocessing.get_context("fork")
         try:
             connection, child = context.Pipe()
-            process = context.Process(target=_merge_worker, args=(child, connection), daemon=True)
+            process = context.Process(
+                target=_merge_worker, args=(child, connection, deployed), daemon=True
+            )
             process.start()
         except OSError:
             return None
@@ -364,14 +396,19 @@ class _Merging:
     be had (see :meth:`_MergeProcess.start`), the merge runs here.
     """
 
-    def __init__(self, total: int, progress: Progress | None) -> None:
+    def __init__(
+        self, total: int, progress: Progress | None, deployed: Mapping[str, datetime]
+    ) -> None:
         self.total = total
         self.progress = progress
         self.done = 0
-        self.local = _Accumulator()
+        self.local = _Accumulator(deployed)
+        self.deployed = deployed
         self._batch: list[tuple[str, str]] = []
         self._sent: list[tuple[str, str]] = []  # to merge here if the merge process fails
-        self._process = _MergeProcess.start() if total >= MERGE_PROCESS_THRESHOLD else None
+        self._process = (
+            _MergeProcess.start(deployed) if total >= MERGE_PROCESS_THRESHOLD else None
+        )
 
     def __call__(self, item: Fetched) -> None:
         if self._process is None:
@@ -391,7 +428,7 @@ class _Merging:
 
     def finish(self, remapper: PathRemapper) -> _Accumulator:
         """Everything merged, paths mapped once per distinct path by ``remapper``."""
-        result = _Accumulator()
+        result = _Accumulator(self.deployed)
         result.merger = Merger(remapper)
         if self._process is not None:
             self._process.send(self._batch)  # if it fails, so does result()
@@ -438,7 +475,7 @@ def combine(
     if progress:
         progress("list", len(listing.objects), len(listing.objects))
     remapper = PathRemapper(request.source_root)
-    merging = _Merging(len(listing.objects), progress)
+    merging = _Merging(len(listing.objects), progress, request.deployed)
     try:
         with tempfile.TemporaryDirectory(prefix="lambdacov-objects-") as scratch:
             cache = ObjectCache(request.cache_dir or Path(scratch))
@@ -466,6 +503,7 @@ def combine(
         cache_hits=download.cache_hits,
         bytes_downloaded=download.bytes_downloaded,
         snapshot=S3Snapshots(client, request.bucket, normalise_prefix(request.prefix)),
+        before_deploy=accumulator.before_deploy,
     )
 
 

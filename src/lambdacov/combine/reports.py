@@ -449,6 +449,8 @@ def lambdacov_section(result: CombineResult, summary: Summary) -> dict[str, Any]
             "runtime_files_dropped": result.runtime_files,
         },
         "from_snapshots": dict(sorted(result.from_snapshots.items())),
+        "before_deploy": list(result.before_deploy[:LIST_LIMIT]),
+        "before_deploy_count": len(result.before_deploy),
         "changed_files": [
             {
                 "path": item.path,
