@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,13 @@ def test_the_object_carries_its_identity_and_each_version_is_uploaded_once(
     data_file = downloaded(s3, bucket, report.uploaded[0], tmp_path)
     with sqlite3.connect(data_file) as connection:
         rows = dict(connection.execute("select key, value from meta"))
+    # When the environment started: when its id was made, to the second.
+    started = (runtime.spool.root / "environment-id").stat().st_mtime
     assert {k: v for k, v in rows.items() if k.startswith(identity.PREFIX)} == {
         "lambdacov:function": "orders",
         "lambdacov:function_version": "7",
         "lambdacov:task_root": "/var/task",
+        "lambdacov:started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         f"lambdacov:sha256:{handler}": sha256(handler),
         f"lambdacov:sha256:{util}": sha256(util),
     }
