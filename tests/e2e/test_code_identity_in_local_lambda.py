@@ -10,6 +10,7 @@ import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ def test_the_object_says_which_code_ran_where_and_reads_as_before(
 ) -> None:
     expected, _ = run_oracle(ORDERS, ORDERS / "events.json", tmp_path)
     env = {**WRAPPER, "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": proxy.endpoint}
+    before = datetime.now(UTC).replace(microsecond=0)
     run_environment(ORDERS, host_layer, env, events)
 
     (key,) = data_objects(s3, bucket)
@@ -92,6 +94,9 @@ def test_the_object_says_which_code_ran_where_and_reads_as_before(
     assert measured(data, ORDERS, branch=False) == expected  # coverage.py reads it as before
     names = data.measured_files()
     assert str(ORDERS / "app.py") in names
+    # The environment started before its first object was written, this run.
+    started = datetime.fromisoformat(rows.pop(identity.STARTED))
+    assert before <= started <= datetime.now(UTC)
     assert {k: v for k, v in rows.items() if k.startswith(identity.PREFIX)} == {
         "lambdacov:function": "orders",
         "lambdacov:function_version": "$LATEST",
