@@ -406,9 +406,7 @@ class _Merging:
         self.deployed = deployed
         self._batch: list[tuple[str, str]] = []
         self._sent: list[tuple[str, str]] = []  # to merge here if the merge process fails
-        self._process = (
-            _MergeProcess.start(deployed) if total >= MERGE_PROCESS_THRESHOLD else None
-        )
+        self._process = _MergeProcess.start(deployed) if total >= MERGE_PROCESS_THRESHOLD else None
 
     def __call__(self, item: Fetched) -> None:
         if self._process is None:
