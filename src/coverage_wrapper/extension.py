@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
-import urllib.request
 from typing import Any
 
 from coverage_wrapper.logging_utils import get_logger
@@ -39,30 +39,81 @@ _MARGIN = 0.3
 
 
 class ExtensionsApi:
-    """A minimal client of Lambda's Extensions API (stdlib only: no boto3 at start-up)."""
+    """A minimal client of Lambda's Extensions API.
+
+    HTTP/1.1 on a plain socket, one connection per call: the API is on
+    localhost, and urllib (with http.client, email and ssl under it) would be
+    most of what the extension imports before its first ``event/next``, which
+    Lambda's init waits for.
+    """
 
     def __init__(self, address: str) -> None:
-        self.base = f"http://{address}/2020-01-01/extension"
+        host, _, port = address.rpartition(":")
+        self.host, self.port = host or address, int(port or 80)
         self.identifier = ""
 
-    def _call(self, method: str, path: str, body: bytes | None = None) -> tuple[Any, Any]:
-        request = urllib.request.Request(f"{self.base}/{path}", data=body, method=method)  # noqa: S310
-        request.add_header("Lambda-Extension-Name", NAME)
+    def _call(self, method: str, path: str, body: bytes = b"") -> tuple[dict[str, str], Any]:
+        headers = [
+            f"{method} /2020-01-01/extension/{path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Lambda-Extension-Name: {NAME}",
+            "Connection: close",
+            f"Content-Length: {len(body)}",
+        ]
         if self.identifier:
-            request.add_header("Lambda-Extension-Identifier", self.identifier)
-        with urllib.request.urlopen(request) as response:  # noqa: S310 - the local Runtime API
-            return response.headers, json.loads(response.read() or b"{}")
+            headers.append(f"Lambda-Extension-Identifier: {self.identifier}")
+        with socket.create_connection((self.host, self.port)) as connection:
+            connection.sendall("\r\n".join([*headers, "", ""]).encode("latin-1") + body)
+            answer = _read_all(connection)
+        return _parse_response(answer)
 
     def register(self) -> None:
         """Register for INVOKE and SHUTDOWN events."""
         body = json.dumps({"events": ["INVOKE", "SHUTDOWN"]}).encode()
         headers, _ = self._call("POST", "register", body)
-        self.identifier = headers["Lambda-Extension-Identifier"]
+        self.identifier = headers["lambda-extension-identifier"]
 
     def next_event(self) -> dict[str, Any]:
         """Block until Lambda sends the next event."""
         _, event = self._call("GET", "event/next")
         return event  # type: ignore[no-any-return]
+
+
+def _read_all(connection: socket.socket) -> bytes:
+    """Everything the API sends until it closes the connection (we asked it to)."""
+    chunks = []
+    while chunk := connection.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_response(answer: bytes) -> tuple[dict[str, str], Any]:
+    """Headers (names lower-cased) and the JSON body; OSError for an error status."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit() or not 200 <= int(parts[1]) < 300:
+        raise OSError(f"Extensions API answered {status_line[:80]!r}")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _unchunk(body)
+    return headers, json.loads(body or b"{}")
+
+
+def _unchunk(body: bytes) -> bytes:
+    """The payload of a chunked body."""
+    payload = []
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";", 1)[0] or b"0", 16)
+        if size == 0:
+            break
+        payload.append(rest[:size])
+        body = rest[size + 2 :]
+    return b"".join(payload)
 
 
 def _seconds_left(event: dict[str, Any]) -> float:
@@ -76,17 +127,27 @@ class CoverageExtension:
     """The loop described in the module docstring."""
 
     def __init__(self, api: ExtensionsApi, config: CoverageConfig) -> None:
-        from coverage_wrapper.delivery import Deliverer
-        from coverage_wrapper.s3_uploader import S3Uploader
-
         self.api = api
         self.config = config
         self.spool = SpoolDirectory(config.spool_dir)
         self.spool.prepare()  # ConfigurationError when the spool cannot be used
         self.listener = ExtensionListener(self.spool.socket_path)
-        function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
-        self.deliverer = Deliverer(config, self.spool, S3Uploader(config, attempts=2), function)
+        self.spool.environment_id()  # made at init: it dates the environment
+        self._deliverer: Any = None
         self.armed = False
+
+    @property
+    def deliverer(self) -> Any:
+        """The Deliverer, made at the first delivery: what it imports (the data files'
+        reader and writer, the S3 client) stays out of Lambda's init."""
+        if self._deliverer is None:
+            from coverage_wrapper.delivery import Deliverer
+            from coverage_wrapper.s3_uploader import S3Uploader
+
+            function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+            uploader = S3Uploader(self.config, attempts=2)
+            self._deliverer = Deliverer(self.config, self.spool, uploader, function)
+        return self._deliverer
 
     def _note(self, messages: list[list[str]]) -> None:
         if any(words[:1] == [ARMED] for words in messages):
