@@ -81,6 +81,7 @@ def create_function(
     tags: dict[str, str] | None = None,
     arch: str = "x86_64",
     handler: str = "app.handler",
+    memory: int | None = None,
 ) -> dict[str, Any]:
     """Create a function; its configuration."""
     request: dict[str, Any] = {
@@ -97,6 +98,8 @@ def create_function(
         request["Environment"] = {"Variables": env}
     if tags:
         request["Tags"] = tags
+    if memory is not None:
+        request["MemorySize"] = memory
     return dict(lam.create_function(**request))
 
 

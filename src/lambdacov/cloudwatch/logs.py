@@ -14,7 +14,7 @@ import json
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -106,6 +106,11 @@ def log_group_for(lambda_client: Any, function: str) -> str:
         config = lambda_client.get_function_configuration(FunctionName=function)
     except Exception:  # noqa: BLE001 - the default group is right for most functions
         return f"/aws/lambda/{name}"
+    return log_group_of(config, name)
+
+
+def log_group_of(config: Mapping[str, Any], name: str) -> str:
+    """The log group named by a configuration already read (as :func:`log_group_for`)."""
     group = (config.get("LoggingConfig") or {}).get("LogGroup")
     return str(group) if group else f"/aws/lambda/{config.get('FunctionName', name)}"
 

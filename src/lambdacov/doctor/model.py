@@ -38,6 +38,7 @@ CODES: dict[str, str] = {
     "function.layer-current": "the attached layer is the newest version of its lambdacov layer",
     "function.wiring": "zero-code instrumentation is wired: exec wrapper or handler redirect",
     "function.resources": "memory and timeout leave room for coverage and its upload",
+    "function.memory": "the peak Max Memory Used of recent REPORT lines leaves room for the layer",
     "function.vpc": "a function in a VPC has a route to S3 (gateway endpoint or NAT)",
     "bucket.exists": "the bucket exists and is reachable (NoSuchBucket / 404 / 403 told apart)",
     "bucket.region": "the bucket is in the function's region",

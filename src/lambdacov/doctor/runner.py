@@ -17,7 +17,15 @@ from coverage_wrapper.models import CoverageConfig
 from lambdacov.attach.selection import Selection
 from lambdacov.aws import Clients, translating
 from lambdacov.cloudwatch import logs
-from lambdacov.doctor import activity, bucket, configuration, function, health, permissions
+from lambdacov.doctor import (
+    activity,
+    bucket,
+    configuration,
+    function,
+    health,
+    memory,
+    permissions,
+)
 from lambdacov.doctor.clients import guard
 from lambdacov.doctor.identity import check_credentials, check_region
 from lambdacov.doctor.model import AREAS, CODES, Check, DoctorReport, skipped
@@ -142,13 +150,27 @@ class _Run:
             else skipped("function.layer-current", "no lambdacov layer attached (function.layer)")
         )
         checks += [function.check_wiring(config), function.check_resources(config, coverage)]
+        group = logs.log_group_of(config, name)
+        logs_client = self.clients.get("logs", region)
+        since = self.request.since
+        checks.append(
+            guard(
+                "function.memory",
+                lambda: memory.check_memory(logs_client, group, config, since, self.now),
+            )
+        )
         ec2 = self.clients.get("ec2", region)
         checks.append(guard("function.vpc", lambda: function.check_vpc(ec2, config, region)))
-        checks += self._delivery_checks(name, region, config, coverage)
+        checks += self._delivery_checks(name, region, config, coverage, group)
         return checks
 
     def _delivery_checks(
-        self, name: str, region: str, config: dict[str, Any], coverage: CoverageConfig | None
+        self,
+        name: str,
+        region: str,
+        config: dict[str, Any],
+        coverage: CoverageConfig | None,
+        group: str,
     ) -> list[Check]:
         role_arn = str(config.get("Role", ""))
         function_name = str(config.get("FunctionName", name))
@@ -225,8 +247,6 @@ class _Run:
                 if usable
                 else skipped("delivery.recent", "the bucket cannot be used (bucket.exists)")
             )
-        lam = self.clients.get("lambda", region)
-        group = logs.log_group_for(lam, name)
         logs_client = self.clients.get("logs", region)
         checks.append(
             guard("delivery.logs", lambda: activity.check_logs(logs_client, group, since, self.now))
