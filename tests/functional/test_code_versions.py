@@ -387,3 +387,36 @@ def test_since_deploy_keeps_the_environments_started_since_the_last_update(
         capsys,
     )
     assert usage == 2 and "--since-deploy needs --function NAME" in usage_err
+
+
+def test_the_table_and_the_html_index_say_what_other_versions_added(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the table's cells whole, not folded
+    s3.put_object(Bucket=bucket, Key=f"coverage/sources/{sha(VERSION_A)}", Body=VERSION_A)
+    put_object(
+        s3, bucket, tmp_path, {"/var/task/app.py": [1, 2]}, {"/var/task/app.py": sha(VERSION_A)}
+    )
+    put_object(
+        s3, bucket, tmp_path, {"/var/task/other.py": [1]}, {"/var/task/other.py": sha(OTHER)}
+    )
+    base = [
+        "combine", "--bucket", bucket, "--endpoint-url", moto_endpoint, "--region", "us-east-1",
+        "--source-root", str(checkout), "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    code, out, err = run_cli([*base, "--carry-forward"], capsys)
+    assert code == 0, err
+    assert "Other versions of the code" in out
+    assert "2 line(s) carried from 1 other version(s)" in out
+    html = tmp_path / "html"
+    code, _, err = run_cli([*base, "--html", str(html)], capsys)
+    assert code == 0, err
+    index = (html / "index.html").read_text()
+    assert "Other versions of the code" in index
+    assert "1 object(s) of 1 other version(s) left out" in index

@@ -174,13 +174,15 @@ def _table(result: CombineResult, reports: Reports) -> None:
     files.add_column("Statements", justify="right", footer=str(summary.statements))
     files.add_column("Missing", justify="right", footer=str(summary.missing))
     files.add_column("Cover", justify="right", footer=f"{summary.percent_display}%")
+    if result.changed:
+        files.add_column("Other versions of the code")
     for row in summary.files:  # names are local files' and keys' text: never rich markup
-        files.add_row(
-            Text(printable(row.name)),
-            str(row.statements),
-            str(row.missing),
-            f"{row.percent_display}%",
-        )
+        cells: list[Text | str] = [Text(printable(row.name)), str(row.statements)]
+        cells.append(str(row.missing))
+        cells.append(f"{row.percent_display}%")
+        if result.changed:
+            cells.append(row.versions)
+        files.add_row(*cells)
     out.print(files)
     functions = Table(title="Coverage by function")
     for name in ("Function", "Objects", "Statements run", "Of all statements"):

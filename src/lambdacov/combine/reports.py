@@ -31,6 +31,7 @@ from typing import Any
 from coverage_wrapper.datafiles import temporary_prefix
 from lambdacov import __version__
 from lambdacov.combine.merge import CombineResult
+from lambdacov.combine.versions import ChangedFile
 from lambdacov.errors import UsageError
 from lambdacov.untrusted import markdown_code, markdown_text, printable
 
@@ -48,6 +49,9 @@ class FileRow:
     percent: float
     percent_display: str
     page: str | None  # coverage.py's HTML page for the file, when HTML was written
+    # The file also ran as other code (see combine.versions): what of it is not shown
+    # as recorded, e.g. "3 lines carried from 1 other version"; "" when it did not.
+    versions: str = ""
 
 
 @dataclass(frozen=True)
@@ -692,6 +696,9 @@ def _summary(
     pages: dict[str, str],
     branch: bool,
 ) -> Summary:
+    from coverage.files import relative_filename
+
+    changed = {relative_filename(item.path): item for item in result.changed}
     rows = tuple(
         FileRow(
             name=name,
@@ -700,6 +707,7 @@ def _summary(
             percent=info["summary"]["percent_covered"],
             percent_display=info["summary"]["percent_covered_display"],
             page=pages.get(name),
+            versions=_versions_note(changed[name]) if name in changed else "",
         )
         for name, info in sorted(document["files"].items())
     )
@@ -713,6 +721,17 @@ def _summary(
         percent_display=totals["percent_covered_display"],
         branch=branch,
     )
+
+
+def _versions_note(item: ChangedFile) -> str:
+    """What a file's other versions add to the report, in a few words."""
+    versions = f"{len(item.versions)} other version(s)"
+    if item.carried:
+        note = f"{item.carried_lines} line(s) carried from {versions}"
+        if item.left_out:
+            note += f"; {item.left_out} object(s) without a snapshot left out"
+        return note
+    return f"{item.left_out} object(s) of {versions} left out"
 
 
 def _render_index(
