@@ -147,6 +147,10 @@ class CoverageExtension:
             function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
             uploader = S3Uploader(self.config, attempts=2)
             self._deliverer = Deliverer(self.config, self.spool, uploader, function)
+            try:
+                uploader.prepare()
+            except Exception as error:  # noqa: BLE001 - the upload will say what is wrong
+                log.debug(f"S3 client not prepared: {type(error).__name__}: {error}")
         return self._deliverer
 
     def _note(self, messages: list[list[str]]) -> None:
