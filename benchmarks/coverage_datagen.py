@@ -15,10 +15,12 @@ Paths are recorded as in Lambda, under ``/var/task``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import json
 import random
+import sqlite3
 import sys
 import uuid
 from pathlib import Path
@@ -71,7 +73,7 @@ def measure(source: Path, branch: bool, rng: random.Random) -> list[dict[str, se
 
 def generate(out: Path, files: int, *, branch: bool = False, seed: int = 7) -> list[Path]:
     """Write ``files`` distinct data files into ``out`` (kept between runs); return them."""
-    marker = out / f".complete-{files}-{int(branch)}-{seed}"
+    marker = out / f".complete-{files}-{int(branch)}-{seed}-identity"
     if marker.exists():
         return sorted(out.glob("*.coverage"))
     out.mkdir(parents=True, exist_ok=True)
@@ -105,9 +107,27 @@ def generate(out: Path, files: int, *, branch: bool = False, seed: int = 7) -> l
         else:
             data.add_lines(measured)
         data.close()
+        _stamp(path, measured, source)
         written.append(path)
     marker.touch()
     return sorted(written)
+
+
+def _stamp(path: Path, measured: dict[str, list[Any]], source: Path) -> None:
+    """The code identity rows the layer writes into every object (coverage_wrapper.identity)."""
+    from coverage_wrapper import identity
+
+    rows = [
+        (identity.FUNCTION, path.name.rsplit("-", 5)[0]),
+        (identity.FUNCTION_VERSION, "$LATEST"),
+        (identity.TASK_ROOT, "/var/task"),
+        (identity.STARTED, "2026-12-01T00:00:00+00:00"),
+    ]
+    for name in measured:
+        content = (source / Path(name).name).read_bytes()
+        rows.append((identity.SHA256 + name, hashlib.sha256(content).hexdigest()))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executemany("insert into meta (key, value) values (?, ?)", rows)
 
 
 def main() -> None:
