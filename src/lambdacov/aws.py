@@ -19,13 +19,14 @@ that never answers ends after about one call's worst case
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -180,6 +181,35 @@ class Retrier:
                 delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
                 self.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter only
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: The names of a listing's page token in the request and in the page: Lambda's.
+MARKER = ("Marker", "NextMarker")
+#: S3's ListObjectsV2 (a page holds the next token only when the listing is truncated).
+CONTINUATION_TOKEN = ("ContinuationToken", "NextContinuationToken")
+
+
+def each_page(
+    call: Callable[..., Mapping[str, Any]],
+    request: Mapping[str, Any],
+    *,
+    token: tuple[str, str] = MARKER,
+    retrier: Retrier | None = None,
+) -> Iterator[Mapping[str, Any]]:
+    """Every page of a listing: ``call(**request)``, then again from each page's next token.
+
+    Token-driven rather than boto3's paginators, so that each page's call goes
+    through ``retrier`` when one is given.
+    """
+    name, next_name = token
+    args = dict(request)
+    while True:
+        page = retrier.call(functools.partial(call, **args)) if retrier else call(**args)
+        yield page
+        following = page.get(next_name)
+        if not following:
+            return
+        args[name] = following
 
 
 def call_bound(timeout: float = DEFAULT_TIMEOUT, attempts: int = CALL_ATTEMPTS) -> float:
@@ -364,10 +394,15 @@ class AwsContext:
         self.guard.watch(client)
         return client
 
-    def unreachable_error(self, action: str) -> LambdacovError | None:
-        """The AwsError for ``action`` when AWS was found unreachable (see the guard), else None."""
+    def raise_if_unreachable(self, action: str) -> None:
+        """Raise the AwsError for ``action`` when AWS was found unreachable (see the guard).
+
+        Commands call it after a batch of calls: calls that failed one by one
+        against a silent endpoint become one error for the command.
+        """
         failed = self.guard.unreachable
-        return None if failed is None else translate(failed, action)
+        if failed is not None:
+            raise translate(failed, action)
 
 
 class Clients:

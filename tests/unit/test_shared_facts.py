@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,36 @@ def test_each_call_goes_through_the_retrier() -> None:
     }
     with pytest.raises(_ThrottledError):
         newest_layer_version(_Lambda([1], throttle_once=True), "name", Retrier(attempts=1))
+
+
+class _S3:
+    """list_objects_v2 over pages of two, as S3 pages with continuation tokens."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        self.requests: list[dict[str, Any]] = []
+
+    def list_objects_v2(self, **request: Any) -> dict[str, Any]:
+        self.requests.append(request)
+        keys = [key for key in self.keys if key.startswith(request["Prefix"])]
+        start = int(request.get("ContinuationToken", 0))
+        page: dict[str, Any] = {
+            "Contents": [{"Key": key, "ETag": '"e"', "Size": 1} for key in keys[start : start + 2]],
+            "IsTruncated": start + 2 < len(keys),
+        }
+        if page["IsTruncated"]:
+            page["NextContinuationToken"] = str(start + 2)
+        return page
+
+
+def test_s3_listings_are_read_to_the_last_page_as_lambdas_are() -> None:
+    keys = [f"coverage/2024/01/15/fn-{n}.coverage" for n in range(5)]
+    client = _S3(keys)
+    day = datetime(2024, 1, 15, tzinfo=UTC)
+    listing = collect.Lister(client, "bucket").list("coverage", since=day, until=day)
+    assert [remote.key for remote in listing.objects] == keys
+    assert [r.get("ContinuationToken") for r in client.requests] == [None, "2", "4"]
+    assert listing.list_calls == 3
 
 
 @pytest.mark.parametrize("xdg", ["/xdg", ""])

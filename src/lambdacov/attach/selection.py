@@ -11,14 +11,13 @@ skipped, with the reason.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdacov.aws import Retrier, translate, translating
+from lambdacov.aws import Retrier, each_page, translate, translating
 from lambdacov.errors import UsageError
 
 
@@ -191,17 +190,12 @@ def _read_named(
 
 
 def _list_functions(client: Any, retrier: Retrier) -> list[Mapping[str, Any]]:
-    functions: list[Mapping[str, Any]] = []
     with translating("list the functions"):
-        marker: str | None = None
-        while True:
-            # Marker-driven rather than a paginator, so each page goes through the retrier.
-            request = {"Marker": marker} if marker else {}
-            page = retrier.call(functools.partial(client.list_functions, **request))
-            functions.extend(page.get("Functions", []))
-            marker = page.get("NextMarker")
-            if not marker:
-                return functions
+        return [
+            function
+            for page in each_page(client.list_functions, {}, retrier=retrier)
+            for function in page.get("Functions", [])
+        ]
 
 
 def _with_tags(

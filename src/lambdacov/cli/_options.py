@@ -17,7 +17,6 @@ changed and how to undo it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -223,12 +222,6 @@ def _exit_now(message: str) -> None:
 
 
 _interrupts = _Interrupts()
-
-
-def print_json(document: Any) -> None:
-    """Write ``document`` as the command's one JSON document on stdout."""
-    json.dump(document, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
 
 
 def console() -> Console:

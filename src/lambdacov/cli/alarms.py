@@ -81,7 +81,7 @@ def alarms_create_command(
     ]
     with translating("create the alarms"):
         result = alarm_core.create_alarms(clients.get("cloudwatch"), specs, actions or ())
-    _render_alarms(result, specs, as_json=as_json)
+    outcome.show(as_json, _document(result, specs), lambda: _render_alarms(result, specs))
 
 
 @app.command("delete")
@@ -101,7 +101,7 @@ def alarms_delete_command(
     ]
     with translating("delete the alarms"):
         result = alarm_core.delete_alarms(clients.get("cloudwatch"), names)
-    _render_alarms(result, [], as_json=as_json)
+    outcome.show(as_json, _document(result, []), lambda: _render_alarms(result, []))
 
 
 def _names(functions: Sequence[str]) -> list[str]:
@@ -112,14 +112,14 @@ def _names(functions: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _render_alarms(
-    result: alarm_core.AlarmsResult, specs: Sequence[alarm_core.AlarmSpec], *, as_json: bool
-) -> None:
-    if as_json:
-        document: dict[str, Any] = result.to_dict()
-        document["alarms"] = [spec.arguments() for spec in specs]
-        outcome.set_result(document)
-        return
+def _document(
+    result: alarm_core.AlarmsResult, specs: Sequence[alarm_core.AlarmSpec]
+) -> dict[str, Any]:
+    """The ``--json`` result: what changed, and the alarms as created (none for delete)."""
+    return {**result.to_dict(), "alarms": [spec.arguments() for spec in specs]}
+
+
+def _render_alarms(result: alarm_core.AlarmsResult, specs: Sequence[alarm_core.AlarmSpec]) -> None:
     out = console()
     by_name = {spec.name: spec for spec in specs}
     for verb, names in result.to_dict().items():

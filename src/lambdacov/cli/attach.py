@@ -209,9 +209,7 @@ def _select(
     selected = select_functions(chosen, clients.lambda_in, retrier=retrier, concurrency=concurrency)
     # Named functions that cannot be read are reported one by one; an endpoint that
     # does not answer is one error for the command, before anything changes.
-    unreachable = clients.context.unreachable_error("read the functions")
-    if unreachable is not None:
-        raise unreachable
+    clients.context.raise_if_unreachable("read the functions")
     return selected
 
 
@@ -246,21 +244,18 @@ def _run_and_render(
                 guard=clients.context.guard,
             )
     except fleet.FleetInterrupted as interrupted:
-        if as_json:
-            outcome.set_result(interrupted.result.to_dict())
-        else:
-            _render_fleet(interrupted.result, verbose=verbose)
+        _show(interrupted.result, as_json=as_json, verbose=verbose)
         sys.stderr.write(_interrupted_summary(interrupted.result, clients.context))
         raise interrupted.cause from None
-    if as_json:
-        outcome.set_result(result.to_dict())
-    else:
-        _render_fleet(result, verbose=verbose)
-    unreachable = clients.context.unreachable_error(f"{result.kind} the functions")
-    if unreachable is not None:
-        raise unreachable
+    _show(result, as_json=as_json, verbose=verbose)
+    clients.context.raise_if_unreachable(f"{result.kind} the functions")
     if result.failed:
         outcome.exit_with(ExitCode.CHECK_FAILED)
+
+
+def _show(result: fleet.FleetResult, *, as_json: bool, verbose: bool) -> None:
+    """The fleet's result, also when Ctrl-C cut it off: what changed is shown either way."""
+    outcome.show(as_json, result.to_dict(), lambda: _render_fleet(result, verbose=verbose))
 
 
 def _interrupted_summary(result: fleet.FleetResult, context: AwsContext) -> str:

@@ -376,11 +376,7 @@ def combine_command(
             result = combine(client, request, progress)
     # S3 stopped answering: the objects it did not send are skipped, and a report of
     # what is left would look complete. It is an AWS failure, as for the listing.
-    unreachable = clients.context.unreachable_error(
-        f"s3:GetObject on s3://{bucket}/{request.prefix}"
-    )
-    if unreachable is not None:
-        raise unreachable
+    clients.context.raise_if_unreachable(f"s3:GetObject on s3://{bucket}/{request.prefix}")
     only_data = (
         (plan.data_file is not None or bool(upload_key))
         and dataclasses.replace(plan, data_file=None) == ReportPlan()

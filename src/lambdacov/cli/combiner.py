@@ -26,7 +26,6 @@ from lambdacov.cli._options import (
     aws_clients,
     console,
     data_prefix,
-    print_json,
 )
 from lambdacov.combine.collect import normalise_prefix
 from lambdacov.combine.merge import CombineRequest
@@ -179,35 +178,31 @@ def deploy_command(
         layer_zip=layer_zip,
         dry_run=dry_run,
     )
-    if done.deployed is None:
-        _render({"dry_run": True, **done.plan.to_dict()}, json_output)
-        return
     deployed = done.deployed
-    _render(
-        {
+    document = (
+        {"dry_run": True, **done.plan.to_dict()}
+        if deployed is None
+        else {
             "function_name": deployed.function_name,
             "function_arn": deployed.function_arn,
             "role_arn": deployed.role_arn,
             "layer_arn": deployed.layer_arn,
             "created": deployed.created,
             "policy": done.plan.policy if verbose or json_output else None,
-        },
-        json_output,
+        }
     )
+    outcome.show(json_output, document, lambda: _render(document))
 
 
-def _render(document: dict[str, Any], json_output: bool) -> None:
-    if json_output:
-        outcome.set_result(document)
-        return
+def _render(document: dict[str, Any]) -> None:
     out = console()
     if document.get("dry_run"):
         out.print(f"Would deploy {document['function_name']} (nothing changed):", markup=False)
-        print_json(document)
+        outcome.print_json(document)
         return
     verb = "Created" if document["created"] else "Updated"
     out.print(f"{verb} {document['function_arn']}", markup=False)
     out.print(f"  role  {document['role_arn']}", markup=False)
     out.print(f"  layer {document['layer_arn']}", markup=False)
     if document.get("policy"):
-        print_json(document["policy"])
+        outcome.print_json(document["policy"])

@@ -96,10 +96,7 @@ def doctor_command(
         prefix=data_prefix(prefix),
     )
     report = run_doctor(clients, request)
-    if as_json:
-        outcome.set_result(report.to_dict())
-    else:
-        _render_report(report, verbose=verbose)
+    outcome.show(as_json, report.to_dict(), lambda: _render_report(report, verbose=verbose))
     unreachable = report.unreachable_error()
     if unreachable is not None:
         raise unreachable

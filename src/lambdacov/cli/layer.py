@@ -103,11 +103,10 @@ def build_layer_command(
 
     for warning in result.warnings:
         errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    if as_json:
-        outcome.set_result(result.to_dict())
-    else:
-        # soft_wrap keeps hashes on one line, whole, for copy and paste.
-        Console().print(_summary(result), soft_wrap=True)
+    # soft_wrap keeps hashes on one line, whole, for copy and paste.
+    outcome.show(
+        as_json, result.to_dict(), lambda: Console().print(_summary(result), soft_wrap=True)
+    )
 
 
 def _summary(result: LayerBuild) -> Text:
@@ -218,18 +217,13 @@ def publish_layer_command(
                 concurrency=concurrency,
                 on_done=lambda _outcome: advance(),
             )
-    unreachable = clients.context.unreachable_error("publish the layers")
-    if unreachable is not None and not published:
-        raise unreachable
-    if as_json:
-        outcome.set_result(
-            {
-                "layers": [layer.to_dict() for layer in _ordered(published)],
-                "failures": [vars(failure) for failure in failures],
-            }
-        )
-    else:
-        _render_published(published, failures)
+    if not published:  # else the layers AWS did not take are failures beside the others
+        clients.context.raise_if_unreachable("publish the layers")
+    document = {
+        "layers": [layer.to_dict() for layer in _ordered(published)],
+        "failures": [vars(failure) for failure in failures],
+    }
+    outcome.show(as_json, document, lambda: _render_published(published, failures))
     if failures:
         outcome.exit_with(ExitCode.AWS)
 

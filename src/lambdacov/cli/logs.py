@@ -61,11 +61,11 @@ def logs_command(
             _follow(client, group, pattern, start, as_json=as_json)
             return
         events = list(log_core.search(client, group, start_ms=start, pattern=pattern))
-    if as_json:
-        outcome.set_result(
-            {"log_group": group, "pattern": pattern, "events": [e.to_dict() for e in events]}
-        )
-        return
+    document = {"log_group": group, "pattern": pattern, "events": [e.to_dict() for e in events]}
+    outcome.show(as_json, document, lambda: _render_events(group, events, verbose=verbose))
+
+
+def _render_events(group: str, events: list[log_core.LogEvent], *, verbose: bool) -> None:
     out = console()
     if verbose:
         out.print(Text(f"{group}: {len(events)} events", style="dim"))

@@ -2,7 +2,7 @@
 
 ``lambdacov.cli.main`` calls :func:`start` with the command line, then
 :func:`finish` or :func:`fail` once the command is done; commands only hand
-over their result (:func:`set_result`) and end with :func:`exit_with`.
+over their result (:func:`show`, or :func:`set_result`) and end with :func:`exit_with`.
 
 With ``--json``, stdout holds exactly one JSON document, whatever happens
 (docs/messages.md)::
@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -107,9 +108,17 @@ def set_result(document: Any) -> None:
     _run.result = document
 
 
+def show(as_json: bool, document: Any, render: Callable[[], None]) -> None:
+    """With ``--json``, ``document`` is the envelope's result; otherwise ``render()`` shows it."""
+    if as_json:
+        set_result(document)
+    else:
+        render()
+
+
 def print_document(document: Any) -> None:
     """Print a document as it is, with no envelope (combine's JSON report on stdout)."""
-    _write(document)
+    print_json(document)
     _run.written = True
 
 
@@ -129,7 +138,7 @@ def print_line(document: Any) -> None:
 def finish(code: ExitCode) -> None:
     """The command ended with ``code``: print its envelope if it made a result."""
     if _run.result is not _MISSING and not _run.written:
-        _write(envelope(code, result=_run.result))
+        print_json(envelope(code, result=_run.result))
 
 
 def fail(error: LambdacovError) -> None:
@@ -152,7 +161,7 @@ def stopped(error: LambdacovError) -> None:
     if _run.lines:
         print_line(document)
     else:
-        _write(document)
+        print_json(document)
 
 
 def envelope(code: ExitCode, *, result: Any = _MISSING, error: LambdacovError | None = None) -> Any:
@@ -175,7 +184,8 @@ def envelope(code: ExitCode, *, result: Any = _MISSING, error: LambdacovError | 
     return document
 
 
-def _write(document: Any) -> None:
+def print_json(document: Any) -> None:
+    """Write ``document`` on stdout as every JSON document of lambdacov's is written."""
     json.dump(document, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
     sys.stdout.flush()

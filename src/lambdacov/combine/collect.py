@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from coverage_wrapper.datafiles import DAY_KEY
-from lambdacov.aws import RETRYABLE_CODES, Retrier, error_code, translating
+from lambdacov.aws import (
+    CONTINUATION_TOKEN,
+    RETRYABLE_CODES,
+    Retrier,
+    each_page,
+    error_code,
+    translating,
+)
 from lambdacov.errors import UsageError
 from lambdacov.paths import cache_root
 
@@ -190,22 +197,16 @@ class Lister:
     def _list(self, prefix: str, delimiter: str = "") -> tuple[list[dict[str, Any]], list[str]]:
         contents: list[dict[str, Any]] = []
         common: list[str] = []
-        token: str | None = None
-        while True:
-            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-            if delimiter:
-                args["Delimiter"] = delimiter
-            if token:
-                args["ContinuationToken"] = token
-            with translating("s3:ListBucket", f"s3://{self.bucket}/{prefix}"):
-                page = self.client.list_objects_v2(**args)
-            with self._lock:
-                self._calls += 1
-            contents += page.get("Contents", [])
-            common += [entry["Prefix"] for entry in page.get("CommonPrefixes", [])]
-            if not page.get("IsTruncated"):
-                return contents, common
-            token = page.get("NextContinuationToken")
+        request: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            request["Delimiter"] = delimiter
+        with translating("s3:ListBucket", f"s3://{self.bucket}/{prefix}"):
+            for page in each_page(self.client.list_objects_v2, request, token=CONTINUATION_TOKEN):
+                with self._lock:
+                    self._calls += 1
+                contents += page.get("Contents", [])
+                common += [entry["Prefix"] for entry in page.get("CommonPrefixes", [])]
+        return contents, common
 
     def _walk(self, prefix: str, since: date | None, until: date | None) -> list[str]:
         """Year and month partitions that meet the window, as listing prefixes."""

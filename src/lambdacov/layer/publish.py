@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdacov import __version__, conventions
-from lambdacov.aws import Retrier, map_calls, translating
+from lambdacov.aws import Retrier, each_page, map_calls, translating
 from lambdacov.errors import LambdacovError, UsageError
 from lambdacov.layer.build import MANIFEST_NAME, LayerBuild
 
@@ -231,18 +231,12 @@ def newest_layer_version(client: Any, name: str, retrier: Retrier) -> dict[str, 
     """
     # list_layer_versions, not get_layer_version_by_arn: moto lacks the latter, and
     # the newest version is the one every caller compares with anyway.
-    request: dict[str, Any] = {"LayerName": name}
     versions: list[dict[str, Any]] = []
-    while True:
-        try:
-            page = retrier.call(functools.partial(client.list_layer_versions, **request))
-        except client.exceptions.ResourceNotFoundException:
-            return None
-        versions += page.get("LayerVersions") or []
-        marker = page.get("NextMarker")
-        if not marker:
-            break
-        request["Marker"] = marker
+    try:
+        for page in each_page(client.list_layer_versions, {"LayerName": name}, retrier=retrier):
+            versions += page.get("LayerVersions") or []
+    except client.exceptions.ResourceNotFoundException:
+        return None
     return max(versions, key=lambda entry: int(entry["Version"])) if versions else None
 
 
