@@ -41,10 +41,12 @@ def version_b(a: Path, b: Path) -> None:
     (b / "orders" / "audit.py").write_text("def record(order):\n    return order\n")
 
 
-def run_environment(function_dir: Path, layer: Path, env: dict[str, str], events: Any) -> None:
-    """One execution environment: the events, then SHUTDOWN."""
+def run_environment(
+    function_dir: Path, layer: Path, env: dict[str, str], events: Any, name: str = "orders"
+) -> None:
+    """One execution environment of the function ``name``: the events, then SHUTDOWN."""
     with LocalLambda(
-        function_dir, "app.handler", layer=layer, env=env, function_name="orders"
+        function_dir, "app.handler", layer=layer, env=env, function_name=name
     ) as function:
         for event in events:
             function.invoke(event)

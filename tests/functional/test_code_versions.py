@@ -357,8 +357,9 @@ def test_since_deploy_keeps_the_environments_started_since_the_last_update(
     from tests.support.lambda_fleet import clients, create_function, make_role
 
     lam, iam = clients(moto_endpoint, "us-east-1")
+    name = f"orders-{uuid.uuid4().hex[:8]}"  # the moto server outlives the test
     deployed = datetime.fromisoformat(
-        create_function(lam, make_role(iam), "orders")["LastModified"]
+        create_function(lam, make_role(iam), name)["LastModified"]
     ).astimezone(UTC)
     today = datetime.now(UTC).strftime("%Y/%m/%d")
     kept = []
@@ -367,7 +368,7 @@ def test_since_deploy_keeps_the_environments_started_since_the_last_update(
         (deployed + timedelta(seconds=30), [4]),  # one of the code deployed now
         (None, [5]),  # an older layer's object: when it started is unknown
     ):
-        key = f"coverage/{today}/orders-{uuid.uuid4().hex}.coverage"
+        key = f"coverage/{today}/{name}-{uuid.uuid4().hex}.coverage"
         local = write_data(tmp_path / key.replace("/", "_"), {"/var/task/app.py": lines})
         moment = started.isoformat(timespec="seconds") if started else None
         with_identity(local, {"/var/task/app.py": sha(VERSION_B)}, started=moment)
@@ -375,7 +376,7 @@ def test_since_deploy_keeps_the_environments_started_since_the_last_update(
         if lines == [4]:
             kept.append(key)
     code, document, err = combine_json(
-        moto_endpoint, bucket, tmp_path, checkout, capsys, "--since-deploy", "--function", "orders"
+        moto_endpoint, bucket, tmp_path, checkout, capsys, "--since-deploy", "--function", name
     )
     assert code == 0, err
     assert document["lambdacov"]["inputs"] == kept

@@ -397,7 +397,10 @@ class _Merging:
     """
 
     def __init__(
-        self, total: int, progress: Progress | None, deployed: Mapping[str, datetime]
+        self,
+        total: int,
+        progress: Progress | None,
+        deployed: Mapping[str, datetime] | None = None,
     ) -> None:
         self.total = total
         self.progress = progress
