@@ -17,14 +17,14 @@ each GET waits ``get_delay`` seconds first (a slow S3).
 
 from __future__ import annotations
 
-import http.client
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import LoopbackServer, forward, send_s3_error
 
 
-class FaultyS3:
+class FaultyS3(LoopbackServer):
     def __init__(
         self,
         mode: str = "deny",
@@ -89,56 +89,18 @@ class FaultyS3:
                 return False
 
             def _error(self) -> None:
-                payload = (
-                    '<?xml version="1.0" encoding="UTF-8"?>'
-                    f"<Error><Code>{owner.code}</Code><Message>{owner.message}</Message>"
-                    "<RequestId>TEST</RequestId></Error>"
-                ).encode()
-                self.send_response(owner.status)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                send_s3_error(self, owner.status, owner.code, owner.message)
 
             def _forward(self, body: bytes) -> None:
                 assert owner.upstream is not None
-                target = urllib.parse.urlsplit(owner.upstream)
-                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = f"{target.hostname}:{target.port}"
-                connection.request(self.command, self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                connection.close()
+                forward(self, owner.upstream, body)
 
             do_PUT = do_GET = do_POST = do_HEAD = do_DELETE = _answer
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FaultyS3:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 def unused_port_endpoint() -> str:

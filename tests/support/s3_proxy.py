@@ -12,13 +12,13 @@ does not match), so this does.
 
 from __future__ import annotations
 
-import http.client
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import LoopbackServer, forward, send_s3_error
 
 
-class S3Proxy:
+class S3Proxy(LoopbackServer):
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.requests: list[tuple[str, str]] = []
@@ -38,59 +38,16 @@ class S3Proxy:
                 owner.headers.append({k.lower(): v for k, v in self.headers.items()})
                 for (method, prefix), (status, code) in owner.refusals.items():
                     if self.command == method and key.startswith(prefix):
-                        self._error(status, code)
+                        send_s3_error(self, status, code, f"{code} (test)")
                         return
-                self._forward(body)
-
-            def _error(self, status: int, code: str) -> None:
-                payload = (
-                    '<?xml version="1.0" encoding="UTF-8"?>'
-                    f"<Error><Code>{code}</Code><Message>{code} (test)</Message>"
-                    "<RequestId>TEST</RequestId></Error>"
-                ).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":  # a HEAD's answer has no body
-                    self.wfile.write(payload)
-
-            def _forward(self, body: bytes) -> None:
-                target = urllib.parse.urlsplit(owner.upstream)
-                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = f"{target.hostname}:{target.port}"
-                connection.request(self.command, self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-                self.send_response(response.status)
-                head = self.command == "HEAD"  # its Content-Length is the object's: kept
-                dropped = ("transfer-encoding", "connection") + (
-                    () if head else ("content-length",)
-                )
-                for key, value in response.getheaders():
-                    if key.lower() not in dropped:
-                        self.send_header(key, value)
-                if not head:
-                    self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(payload)
-                connection.close()
+                forward(self, owner.upstream, body)
 
             do_PUT = do_GET = do_POST = do_HEAD = do_DELETE = _answer
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(Handler)
 
     def sent(self, method: str, prefix: str = "") -> list[str]:
         """The keys of the requests of ``method`` under ``prefix``, in order."""
@@ -104,11 +61,3 @@ class S3Proxy:
             if (m, k) == (method, key)
         ]
         return sent[-1]
-
-    def __enter__(self) -> S3Proxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
