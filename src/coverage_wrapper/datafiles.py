@@ -1066,11 +1066,21 @@ def _stored_names(names: Iterable[str]) -> dict[str, str]:
     by_path: dict[str, list[str]] = {}
     for name in names:
         by_path.setdefault(split_version(name)[0], []).append(name)
-    stored = {}
+    stored: dict[str, str] = {}
+    taken = {path for path, found in by_path.items() if len(found) == 1}
+    taken |= {name for name in by_path if any(VERSION_MARK not in n for n in by_path[name])}
     for path, found in by_path.items():
         for name in found:
             digest = split_version(name)[1]
-            stored[name] = path if len(found) == 1 or digest is None else f"{path}#{digest}"
+            if len(found) == 1 or digest is None:
+                stored[name] = path
+                continue
+            # A measured file may itself be named like "path#digest": never share its name.
+            candidate = f"{path}#{digest}"
+            while candidate in taken:
+                candidate += "#"
+            taken.add(candidate)
+            stored[name] = candidate
     return stored
 
 
@@ -1110,17 +1120,20 @@ def add_to_data_file(path: Path, kind: Kind, measured: Mapping[str, Iterable[Any
 
     What coverage.py's ``CoverageData.add_lines``/``add_arcs`` do, with SQLite
     directly, in one transaction: the layer's extension runs without coverage.py.
-    In place rather than a new copy renamed, and with the rollback journal in
-    memory: a nearly full ``/tmp`` has room for neither a second copy nor a
-    journal, and a write that fails for room is rolled back. An
-    ``sqlite3.DatabaseError`` (or InvalidDataFileError for a file of the other
-    kind) leaves it to the caller to tell a damaged file from a full disk.
+    In place rather than a new copy renamed (a nearly full ``/tmp`` has room for a
+    transaction's journal, not for a second copy), with the rollback journal on
+    disk: a process killed mid-write (a timeout, an out-of-memory kill) leaves a
+    journal that the next open rolls back, never a half-written file. A file
+    damaged some other way fails SQLite's quick check here, before anything is
+    added to it. An ``sqlite3.DatabaseError`` (or InvalidDataFileError for a
+    file of the other kind) leaves it to the caller to tell a damaged file
+    from a full disk.
     """
     arcs = kind == "arcs"
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
-        connection.execute("pragma journal_mode = memory")
         connection.execute("begin immediate")
         try:
+            _check_intact(connection)
             if not connection.execute("select 1 from sqlite_master limit 1").fetchone():
                 for statement in _SCHEMA.split(";"):
                     connection.execute(statement)
@@ -1132,6 +1145,13 @@ def add_to_data_file(path: Path, kind: Kind, measured: Mapping[str, Iterable[Any
             if connection.in_transaction:
                 connection.execute("rollback")
             raise
+
+
+def _check_intact(connection: sqlite3.Connection) -> None:
+    """DatabaseError unless SQLite's quick check finds the file whole (about 1 ms here)."""
+    (verdict,) = connection.execute("pragma quick_check(1)").fetchone()
+    if verdict != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict}")
 
 
 def _check_kind(connection: sqlite3.Connection, kind: Kind) -> None:

@@ -80,11 +80,21 @@ class ExtensionsApi:
 
 
 def _read_all(connection: socket.socket) -> bytes:
-    """Everything the API sends until it closes the connection (we asked it to)."""
-    chunks = []
+    """The API's answer: up to its Content-Length when it gives one (a server that kept
+    the connection open despite ``Connection: close`` must not hold us), else until
+    it closes the connection."""
+    answer = b""
+    expected = None
     while chunk := connection.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
+        answer += chunk
+        if expected is None and b"\r\n\r\n" in answer:
+            head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+            lengths = [line for line in head.split("\r\n") if line.startswith("content-length:")]
+            if lengths and lengths[0].partition(":")[2].strip().isdigit():
+                expected = len(head) + 4 + int(lengths[0].partition(":")[2].strip())
+        if expected is not None and len(answer) >= expected:
+            break
+    return answer
 
 
 def _parse_response(answer: bytes) -> tuple[dict[str, str], Any]:

@@ -421,3 +421,35 @@ def test_the_table_and_the_html_index_say_what_other_versions_added(
     index = (html / "index.html").read_text()
     assert "Other versions of the code" in index
     assert "1 object(s) of 1 other version(s) left out" in index
+
+
+def test_an_environment_start_without_an_offset_is_read_as_utc(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support.lambda_fleet import clients, create_function, make_role
+
+    lam, iam = clients(moto_endpoint, "us-east-1")
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    deployed = datetime.fromisoformat(
+        create_function(lam, make_role(iam), name)["LastModified"]
+    ).astimezone(UTC)
+    later = (deployed + timedelta(minutes=1)).replace(tzinfo=None).isoformat(timespec="seconds")
+    today = datetime.now(UTC).strftime("%Y/%m/%d")
+    for started in (later, deployed.date().isoformat(), "not a time"):
+        key = f"coverage/{today}/{name}-{uuid.uuid4().hex}.coverage"
+        local = write_data(tmp_path / key.replace("/", "_"), {"/var/task/app.py": [4]})
+        with_identity(local, {"/var/task/app.py": sha(VERSION_B)}, started=started)
+        s3.put_object(Bucket=bucket, Key=key, Body=local.read_bytes())
+    code, document, err = combine_json(
+        moto_endpoint, bucket, tmp_path, checkout, capsys, "--since-deploy", "--function", name
+    )
+    assert code == 0, err
+    assert len(document["lambdacov"]["inputs"]) == 1  # the naive time one minute after
+    assert document["lambdacov"]["before_deploy_count"] == 2  # midnight, and no time at all

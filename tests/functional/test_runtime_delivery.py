@@ -199,9 +199,10 @@ def test_full_tmp_keeps_data_in_memory_until_space_returns(
     tiny = tmp_path / "tiny"
     tiny.mkdir()
     output = tmp_path / "results.json"
-    # A private mount namespace with a 64 KiB tmpfs filled to the last byte.
+    # A private mount namespace with a 512 KiB tmpfs filled to the last byte (when space
+    # returns, it must hold the data file and SQLite's journal while it is written).
     script = (
-        f"mount -t tmpfs -o size=64k tmpfs {tiny} && "
+        f"mount -t tmpfs -o size=512k tmpfs {tiny} && "
         f"(dd if=/dev/zero of={tiny}/fill bs=4k 2>/dev/null || true) && "
         f"exec {sys.executable} {SUPPORT / 'drive_handler.py'} {ORDERS} {events} {output}"
     )

@@ -13,6 +13,8 @@ from coverage_wrapper import identity
 from coverage_wrapper.datafiles import (
     InvalidDataFileError,
     Merger,
+    add_to_data_file,
+    bits_to_lines,
     read_data_file,
     split_version,
     versioned,
@@ -103,3 +105,76 @@ def test_a_bad_identity_row_refuses_the_object(
     path = add_rows(write_data(tmp_path / "x.coverage", {"/var/task/a.py": [1]}), [row])
     with pytest.raises(InvalidDataFileError, match=reason):
         read_data_file(path)
+
+
+def test_a_file_named_like_a_stored_version_keeps_its_own_name(tmp_path: Path) -> None:
+    # Two versions of app.py are stored as "app.py#<digest>": a measured file that is
+    # really called that must neither collide with it nor lend it its lines.
+    real = f"/var/task/app.py#{A}"
+    merger = Merger()
+    for digest, lines in ((A, [1]), (B, [2])):
+        source = write_data(tmp_path / f"{digest[0]}.coverage", {"/var/task/app.py": lines})
+        merger.add(read_data_file(with_identity(source, {"/var/task/app.py": digest})))
+    merger.add(read_data_file(write_data(tmp_path / "real.coverage", {real: [9]})))
+    written = merger.result().write(tmp_path / "combined.coverage")
+    again = read_data_file(written)
+    found = {split_version(name): bits_to_lines(bits) for (name, _), bits in again.lines.items()}
+    assert found == {
+        ("/var/task/app.py", A): [1],
+        ("/var/task/app.py", B): [2],
+        (real, None): [9],
+    }
+
+
+def test_adding_to_a_damaged_data_file_is_refused_before_anything_is_added(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "aggregate.coverage"
+    add_to_data_file(path, "lines", {f"/var/task/m{n}.py": range(1, 200) for n in range(300)})
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        root = db.execute("select rootpage from sqlite_master where name = 'file'").fetchone()[0]
+    page = 4096
+    with path.open("r+b") as handle:  # scribble over the header of the file table's root page
+        handle.seek((root - 1) * page)
+        handle.write(b"\xff" * 12)
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        add_to_data_file(path, "lines", {"/var/task/new.py": [1]})
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+from coverage_wrapper.datafiles import add_to_data_file
+print("ready", flush=True)
+add_to_data_file(Path(sys.argv[1]), "arcs",
+                 {f"/var/task/m{n}.py": [(i, i + 1) for i in range(3, 63)] for n in range(2000)})
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "aggregate.coverage"
+    # Enough rows that SQLite writes pages to the file before the commit (its page cache
+    # spills), which is where a write killed without a journal on disk leaves damage.
+    before = {f"/var/task/m{n}.py": [(1, 2), (2, -1)] for n in range(2000)}
+    add_to_data_file(path, "arcs", before)
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        # The next writer rolls the journal back (or finds the whole write committed).
+        add_to_data_file(path, "arcs", {"/var/task/after.py": [(1, -1)]})
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert db.execute("pragma integrity_check").fetchone() == ("ok",)
+        arcs = read_data_file(path).arcs
+        assert {name for name, _ in arcs} == set(before) | {"/var/task/after.py"}
+        counts = {len(found) for (name, _), found in arcs.items() if name != "/var/task/after.py"}
+        assert counts in ({2}, {62})  # the killed write whole, or not at all

@@ -26,7 +26,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,8 @@ def _since(data: DataFile, deployed: datetime | None) -> bool:
         started = datetime.fromisoformat(data.origin[identity.STARTED])
     except (KeyError, ValueError):
         return False
+    if started.tzinfo is None:  # the runtime writes UTC with its offset; a bare time is UTC
+        started = started.replace(tzinfo=UTC)
     return started >= deployed.replace(microsecond=0)
 
 

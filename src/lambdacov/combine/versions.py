@@ -137,20 +137,32 @@ class SnapshotTree:
         self.snapshot = snapshot
 
     def __call__(self, path: str, digest: str) -> str | None:
+        """The copy of ``path`` as its version ``digest``; None when there can be none (no
+        snapshot, a path that is not a file under the task root, or no room for it)."""
         relative = posixpath.normpath(path.removeprefix(LAMBDA_TASK_ROOT + "/"))
         if not path.startswith(LAMBDA_TASK_ROOT + "/") or relative.startswith(("/", "..")):
             return None
         target = self.root / digest[:16] / relative
-        if _digest_of(target) == digest:
-            return str(target)
-        content = self.snapshot(digest)
-        if content is None:
+        try:
+            if _digest_of(target) == digest and self._inside(target):
+                return str(target)
+            content = self.snapshot(digest)
+            if content is None:
+                return None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not self._inside(target):  # a link in the cache leading elsewhere
+                return None
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            temporary.write_bytes(content)
+            temporary.replace(target)
+        except OSError:  # a file where a folder must be ("lib.py" and "lib.py/x.py"), no room
             return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(content)
-        temporary.replace(target)
         return str(target)
+
+    def _inside(self, target: Path) -> bool:
+        """True if ``target``'s folder, links resolved, is within the tree's root."""
+        folder = Path(os.path.realpath(target.parent))
+        return folder.is_relative_to(os.path.realpath(self.root))
 
 
 Materializer = Callable[[str, str], str | None]  # (Lambda path, sha256) -> a local copy
@@ -315,7 +327,8 @@ def _lines(source: bytes) -> list[bytes]:
 
 def _moved_arcs(arcs: Iterable[Arc], mapping: Mapping[int, int]) -> set[Arc]:
     """Arcs whose both ends are shared lines, renumbered; negative ends (entries and
-    exits of the code object starting at that line) keep their sign."""
+    exits of the code object starting at that line) keep their sign, and a module's
+    (-1) stays -1."""
     moved = set()
     for start, end in arcs:
         new_start = _moved(start, mapping)
@@ -326,6 +339,9 @@ def _moved_arcs(arcs: Iterable[Arc], mapping: Mapping[int, int]) -> set[Arc]:
 
 
 def _moved(number: int, mapping: Mapping[int, int]) -> int | None:
+    if number == -1:
+        # A module's entry and exit: its code always starts at line 1, whatever moved.
+        return -1
     target = mapping.get(abs(number))
     if target is None:
         return None
