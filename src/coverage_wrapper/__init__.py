@@ -3,8 +3,8 @@
 Three ways to measure a function, one engine: the exec wrapper
 (``AWS_LAMBDA_EXEC_WRAPPER=/opt/lambdacov-wrapper``, no code change),
 ``@coverage_handler``, and ``with CoverageContext():``. Importing this package
-is cheap: the engine is imported when one of them is first used (PEP 562),
-coverage.py when recording starts, boto3 on the first upload.
+is cheap: the engine is imported when one of them is first used (PEP 562), and
+coverage.py only when recording needs it (branch coverage, Python 3.11).
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ class Engine:
         self._backlog = bool(report.failed or report.deferred or self._carry is not None)
 
     def deliverer(self) -> Any:
-        """The Deliverer for this process, created on first use (it imports boto3 late)."""
+        """The Deliverer for this process, created on first use (what it imports waits)."""
         if self._deliverer is None:
             assert self.config is not None and self.spool is not None
             from coverage_wrapper.delivery import Deliverer

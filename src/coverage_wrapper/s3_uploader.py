@@ -116,9 +116,9 @@ class S3Uploader:
     ) -> None:
         """Write one object; raise S3UploadError with the cause and a hint.
 
-        ``within`` bounds the whole call in seconds, creating the client (the first
-        upload imports boto3) and every retry included: botocore's own timeouts
-        bound each connect and each read, not their sum. A call still running when
+        ``within`` bounds the whole call in seconds, creating the client and every
+        retry included: the client's own timeouts bound each connect and each
+        read, not their sum. A call still running when
         the time is up is left to finish on its own (it writes the same object)
         and reported as a timeout. ``sha256`` (hex) is sent as the object's
         checksum: S3 refuses a body whose digest is another.
