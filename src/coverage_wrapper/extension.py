@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -144,24 +145,37 @@ class CoverageExtension:
         self.listener = ExtensionListener(self.spool.socket_path)
         self.spool.environment_id()  # made at init: it dates the environment
         self._deliverer: Any = None
+        self._making = threading.Lock()
         self.armed = False
 
     @property
     def deliverer(self) -> Any:
-        """The Deliverer, made at the first delivery: what it imports (the data files'
-        reader and writer, the S3 client) stays out of Lambda's init."""
-        if self._deliverer is None:
-            from coverage_wrapper.delivery import Deliverer
-            from coverage_wrapper.s3_uploader import S3Uploader
-
-            function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
-            uploader = S3Uploader(self.config, attempts=2)
-            self._deliverer = Deliverer(self.config, self.spool, uploader, function)
-            try:
-                uploader.prepare()
-            except Exception as error:  # noqa: BLE001 - the upload will say what is wrong
-                log.debug(f"S3 client not prepared: {type(error).__name__}: {error}")
+        """The Deliverer, made after Lambda's init: what it imports (the data files'
+        reader and writer, the S3 client and its TLS context) is not on the init's path
+        (see :meth:`run`)."""
+        with self._making:
+            if self._deliverer is None:
+                self._deliverer = self._make_deliverer()
         return self._deliverer
+
+    def _make_deliverer(self) -> Any:
+        from coverage_wrapper.delivery import Deliverer
+        from coverage_wrapper.s3_uploader import S3Uploader
+
+        function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+        uploader = S3Uploader(self.config, attempts=2)
+        deliverer = Deliverer(self.config, self.spool, uploader, function)
+        try:
+            uploader.prepare()
+        except Exception as error:  # noqa: BLE001 - the upload will say what is wrong
+            log.debug(f"S3 client not prepared: {type(error).__name__}: {error}")
+        return deliverer
+
+    def _prepare(self) -> None:
+        try:
+            _ = self.deliverer
+        except Exception as error:  # noqa: BLE001 - made again, and reported, when needed
+            log.debug(f"Deliverer not prepared: {type(error).__name__}: {error}")
 
     def _note(self, messages: list[list[str]]) -> None:
         if any(words[:1] == [ARMED] for words in messages):
@@ -171,7 +185,7 @@ class CoverageExtension:
         """Wait for the runtime's checkpoint, then deliver within the invocation's time."""
         self.listener.forget_done()  # ids from earlier invocations can no longer matter
         self._note(self.listener.drain())
-        _ = self.deliverer  # made (imports included) while the handler runs, not after
+        _ = self.deliverer  # made by run()'s thread by now, or here (never after the handler)
         left = _seconds_left(event) - _MARGIN
         if self.armed:
             done, others = self.listener.wait_for(
@@ -202,7 +216,13 @@ class CoverageExtension:
             log.error(f"Coverage delivery failed: {type(error).__name__}: {error}")
 
     def run(self) -> None:
-        """Serve events until SHUTDOWN."""
+        """Serve events until SHUTDOWN.
+
+        The deliverer is made on a thread of its own while this one waits for its
+        first event: Lambda's init ends at that wait, and the making overlaps the
+        runtime's own init instead of following the first INVOKE.
+        """
+        threading.Thread(target=self._prepare, name="lambdacov-prepare", daemon=True).start()
         while True:
             event = self.api.next_event()
             kind = event.get("eventType")
