@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +345,29 @@ def test_with_no_checkout_each_file_is_reported_from_its_newest_snapshot(
     assert "2 file(s) not under" in err and "reported from the source snapshots" in err
 
 
+@pytest.fixture
+def deployed(moto_endpoint: str) -> tuple[str, datetime]:
+    """A function created now in moto (its name unique: the server outlives the test),
+    and its LastModified."""
+    from tests.support.lambda_fleet import clients, create_function, make_role
+
+    lam, iam = clients(moto_endpoint, "us-east-1")
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    configuration = create_function(lam, make_role(iam), name)
+    return name, datetime.fromisoformat(configuration["LastModified"]).astimezone(UTC)
+
+
+def put_started(
+    s3: Any, bucket: str, tmp_path: Path, function: str, lines: list[int], started: str | None
+) -> str:
+    """Today's object of ``function``, on version B, from an environment started then."""
+    key = f"coverage/{datetime.now(UTC):%Y/%m/%d}/{function}-{uuid.uuid4().hex}.coverage"
+    local = write_data(tmp_path / key.replace("/", "_"), {"/var/task/app.py": lines})
+    with_identity(local, {"/var/task/app.py": sha(VERSION_B)}, started=started)
+    s3.put_object(Bucket=bucket, Key=key, Body=local.read_bytes())
+    return key
+
+
 def test_since_deploy_keeps_the_environments_started_since_the_last_update(
     s3: Any,
     bucket: str,
@@ -351,35 +375,19 @@ def test_since_deploy_keeps_the_environments_started_since_the_last_update(
     tmp_path: Path,
     checkout: Path,
     capsys: pytest.CaptureFixture[str],
+    deployed: tuple[str, datetime],
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from tests.support.lambda_fleet import clients, create_function, make_role
-
-    lam, iam = clients(moto_endpoint, "us-east-1")
-    name = f"orders-{uuid.uuid4().hex[:8]}"  # the moto server outlives the test
-    deployed = datetime.fromisoformat(
-        create_function(lam, make_role(iam), name)["LastModified"]
-    ).astimezone(UTC)
-    today = datetime.now(UTC).strftime("%Y/%m/%d")
-    kept = []
-    for started, lines in (
-        (deployed - timedelta(hours=1), [1]),  # an environment of the code before
-        (deployed + timedelta(seconds=30), [4]),  # one of the code deployed now
-        (None, [5]),  # an older layer's object: when it started is unknown
-    ):
-        key = f"coverage/{today}/{name}-{uuid.uuid4().hex}.coverage"
-        local = write_data(tmp_path / key.replace("/", "_"), {"/var/task/app.py": lines})
-        moment = started.isoformat(timespec="seconds") if started else None
-        with_identity(local, {"/var/task/app.py": sha(VERSION_B)}, started=moment)
-        s3.put_object(Bucket=bucket, Key=key, Body=local.read_bytes())
-        if lines == [4]:
-            kept.append(key)
+    name, update = deployed
+    before = (update - timedelta(hours=1)).isoformat(timespec="seconds")  # the code before
+    put_started(s3, bucket, tmp_path, name, [1], before)
+    since = (update + timedelta(seconds=30)).isoformat(timespec="seconds")  # the code now
+    kept = put_started(s3, bucket, tmp_path, name, [4], since)
+    put_started(s3, bucket, tmp_path, name, [5], None)  # an older layer's: start unknown
     code, document, err = combine_json(
         moto_endpoint, bucket, tmp_path, checkout, capsys, "--since-deploy", "--function", name
     )
     assert code == 0, err
-    assert document["lambdacov"]["inputs"] == kept
+    assert document["lambdacov"]["inputs"] == [kept]
     assert executed(document, checkout, "app.py") == [4]
     assert document["lambdacov"]["before_deploy_count"] == 2
     assert "2 object(s) of environments started before the last update" in err
@@ -388,6 +396,27 @@ def test_since_deploy_keeps_the_environments_started_since_the_last_update(
         capsys,
     )
     assert usage == 2 and "--since-deploy needs --function NAME" in usage_err
+
+
+def test_an_environment_start_without_an_offset_is_read_as_utc(
+    s3: Any,
+    bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    checkout: Path,
+    capsys: pytest.CaptureFixture[str],
+    deployed: tuple[str, datetime],
+) -> None:
+    name, update = deployed
+    later = (update + timedelta(minutes=1)).replace(tzinfo=None).isoformat(timespec="seconds")
+    for started in (later, update.date().isoformat(), "not a time"):
+        put_started(s3, bucket, tmp_path, name, [4], started)
+    code, document, err = combine_json(
+        moto_endpoint, bucket, tmp_path, checkout, capsys, "--since-deploy", "--function", name
+    )
+    assert code == 0, err
+    assert len(document["lambdacov"]["inputs"]) == 1  # the naive time one minute after
+    assert document["lambdacov"]["before_deploy_count"] == 2  # midnight, and no time at all
 
 
 def test_the_table_and_the_html_index_say_what_other_versions_added(
@@ -421,35 +450,3 @@ def test_the_table_and_the_html_index_say_what_other_versions_added(
     index = (html / "index.html").read_text()
     assert "Other versions of the code" in index
     assert "1 object(s) of 1 other version(s) left out" in index
-
-
-def test_an_environment_start_without_an_offset_is_read_as_utc(
-    s3: Any,
-    bucket: str,
-    moto_endpoint: str,
-    tmp_path: Path,
-    checkout: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from tests.support.lambda_fleet import clients, create_function, make_role
-
-    lam, iam = clients(moto_endpoint, "us-east-1")
-    name = f"orders-{uuid.uuid4().hex[:8]}"
-    deployed = datetime.fromisoformat(
-        create_function(lam, make_role(iam), name)["LastModified"]
-    ).astimezone(UTC)
-    later = (deployed + timedelta(minutes=1)).replace(tzinfo=None).isoformat(timespec="seconds")
-    today = datetime.now(UTC).strftime("%Y/%m/%d")
-    for started in (later, deployed.date().isoformat(), "not a time"):
-        key = f"coverage/{today}/{name}-{uuid.uuid4().hex}.coverage"
-        local = write_data(tmp_path / key.replace("/", "_"), {"/var/task/app.py": [4]})
-        with_identity(local, {"/var/task/app.py": sha(VERSION_B)}, started=started)
-        s3.put_object(Bucket=bucket, Key=key, Body=local.read_bytes())
-    code, document, err = combine_json(
-        moto_endpoint, bucket, tmp_path, checkout, capsys, "--since-deploy", "--function", name
-    )
-    assert code == 0, err
-    assert len(document["lambdacov"]["inputs"]) == 1  # the naive time one minute after
-    assert document["lambdacov"]["before_deploy_count"] == 2  # midnight, and no time at all
