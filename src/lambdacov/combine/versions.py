@@ -46,14 +46,13 @@ from coverage_wrapper.datafiles import (
     split_version,
     versioned,
 )
+from coverage_wrapper.sources import MAX_SOURCE_BYTES  # the runtime uploads none larger
 from lambdacov.aws import translating
 from lambdacov.errors import AwsError
 
 #: A version's source text from its snapshot, by sha256; None when there is none.
 SnapshotSource = Callable[[str], bytes | None]
 
-# The largest snapshot read; the runtime uploads none larger.
-MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 # Why a snapshot is missing rather than a fault: nothing is carried from it.
 _ABSENT = frozenset({"NoSuchKey", "404", "NotFound", "AccessDenied", "403", "Forbidden"})
 
@@ -77,16 +76,16 @@ class S3Snapshots:
         return self._found[digest]
 
     def _fetch(self, digest: str) -> bytes | None:
-        key = f"{self.prefix}{identity.SOURCES}{digest}"
+        key = identity.source_key(self.prefix, digest)
         try:
             with translating("s3:GetObject", f"s3://{self.bucket}/{key}"):
                 response = self.client.get_object(Bucket=self.bucket, Key=key)
-                body: bytes = response["Body"].read(MAX_SNAPSHOT_BYTES + 1)
+                body: bytes = response["Body"].read(MAX_SOURCE_BYTES + 1)
         except AwsError as error:
             if error.slug in _ABSENT:
                 return None
             raise
-        if len(body) > MAX_SNAPSHOT_BYTES or hashlib.sha256(body).hexdigest() != digest:
+        if len(body) > MAX_SOURCE_BYTES or hashlib.sha256(body).hexdigest() != digest:
             return None
         return body
 
@@ -144,7 +143,7 @@ class SnapshotTree:
             return None
         target = self.root / digest[:16] / relative
         try:
-            if _digest_of(target) == digest and self._inside(target):
+            if identity.file_digest(target) == digest and self._inside(target):
                 return str(target)
             content = self.snapshot(digest)
             if content is None:
@@ -198,7 +197,7 @@ class _Resolver:
         self.combined = combined
         self.by_path = by_path
         self.snapshot = snapshot
-        self.local = {path: _digest_of(Path(path)) for path in by_path}
+        self.local = {path: identity.file_digest(path) for path in by_path}
         self.copies: dict[str, str] = {}  # Lambda path -> the snapshot's copy it is shown as
         if materialize is not None:
             for path, digests in by_path.items():
@@ -288,20 +287,6 @@ class _Resolver:
                 )
             )
         return changed
-
-
-def _digest_of(path: Path) -> str | None:
-    """The sha256 of the local file at ``path``; None if there is no such regular file."""
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 def _line_map(old: bytes | None, path: Path) -> dict[int, int] | None:
