@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 DATA_FILE_TYPE = "application/vnd.sqlite3"
-# What a HEAD of an object that is not there answers: 404, or 403 to a role that
-# may not read it (S3 will not tell it whether the key exists).
-_ABSENT = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"})
+#: What S3 answers for an object that is not there: 404 (NoSuchKey), or 403 to a role
+#: that may not read it (S3 will not tell it whether the key exists).
+ABSENT = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"})
 
 # What usually fixes each failure, keyed by AWS error code or botocore exception name.
 _HINTS = {
@@ -201,7 +201,7 @@ class S3Uploader:
                 client.head_object(Bucket=bucket, Key=key)
         except Exception as error:
             # A HEAD's answer has no body: its error is named by the HTTP status.
-            if error_code(error) in _ABSENT:
+            if error_code(error) in ABSENT:
                 return False
             raise _upload_error(error, bucket, key) from error
         return True

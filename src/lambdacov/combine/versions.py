@@ -46,15 +46,13 @@ from coverage_wrapper.datafiles import (
     split_version,
     versioned,
 )
+from coverage_wrapper.s3_uploader import ABSENT
 from coverage_wrapper.sources import MAX_SOURCE_BYTES  # the runtime uploads none larger
 from lambdacov.aws import translating
 from lambdacov.errors import AwsError
 
 #: A version's source text from its snapshot, by sha256; None when there is none.
 SnapshotSource = Callable[[str], bytes | None]
-
-# Why a snapshot is missing rather than a fault: nothing is carried from it.
-_ABSENT = frozenset({"NoSuchKey", "404", "NotFound", "AccessDenied", "403", "Forbidden"})
 
 
 class S3Snapshots:
@@ -82,7 +80,7 @@ class S3Snapshots:
                 response = self.client.get_object(Bucket=self.bucket, Key=key)
                 body: bytes = response["Body"].read(MAX_SOURCE_BYTES + 1)
         except AwsError as error:
-            if error.slug in _ABSENT:
+            if error.slug in ABSENT:  # no snapshot, rather than a fault
                 return None
             raise
         if len(body) > MAX_SOURCE_BYTES or hashlib.sha256(body).hexdigest() != digest:
