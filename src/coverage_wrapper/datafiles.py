@@ -1066,17 +1066,20 @@ def _stored_names(names: Iterable[str]) -> dict[str, str]:
     by_path: dict[str, list[str]] = {}
     for name in names:
         by_path.setdefault(split_version(name)[0], []).append(name)
-    stored: dict[str, str] = {}
-    taken = {path for path, found in by_path.items() if len(found) == 1}
-    taken |= {name for name in by_path if any(VERSION_MARK not in n for n in by_path[name])}
+    # A path with one name, or the name with no version, is stored as the path itself.
+    stored = {
+        name: path
+        for path, found in by_path.items()
+        for name in found
+        if len(found) == 1 or VERSION_MARK not in name
+    }
+    taken = set(stored.values())
     for path, found in by_path.items():
         for name in found:
-            digest = split_version(name)[1]
-            if len(found) == 1 or digest is None:
-                stored[name] = path
+            if name in stored:
                 continue
             # A measured file may itself be named like "path#digest": never share its name.
-            candidate = f"{path}#{digest}"
+            candidate = f"{path}#{split_version(name)[1]}"
             while candidate in taken:
                 candidate += "#"
             taken.add(candidate)

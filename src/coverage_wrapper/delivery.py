@@ -62,11 +62,6 @@ class DeliveryReport:
     deferred: bool = False  # out of time: work left for the next pass
 
 
-def _add(path: Path, delta: Delta) -> None:
-    """Add ``delta`` to the data file at ``path`` (see datafiles.add_to_data_file)."""
-    add_to_data_file(path, delta.kind, delta.files)
-
-
 def _damaged(error: Exception) -> bool:
     """True when a data file cannot be read as one (not when the disk is full)."""
     if isinstance(error, InvalidDataFileError):
@@ -223,7 +218,7 @@ class Deliverer:
         report.merged += len(items)
 
     def _add_to_aggregate(self, delta: Delta) -> None:
-        _add(self.spool.aggregate_path, delta)
+        add_to_data_file(self.spool.aggregate_path, delta.kind, delta.files)
         # The aggregate keeps its rows: each file is hashed once in this environment.
         self._stamp(self.spool.aggregate_path)
 
@@ -277,7 +272,7 @@ class Deliverer:
             temp = self.spool.state_dir / f"request-{os.getpid()}.coverage"
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-            _add(temp, delta)
+            add_to_data_file(temp, delta.kind, delta.files)
             # A new file each time: the digests come from the ledger, not from hashing again.
             self._stamp(temp, self.snapshots.known())
             key = generate_s3_key(self.function_name, request_id, self.config.s3_prefix)
