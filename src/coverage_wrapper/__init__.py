@@ -9,12 +9,13 @@ coverage.py only when recording needs it (branch coverage, Python 3.11).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from coverage_wrapper._version import __version__
 from coverage_wrapper.errors import CoverageInitializationError, S3UploadError
 
+TYPE_CHECKING = False  # typing is not imported: the extension starts from this package too
 if TYPE_CHECKING:
+    from typing import Any
+
     from coverage_wrapper.wrapper import CoverageContext, coverage_handler
 
 __all__ = [

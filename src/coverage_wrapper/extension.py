@@ -15,28 +15,41 @@ log lines, and whatever it could not deliver stays in the spool for the next
 pass. It never fails Lambda's init either: with coverage switched off, a bad
 configuration or a spool it cannot use, it registers and idles, and the
 runtime (which reads the same variables) logs the one line that explains why.
+
+Lambda starts the runtime once every extension has registered, so what comes
+before :meth:`ExtensionsApi.register` delays every cold start: only the socket
+the runtime will talk to is bound first (:func:`_listen`). Everything else (the
+configuration, the spool, logging, the deliverer) is imported and made after it,
+beside the runtime's own init.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import sys
 import threading
 import time
-from typing import Any
 
-from coverage_wrapper.logging_utils import get_logger
-from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper import locations
 from coverage_wrapper.notify import ARMED, ExtensionListener
-from coverage_wrapper.spool import SpoolDirectory
+
+TYPE_CHECKING = False  # typing itself is not imported before registering (see above)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from coverage_wrapper.models import CoverageConfig
 
 NAME = "lambdacov"
-log = get_logger("coverage_wrapper.extension")
 # Time kept back from a deadline so the extension asks for its next event in time.
 _MARGIN = 0.3
+
+
+def _log() -> Any:
+    from coverage_wrapper.logging_utils import get_logger
+
+    return get_logger("coverage_wrapper.extension")
 
 
 class ExtensionsApi:
@@ -137,12 +150,24 @@ def _seconds_left(event: dict[str, Any]) -> float:
 class CoverageExtension:
     """The loop described in the module docstring."""
 
-    def __init__(self, api: ExtensionsApi, config: CoverageConfig) -> None:
+    def __init__(
+        self,
+        api: ExtensionsApi,
+        config: CoverageConfig,
+        listener: ExtensionListener | None,
+        bind_error: Exception | None = None,
+    ) -> None:
+        """Check the spool, then take the listener bound by :func:`_listen` (its
+        ``bind_error`` is raised when it could not be bound)."""
+        from coverage_wrapper.spool import SpoolDirectory
+
         self.api = api
         self.config = config
         self.spool = SpoolDirectory(config.spool_dir)
         self.spool.prepare()  # ConfigurationError when the spool cannot be used
-        self.listener = ExtensionListener(self.spool.socket_path)
+        if listener is None:
+            raise bind_error or OSError(f"{self.spool.socket_path} was not bound")
+        self.listener = listener
         self.spool.environment_id()  # made at init: it dates the environment
         self._deliverer: Any = None
         self._making = threading.Lock()
@@ -168,14 +193,14 @@ class CoverageExtension:
         try:
             uploader.prepare()
         except Exception as error:  # noqa: BLE001 - the upload will say what is wrong
-            log.debug(f"S3 client not prepared: {type(error).__name__}: {error}")
+            _log().debug(f"S3 client not prepared: {type(error).__name__}: {error}")
         return deliverer
 
     def _prepare(self) -> None:
         try:
             _ = self.deliverer
         except Exception as error:  # noqa: BLE001 - made again, and reported, when needed
-            log.debug(f"Deliverer not prepared: {type(error).__name__}: {error}")
+            _log().debug(f"Deliverer not prepared: {type(error).__name__}: {error}")
 
     def _note(self, messages: list[list[str]]) -> None:
         if any(words[:1] == [ARMED] for words in messages):
@@ -193,7 +218,7 @@ class CoverageExtension:
             )
             self._note(others)
             if not done:
-                log.warning(
+                _log().warning(
                     "The runtime did not report the end of the invocation in time",
                     extra={"data": {"request_id": event.get("requestId")}},
                 )
@@ -213,7 +238,7 @@ class CoverageExtension:
             if self.deliverer.has_pending():
                 self.deliverer.deliver(time.monotonic() + budget, final=final)
         except Exception as error:  # noqa: BLE001 - the extension must keep serving events
-            log.error(f"Coverage delivery failed: {type(error).__name__}: {error}")
+            _log().error(f"Coverage delivery failed: {type(error).__name__}: {error}")
 
     def run(self) -> None:
         """Serve events until SHUTDOWN.
@@ -232,7 +257,7 @@ class CoverageExtension:
                 elif kind == "SHUTDOWN":
                     self.on_shutdown(event)
             except Exception as error:  # noqa: BLE001 - an extension that exits fails the invocation
-                log.error(f"Coverage extension error: {type(error).__name__}: {error}")
+                _log().error(f"Coverage extension error: {type(error).__name__}: {error}")
             if kind == "SHUTDOWN":
                 return
 
@@ -243,36 +268,66 @@ def idle(api: ExtensionsApi) -> None:
         pass
 
 
+def _listen() -> tuple[ExtensionListener | None, Exception | None]:
+    """The runtime's channel, bound before the runtime can start and say ``armed``.
+
+    None without an error when the spool is named by a relative path: the
+    configuration, read after registering, says why.
+    """
+    path = locations.socket_path(os.environ)
+    if path is None:
+        return None, None
+    try:
+        return ExtensionListener(path), None
+    except (OSError, ValueError) as error:
+        return None, error
+
+
+def _extension(
+    api: ExtensionsApi, listener: ExtensionListener | None, bind_error: Exception | None
+) -> tuple[CoverageExtension | None, str, int]:
+    """The extension, or None with why it idles and how loud to say it."""
+    import logging
+
+    from coverage_wrapper.models import CoverageConfig
+
+    try:
+        config = CoverageConfig.from_environment()
+        if not config.enabled:
+            return None, "COVERAGE_ENABLED=false", logging.DEBUG
+        return CoverageExtension(api, config, listener, bind_error), "", logging.DEBUG
+    except ValueError as error:
+        # A bad variable or an unusable spool: the runtime logs the same reason when
+        # it starts (it reads the same variables and prepares the same spool), so the
+        # line is not repeated here.
+        return None, str(error), logging.DEBUG
+    except Exception as error:  # noqa: BLE001 - an extension that exits fails Lambda's init
+        # Only this process knows: its socket could not be bound (a full disk, the path
+        # taken by a directory...). The runtime, finding no listener, uploads by itself.
+        return (
+            None,
+            f"{type(error).__name__}: {error}; the function uploads coverage by itself,"
+            " within its invocations (if extension.sock in COVERAGE_SPOOL_DIR is in the way,"
+            " remove it or set COVERAGE_SPOOL_DIR to another directory)",
+            logging.WARNING,
+        )
+
+
 def main() -> int:
-    """Register, then serve events; when there is nothing to deliver, stay out of the way.
+    """Bind, register, set up, then serve events; when there is nothing to deliver,
+    stay out of the way.
 
     Whatever the reason, the way out is the same: register and idle. Reporting an
     init error instead would make Lambda fail every invocation of the function.
     """
     api = ExtensionsApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
-    extension: CoverageExtension | None = None
-    reason, level = "COVERAGE_ENABLED=false", logging.DEBUG
-    try:
-        config = CoverageConfig.from_environment()
-        if config.enabled:
-            extension = CoverageExtension(api, config)
-    except ValueError as error:
-        # A bad variable or an unusable spool: the runtime logs the same reason when
-        # it starts (it reads the same variables and prepares the same spool), so the
-        # line is not repeated here.
-        reason = str(error)
-    except Exception as error:  # noqa: BLE001 - an extension that exits fails Lambda's init
-        # Only this process knows: its socket could not be bound (a full disk, the path
-        # taken by a directory...). The runtime, finding no listener, uploads by itself.
-        level = logging.WARNING
-        reason = (
-            f"{type(error).__name__}: {error}; the function uploads coverage by itself,"
-            " within its invocations (if extension.sock in COVERAGE_SPOOL_DIR is in the way,"
-            " remove it or set COVERAGE_SPOOL_DIR to another directory)"
-        )
-    api.register()
+    listener, bind_error = _listen()
+    api.register()  # Lambda may start the runtime now: what follows overlaps its init
+    extension, reason, level = _extension(api, listener, bind_error)
     if extension is None:
-        log.log(level, f"Extension idle: {reason}")
+        if listener is not None:
+            listener.close()  # the runtime then uploads by itself, if it records at all
+        _log().log(level, f"Extension idle: {reason}")
         idle(api)
         return 0
     extension.run()

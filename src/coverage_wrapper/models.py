@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from coverage_wrapper import locations
 from coverage_wrapper.errors import ConfigurationError
 
 FlushMode = Literal["environment", "invocation"]
@@ -47,7 +47,7 @@ class CoverageConfig:
     flush: FlushMode = "environment"
     kms_key_id: str | None = None
     upload_sources: bool = True
-    spool_dir: Path = Path(tempfile.gettempdir()) / "lambdacov"
+    spool_dir: Path = Path(locations.spool_root({}))
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> CoverageConfig:
@@ -70,12 +70,11 @@ class CoverageConfig:
             raise ConfigurationError(
                 f"COVERAGE_FLUSH must be 'environment' or 'invocation', not {flush!r}"
             )
-        spool = env.get("COVERAGE_SPOOL_DIR", "").strip()
-        if spool and not Path(spool).is_absolute():
+        spool = locations.spool_root(env)
+        if not Path(spool).is_absolute():
             # The runtime and the extension run in different working directories:
             # a relative path would give them two spools that never meet.
             raise ConfigurationError(f"COVERAGE_SPOOL_DIR must be an absolute path, not {spool!r}")
-        tmp = env.get("TMPDIR", "").strip() or tempfile.gettempdir()
         return cls(
             s3_bucket=bucket,
             s3_prefix=_prefix(env.get("COVERAGE_S3_PREFIX", "coverage/")),
@@ -89,7 +88,7 @@ class CoverageConfig:
             flush="invocation" if flush == "invocation" else "environment",
             kms_key_id=env.get("COVERAGE_KMS_KEY_ID", "").strip() or None,
             upload_sources=_flag(env, "COVERAGE_UPLOAD_SOURCES", default=True),
-            spool_dir=Path(spool) if spool else Path(tmp) / "lambdacov",
+            spool_dir=Path(spool),
         )
 
     def to_dict(self) -> dict[str, Any]:

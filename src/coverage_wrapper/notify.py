@@ -6,14 +6,17 @@ spool. The extension waits for ``done`` before it uploads and lets Lambda
 freeze the environment. Sending never blocks the handler: with no extension
 listening, :meth:`RuntimeNotifier.send` returns False at once and the runtime
 delivers by itself.
+
+The extension binds its end before it registers with Lambda (so before the
+runtime starts and says ``armed``): this module imports no more than that needs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
-from pathlib import Path
 
 ARMED = "armed"
 DONE = "done"
@@ -22,8 +25,8 @@ DONE = "done"
 class RuntimeNotifier:
     """The runtime's end of the channel."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
         self._socket: socket.socket | None = None
 
     def send(self, *words: str) -> bool:
@@ -33,7 +36,7 @@ class RuntimeNotifier:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._socket.setblocking(False)
-            self._socket.sendto(message, str(self.path))
+            self._socket.sendto(message, self.path)
         except OSError:
             # No listener (ENOENT, ECONNREFUSED) or a full queue (EAGAIN): the
             # caller falls back to delivering by itself.
@@ -44,13 +47,13 @@ class RuntimeNotifier:
 class ExtensionListener:
     """The extension's end of the channel: a bound datagram socket."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)  # noqa: PTH103, PTH120 - no pathlib
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # left by an extension process that was killed
+            os.unlink(self.path)  # noqa: PTH108 - left by an extension process that was killed
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(path))
+        self._socket.bind(self.path)
         # Request ids reported done before the extension asked: a fast handler can
         # finish before the extension has even read its INVOKE event.
         self._done: set[str] = set()
@@ -101,4 +104,4 @@ class ExtensionListener:
         """Close and remove the socket."""
         self._socket.close()
         with contextlib.suppress(OSError):
-            self.path.unlink()
+            os.unlink(self.path)  # noqa: PTH108 - as in __init__

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from coverage_wrapper.errors import ConfigurationError
+from coverage_wrapper.locations import SOCKET_NAME
 from coverage_wrapper.recorder import Delta
 
 FORMAT_VERSION = 1
@@ -102,7 +103,7 @@ class SpoolDirectory:
         self.pending_dir = root / "pending"
         self.corrupt_dir = root / "corrupt"
         self.state_dir = root / "state"
-        self.socket_path = root / "extension.sock"
+        self.socket_path = root / SOCKET_NAME
         self.aggregate_path = self.state_dir / "aggregate.coverage"
         self.dirty_marker = self.state_dir / "dirty"
         self._own_id: str | None = None

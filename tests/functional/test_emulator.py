@@ -315,6 +315,27 @@ def test_the_environment_records_when_its_phases_end(tmp_path):
     assert function.environment is None  # shut down
 
 
+def test_the_runtime_starts_once_extensions_registered_not_once_they_are_ready(tmp_path):
+    """Lambda starts the runtime once every extension has registered: an extension's
+    own setup before its first ``event/next`` overlaps the runtime's init."""
+    log, imported = tmp_path / "events.jsonl", tmp_path / "imported"
+    layer = make_layer(tmp_path, "recorder")
+    env = {
+        "RECORDER_LOG": str(log),
+        "RECORDER_SETUP_SECONDS": "1",
+        "FIXTURE_IMPORTED_FILE": str(imported),
+    }
+    with LocalLambda(FUNCTION, "app.main", layer=layer, env=env) as function:
+        assert function.invoke({"action": "handler"}).ok
+        environment = function.environment
+        assert environment is not None and environment.ready_at is not None
+
+    first_next = next(entry["first_next_at"] for entry in recorded(log) if "first_next_at" in entry)
+    assert float(imported.read_text()) < first_next  # the function's init ran meanwhile
+    # INIT still ends only once the extension, too, waits for its first event.
+    assert environment.ready_at - environment.started_at >= 1.0
+
+
 # -- configuration errors ------------------------------------------------------------------
 
 

@@ -1,9 +1,10 @@
 """A local AWS Lambda: one execution environment driving the real runtime client.
 
 :class:`LocalLambda` follows Lambda's lifecycle. INIT starts the layer's
-external extensions, waits until each has registered and asked for its next
-event, then starts the runtime (``bootstrap.py`` under awslambdaric) and waits
-for its first ``invocation/next``. INVOKE thaws the environment, hands the
+external extensions, waits until each has registered, then starts the runtime
+(``bootstrap.py`` under awslambdaric); INIT ends when the runtime and every
+extension wait in ``next`` (an extension may go on with its own setup while the
+runtime starts, as in Lambda). INVOKE thaws the environment, hands the
 event to the runtime and INVOKE to the extensions, waits for the response and
 then for everyone to be idle again, and freezes every process with SIGSTOP:
 a thread left running by the handler does not run until the next invocation,
@@ -30,7 +31,7 @@ import time
 import uuid
 import weakref
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -405,6 +406,8 @@ class LocalLambda(Closing):
         error = self._init_extensions(environment, env, deadline)
         if error is None:
             error = self._init_runtime(environment, env, deadline)
+        if error is None:
+            error = self._extensions_ready(environment, deadline)
         api.mark_init_done()
         if environment.memory.exceeded:
             # Whichever process failed first, the limit is why they all did.
@@ -417,7 +420,8 @@ class LocalLambda(Closing):
     def _init_extensions(
         self, environment: Environment, env: dict[str, str], deadline: float
     ) -> dict[str, Any] | None:
-        """Lambda's extension init: each extension registers and asks for its first event."""
+        """Lambda's extension init: each extension registers (Lambda starts the runtime
+        once every extension has registered, not once they ask for their first event)."""
         api = environment.api
         for path in _extension_executables(self.opt_dir):
             try:
@@ -433,11 +437,26 @@ class LocalLambda(Closing):
             except OSError as error:
                 return _error("Extension.LaunchError", f"{path.name}: {error}")
         expected = len(environment.extensions)
+        return self._wait_for_extensions(
+            environment, lambda: len(api.extension_names()) >= expected, deadline
+        )
+
+    def _extensions_ready(self, environment: Environment, deadline: float) -> dict[str, Any] | None:
+        """The end of the extensions' init: each one waits in ``event/next``."""
+        api = environment.api
+        expected = len(environment.extensions)
+        return self._wait_for_extensions(
+            environment, lambda: len(api.ready_extension_names()) >= expected, deadline
+        )
+
+    def _wait_for_extensions(
+        self, environment: Environment, done: Callable[[], bool], deadline: float
+    ) -> dict[str, Any] | None:
+        """Wait until ``done()``; the init error when an extension fails first."""
+        api = environment.api
         api.wait_until(
             lambda: (
-                len(api.ready_extension_names()) >= expected
-                or environment.exited_extension() is not None
-                or bool(api.extension_errors)
+                done() or environment.exited_extension() is not None or bool(api.extension_errors)
             ),
             deadline - time.monotonic(),
         )
@@ -448,12 +467,12 @@ class LocalLambda(Closing):
                 str(body.get("errorType") or "Extension.InitError"),
                 f"extension {name} reported an init error: {body.get('errorMessage', '')}",
             )
-        if crashed is not None and len(api.ready_extension_names()) < expected:
+        if crashed is not None and not done():
             return _error(
                 "Extension.Crash",
                 f"{crashed.name} exited with status {crashed.exit_code} before it was ready",
             )
-        if len(api.ready_extension_names()) < expected:
+        if not done():
             return _error(
                 "Extension.InitTimeout",
                 f"extensions not ready after {self.init_timeout:.2f} seconds "

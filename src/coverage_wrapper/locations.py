@@ -1,0 +1,42 @@
+"""Where the layer keeps its files: the spool's root and the extension's socket in it.
+
+The runtime and the extension agree on these through the environment alone.
+The extension reads them before it registers with Lambda, which starts the
+runtime only once every extension has registered: so this module imports
+nothing but ``os`` (``tempfile`` only when TMPDIR is unset).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+SPOOL_NAME = "lambdacov"
+SOCKET_NAME = "extension.sock"
+
+
+def spool_root(environ: Mapping[str, str]) -> str:
+    """``COVERAGE_SPOOL_DIR``, else ``$TMPDIR/lambdacov`` (``/tmp/lambdacov`` in Lambda).
+
+    The value is not validated here: :class:`~coverage_wrapper.models.CoverageConfig`
+    refuses a relative directory, and :meth:`~coverage_wrapper.spool.SpoolDirectory.prepare`
+    one that cannot be used.
+    """
+    spool = environ.get("COVERAGE_SPOOL_DIR", "").strip()
+    if spool:
+        return spool
+    tmp = environ.get("TMPDIR", "").strip()
+    if not tmp:
+        import tempfile
+
+        tmp = tempfile.gettempdir()
+    return os.path.join(tmp, SPOOL_NAME)  # noqa: PTH118 - pathlib is not imported here
+
+
+def socket_path(environ: Mapping[str, str]) -> str | None:
+    """The extension's socket, or None when the spool is named by a relative path (a
+    configuration error the runtime reports)."""
+    root = spool_root(environ)
+    if not os.path.isabs(root):  # noqa: PTH117 - as above
+        return None
+    return os.path.join(root, SOCKET_NAME)  # noqa: PTH118 - as above
