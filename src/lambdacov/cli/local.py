@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import json
 import os
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,9 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from lambdacov.cli import outcome
+from lambdacov.cli._options import EndpointUrl, Profile, aws_clients
 from lambdacov.errors import ExitCode, UsageError
 from lambdacov.layer.targets import host_python
 from lambdacov.local import InvocationResult, LocalLambda, LogLine
+from lambdacov.local.deployed import DeployedRun, prepare_deployed
+from lambdacov.local.variables import read_env_file
 
 app = typer.Typer(help="Run functions through a local Lambda emulator.", no_args_is_help=True)
 
@@ -26,16 +34,28 @@ _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 def invoke(
     *,
     function_dir: Annotated[
-        Path,
-        typer.Option(
-            "--function-dir", help="Directory holding the function's code (Lambda's /var/task)."
-        ),
-    ],
-    handler: Annotated[str, typer.Option("--handler", help="The handler, as module.function.")],
-    layer: Annotated[
         Path | None,
         typer.Option(
-            "--layer", help="A layer .zip or an /opt-like directory to run the function with."
+            "--function-dir",
+            help="Directory holding the function's code (Lambda's /var/task). Required, "
+            "except with --deployed, where it replaces the deployment package.",
+        ),
+    ] = None,
+    handler: Annotated[
+        str | None,
+        typer.Option(
+            "--handler",
+            help="The handler, as module.function. Required, except with --deployed.",
+            show_default="the deployed function's with --deployed",
+        ),
+    ] = None,
+    layer: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--layer",
+            help="A layer .zip or an /opt-like directory (repeatable): merged into /opt in "
+            "order, a later layer's file replacing an earlier one's, as in Lambda. With "
+            "--deployed, they replace the function's layers.",
         ),
     ] = None,
     event: Annotated[
@@ -46,46 +66,95 @@ def invoke(
         str | None,
         typer.Option("--event-file", help="Read the event from this JSON file ('-' for stdin)."),
     ] = None,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            "--events",
+            help="Send these events, in order: a file holding a JSON list, or JSON lines (one "
+            "event per line); '-' for stdin. Not with --event, --event-file or --count.",
+        ),
+    ] = None,
     count: Annotated[
+        int | None,
+        typer.Option(
+            "--count",
+            min=1,
+            help="Invoke this many times in one warm environment.",
+            show_default="1",
+        ),
+    ] = None,
+    environments: Annotated[
         int,
-        typer.Option("--count", min=1, help="Invoke this many times in one warm environment."),
+        typer.Option(
+            "--environments",
+            min=1,
+            help="Spread the invocations over this many environments, one after the other, "
+            "in contiguous chunks (with 5 events and 2 environments: events 1-3, then 4-5); "
+            "each environment is shut down after its chunk.",
+        ),
     ] = 1,
     env: Annotated[
         list[str] | None,
         typer.Option("--env", help="A function environment variable as KEY=VALUE (repeatable)."),
     ] = None,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            help="Read function environment variables from this dotenv file (KEY=VALUE lines, "
+            "# comments, optional export, quoted values); --env wins over it.",
+        ),
+    ] = None,
+    deployed: Annotated[
+        str | None,
+        typer.Option(
+            "--deployed",
+            help="Run this Lambda function (name or ARN) as it is deployed: its handler, "
+            "runtime, variables, memory, timeout and layers are read from AWS (with "
+            "--profile, --region, --endpoint-url).",
+        ),
+    ] = None,
     python: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--python",
             help="The runtime's Python version (3.11, 3.12, 3.13).",
-            show_default="this interpreter's version",
+            show_default="this interpreter's version, or the deployed function's runtime",
         ),
-    ] = host_python(),
+    ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="The function timeout in seconds.")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            "--timeout",
+            help="The function timeout in seconds.",
+            show_default="30, or the deployed function's",
+        ),
+    ] = None,
     memory: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--memory",
             min=128,
             max=10240,
             help="The function's memory size in MB. As in Lambda, the runtime and extensions "
             "are killed when together they use more (their memory is read every 10 ms).",
+            show_default="128, or the deployed function's",
         ),
-    ] = 128,
+    ] = None,
     function_name: Annotated[
-        str, typer.Option("--function-name", help="The function's name, as Lambda reports it.")
-    ] = "local-function",
+        str | None,
+        typer.Option("--function-name", help="The function's name, as Lambda reports it."),
+    ] = None,
     region: Annotated[
         str | None,
         typer.Option(
             "--region",
-            help="The region the function runs in.",
+            help="The region the function runs in (with --deployed: where it is read from).",
             show_default="AWS_REGION, AWS_DEFAULT_REGION or us-east-1",
         ),
     ] = None,
+    profile: Profile = None,
+    endpoint_url: EndpointUrl = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print one JSON document (the list of results), nothing else."),
@@ -97,38 +166,237 @@ def invoke(
 ) -> None:
     """Invoke a function in a local Lambda environment and print its responses.
 
-    The environment is shut down afterwards, so extensions do their SHUTDOWN
+    Each environment is shut down afterwards, so extensions do their SHUTDOWN
     work. Exit status 1 if any invocation returned an error.
     """
-    payload = _read_event(event, event_file)
-    function_env = _parse_env(env or [])
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    results: list[InvocationResult] = []
-    with LocalLambda(
-        function_dir,
-        handler,
-        layer=layer,
-        python=python,
-        env=function_env,
-        timeout=timeout,
-        memory_mb=memory,
-        function_name=function_name,
-        region=region or "us-east-1",
-        on_log=_print_log if verbose else None,
-    ) as function:
-        for _ in range(count):
-            result = function.invoke(payload)
-            results.append(result)
-            if not as_json:
-                _print_result(result, show_logs=not verbose)
-        shutdown_logs = function.shutdown()
+    payloads = _read_events(event, event_file, events, count)
+    chunks = _chunks(payloads, environments)
+    function_env = {**(read_env_file(env_file) if env_file else {}), **_parse_env(env or [])}
+    with contextlib.ExitStack() as stack:
+        if deployed is not None:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lambdacov-")))
+            run = _deployed_run(
+                deployed,
+                scratch=scratch,
+                function_dir=function_dir,
+                layers=layer,
+                python=python,
+                env=function_env,
+                aws=(profile, region, endpoint_url),
+            )
+            run = _overridden(run, handler, timeout, memory, function_name)
+            _stderr.print(escape(_deployed_summary(run)))
+            make = functools.partial(run.local_lambda, _print_log if verbose else None)
+        else:
+            make = functools.partial(
+                _local_lambda,
+                function_dir,
+                handler,
+                layers=layer or [],
+                python=python or host_python(),
+                env=function_env,
+                timeout=30.0 if timeout is None else timeout,
+                memory_mb=128 if memory is None else memory,
+                function_name=function_name or "local-function",
+                region=(
+                    region
+                    or os.environ.get("AWS_REGION")
+                    or os.environ.get("AWS_DEFAULT_REGION")
+                    or "us-east-1"
+                ),
+                on_log=_print_log if verbose else None,
+            )
+        results = _run_chunks(make, chunks, as_json=as_json, verbose=verbose)
+    failed = [result for _, result in results if not result.ok]
     if as_json:
-        outcome.set_result([result.to_dict() for result in results])
-    elif not verbose and any(not result.ok for result in results):
-        for line in shutdown_logs:
-            _print_log(line)
-    if any(not result.ok for result in results):
+        outcome.set_result(
+            [{**result.to_dict(), "environment": number} for number, result in results]
+        )
+    else:
+        _stderr.print(escape(_summary([len(chunk) for chunk in chunks], len(failed))))
+    if failed:
         outcome.exit_with(ExitCode.CHECK_FAILED)
+
+
+def _local_lambda(function_dir: Path | None, handler: str | None, **options: Any) -> LocalLambda:
+    if function_dir is None or handler is None:
+        raise UsageError(
+            "give --function-dir and --handler (or --deployed FUNCTION)",
+            "for example --function-dir src --handler app.handler",
+        )
+    return LocalLambda(function_dir, handler, **options)
+
+
+def _run_chunks(
+    make: Callable[[], LocalLambda],
+    chunks: list[list[Any]],
+    *,
+    as_json: bool,
+    verbose: bool,
+) -> list[tuple[int, InvocationResult]]:
+    """Send each chunk of events to a fresh environment, shut down after the chunk.
+
+    Returns (environment number, result) pairs in the order of the events.
+    A failed invocation's SHUTDOWN logs are shown, as before (not with --verbose,
+    which already streamed them, nor with --json).
+    """
+    results: list[tuple[int, InvocationResult]] = []
+    for number, chunk in enumerate(chunks, start=1):
+        with make() as function:
+            chunk_results = []
+            for payload in chunk:
+                result = function.invoke(payload)
+                chunk_results.append(result)
+                if not as_json:
+                    _print_result(result, show_logs=not verbose)
+            shutdown_logs = function.shutdown()
+        results.extend((number, result) for result in chunk_results)
+        if not as_json and not verbose and any(not result.ok for result in chunk_results):
+            for line in shutdown_logs:
+                _print_log(line)
+    return results
+
+
+def _read_events(
+    event: str | None, event_file: str | None, events: str | None, count: int | None
+) -> list[Any]:
+    """The events to send, in order: ``--events``, or one event ``--count`` times."""
+    if events is None:
+        return [_read_event(event, event_file)] * (count or 1)
+    if event is not None or event_file is not None or count is not None:
+        raise UsageError(
+            "--events gives every event: use it without --event, --event-file and --count",
+            "to send one event several times, use --event or --event-file with --count",
+        )
+    if events == "-":
+        text, source = sys.stdin.read(), "stdin"
+    else:
+        try:
+            text, source = Path(events).read_text(encoding="utf-8"), events
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read the events file: {error}") from error
+    parsed = _json_list_or_lines(text, source)
+    if not parsed:
+        raise UsageError(f"{source} holds no event", "give a JSON list or one event per line")
+    return parsed
+
+
+def _json_list_or_lines(text: str, source: str) -> list[Any]:
+    """A JSON list's items, else one JSON document per non-blank line (JSON lines)."""
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        pass
+    else:
+        return whole if isinstance(whole, list) else [whole]
+    parsed = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append(json.loads(line))
+        except ValueError as error:
+            raise UsageError(
+                f"{source}, line {number}: not JSON: {error}",
+                "give a JSON list of events, or one JSON event per line",
+            ) from error
+    return parsed
+
+
+def _chunks(payloads: list[Any], environments: int) -> list[list[Any]]:
+    """Contiguous chunks, one per environment, their sizes differing by one at most."""
+    if environments > len(payloads):
+        raise UsageError(
+            f"--environments {environments} is more than the {len(payloads)} invocation(s)",
+            "give at most one environment per event",
+        )
+    size, extra = divmod(len(payloads), environments)
+    chunks, start = [], 0
+    for index in range(environments):
+        end = start + size + (1 if index < extra else 0)
+        chunks.append(payloads[start:end])
+        start = end
+    return chunks
+
+
+def _deployed_run(
+    name: str,
+    *,
+    scratch: Path,
+    function_dir: Path | None,
+    layers: list[Path] | None,
+    python: str | None,
+    env: dict[str, str],
+    aws: tuple[str | None, str | None, str | None],
+) -> DeployedRun:
+    """Read the deployed function with the usual AWS options, and fetch what it needs.
+
+    A function read from an ``--endpoint-url`` talks to that endpoint too (its
+    AWS_ENDPOINT_URL), unless a variable says otherwise.
+    """
+    profile, region, endpoint_url = aws
+    clients = aws_clients(profile, region, endpoint_url)
+    if endpoint_url and "AWS_ENDPOINT_URL" not in env:
+        env = {"AWS_ENDPOINT_URL": endpoint_url, **env}
+    return prepare_deployed(
+        name,
+        lambda_client=clients.get("lambda"),
+        scratch=scratch,
+        function_dir=function_dir,
+        python=python,
+        env_overrides=env,
+        layers=layers or None,
+    )
+
+
+def _overridden(
+    run: DeployedRun,
+    handler: str | None,
+    timeout: float | None,
+    memory: int | None,
+    function_name: str | None,
+) -> DeployedRun:
+    """The deployed configuration with what the command line says instead."""
+    changes: dict[str, Any] = {}
+    if handler is not None:
+        changes["handler"] = handler
+    if timeout is not None:
+        changes["timeout"] = timeout
+    if memory is not None:
+        changes["memory_mb"] = memory
+    if function_name is not None:
+        changes["name"] = function_name
+    if not changes:
+        return run
+    return dataclasses.replace(run, function=dataclasses.replace(run.function, **changes))
+
+
+def _deployed_summary(run: DeployedRun) -> str:
+    function = run.function
+    layers = (
+        f"{len(run.layers)} layer(s) from --layer instead of the function's "
+        f"{len(function.layer_arns)}"
+        if run.layers_replaced
+        else f"{len(run.layers)} layer(s) from Lambda"
+    )
+    wrapper = run.env.get("AWS_LAMBDA_EXEC_WRAPPER")
+    return (
+        f"{function.name} as deployed: {function.runtime} (run on Python {run.python}), "
+        f"handler {function.handler}, {function.memory_mb} MB, {function.timeout:g} s, "
+        f"{layers}, {len(run.env)} variable(s)"
+        + (f", exec wrapper {wrapper}" if wrapper else "")
+        + f"; {run.code_source}"
+    )
+
+
+def _summary(sizes: list[int], failed: int) -> str:
+    total = sum(sizes)
+    where = (
+        "in 1 environment"
+        if len(sizes) == 1
+        else f"in {len(sizes)} environments (contiguous chunks of {', '.join(map(str, sizes))})"
+    )
+    return f"{total} invocation(s) {where}, each shut down: {total - failed} ok, {failed} failed"
 
 
 def _read_event(event: str | None, event_file: str | None) -> Any:

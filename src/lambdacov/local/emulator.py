@@ -30,8 +30,7 @@ import threading
 import time
 import uuid
 import weakref
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 from lambdacov.closing import Closing
 from lambdacov.errors import EmulatorError, UsageError
 from lambdacov.local.api import Invocation, RuntimeApi
+from lambdacov.local.layers import merge_layers
 from lambdacov.local.memory import MIB, MemoryWatch
 from lambdacov.local.process import LogCallback, LogCollector, LogLine, ManagedProcess
 from lambdacov.local.runtime_env import current_version, runtime_python
@@ -188,10 +188,12 @@ class LocalLambda(Closing):
             result = fn.invoke({"hello": "world"})
 
     ``layer`` is an ``/opt``-like directory or a layer .zip (extracted with its
-    file modes). ``python`` is the runtime's ``3.X`` version (default: this
-    interpreter's). ``env`` holds the function's environment variables,
-    ``AWS_LAMBDA_EXEC_WRAPPER`` included; ``/opt/...`` and ``/var/task/...`` in
-    them mean the layer and code directories, as in Lambda. ``memory_mb`` is the memory size
+    file modes); ``layers`` are several, merged into /opt in order as Lambda does
+    (``layer`` first when both are given, see :mod:`lambdacov.local.layers`).
+    ``python`` is the runtime's ``3.X`` version (default: this interpreter's). ``env`` holds
+    the function's environment variables, ``AWS_LAMBDA_EXEC_WRAPPER`` included;
+    ``/opt/...`` and ``/var/task/...`` in them mean the layer and code directories, as in
+    Lambda. ``memory_mb`` is the memory size
     the runtime and extensions share (see :mod:`lambdacov.local.memory`). ``on_log`` receives
     every log line as it arrives. Raises :class:`EmulatorError` when the runtime cannot be
     prepared.
@@ -203,6 +205,7 @@ class LocalLambda(Closing):
         handler: str,
         *,
         layer: Path | None = None,
+        layers: Sequence[Path] = (),
         python: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 30.0,
@@ -240,7 +243,13 @@ class LocalLambda(Closing):
         self._scratch = Path(tempfile.mkdtemp(prefix="lambdacov-local-"))
         self.tmp_dir = self._scratch / "tmp"
         self.tmp_dir.mkdir()
-        self.opt_dir = _prepare_opt(layer, self._scratch / "opt")
+        try:
+            self.opt_dir = merge_layers(
+                [*([layer] if layer is not None else []), *layers], self._scratch / "opt"
+            )
+        except BaseException:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            raise
         self.log_stream_name = new_log_stream_name()
         self._logs = LogCollector(on_log)
         self._lock = threading.Lock()
@@ -568,27 +577,6 @@ def _close_all() -> None:
     for emulator in list(_LIVE):
         with contextlib.suppress(Exception):
             emulator.close()
-
-
-def _prepare_opt(layer: Path | None, scratch_opt: Path) -> Path:
-    """Return the /opt directory: the layer directory itself, or an extracted zip."""
-    if layer is None:
-        scratch_opt.mkdir()
-        return scratch_opt
-    layer = Path(layer).resolve()
-    if layer.is_dir():
-        return layer
-    if not zipfile.is_zipfile(layer):
-        raise UsageError(f"layer {layer} is neither a directory nor a .zip file")
-    scratch_opt.mkdir()
-    with zipfile.ZipFile(layer) as archive:
-        for info in archive.infolist():
-            target = Path(archive.extract(info, scratch_opt))
-            # zipfile drops the unix mode; Lambda keeps it (extensions must be executable).
-            mode = (info.external_attr >> 16) & 0o7777
-            if mode and not info.is_dir():
-                target.chmod(mode)
-    return scratch_opt
 
 
 def _extension_executables(opt_dir: Path) -> list[Path]:

@@ -8,10 +8,13 @@ function, except the AWS credentials and endpoint a test points it at.
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lambdacov.errors import UsageError
 
 #: Passed through from the caller when set, so a function can reach a local S3.
 PASSED_THROUGH = ("AWS_ENDPOINT_URL",)
@@ -113,3 +116,85 @@ def lambda_path(value: str, opt_dir: Path, task_root: str) -> str:
         if value == lambda_dir or value.startswith(lambda_dir + "/"):
             return local_dir + value[len(lambda_dir) :]
     return value
+
+
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DOUBLE_QUOTED_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a dotenv file: ``KEY=VALUE`` lines, as docker and python-dotenv read them.
+
+    Blank lines and ``#`` comments are skipped, ``export`` before a key is
+    allowed, a single-quoted value is taken literally, a double-quoted one
+    understands ``\\n``, ``\\t``, ``\\"`` and ``\\\\``, an unquoted one ends at
+    `` #`` and is stripped. Nothing is expanded (``$OTHER`` stays as written).
+    A line that is none of these is a UsageError naming the file and line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read the env file {path}: {error}") from error
+    variables: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            parsed = parse_env_line(line)
+        except ValueError as error:
+            raise UsageError(
+                f"{path}, line {number}: {error}",
+                "write KEY=VALUE, with KEY made of letters, digits and _",
+            ) from error
+        if parsed is not None:
+            key, value = parsed
+            variables[key] = value
+    return variables
+
+
+def parse_env_line(line: str) -> tuple[str, str] | None:
+    """One dotenv line: (key, value), or None for a blank line or a comment."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    if stripped.startswith(("export ", "export\t")):
+        stripped = stripped[len("export") :].lstrip()
+    key, sep, rest = stripped.partition("=")
+    key = key.strip()
+    if not sep:
+        raise ValueError(f"{_shown(stripped)} is not KEY=VALUE")
+    if not _ENV_KEY.match(key):
+        raise ValueError(f"{_shown(key)} is not a variable name")
+    return key, _env_value(rest.strip())
+
+
+def _env_value(raw: str) -> str:
+    if raw[:1] in ("'", '"'):
+        quote = raw[0]
+        value, end = _quoted(raw, quote)
+        trailing = raw[end + 1 :].strip()
+        if trailing and not trailing.startswith("#"):
+            raise ValueError(f"unexpected text after the closing quote: {_shown(trailing)}")
+        return value
+    comment = re.search(r"\s#", raw)
+    return (raw[: comment.start()] if comment else raw).strip()
+
+
+def _quoted(raw: str, quote: str) -> tuple[str, int]:
+    """The value between ``quote`` at raw[0] and its closing quote, and that quote's index."""
+    chars: list[str] = []
+    index = 1
+    while index < len(raw):
+        char = raw[index]
+        if char == quote:
+            return "".join(chars), index
+        if quote == '"' and char == "\\" and index + 1 < len(raw):
+            following = raw[index + 1]
+            chars.append(_DOUBLE_QUOTED_ESCAPES.get(following, "\\" + following))
+            index += 2
+            continue
+        chars.append(char)
+        index += 1
+    raise ValueError(f"no closing {quote} (a value spans one line)")
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
