@@ -25,11 +25,9 @@ beside the runtime's own init.
 
 from __future__ import annotations
 
-import json
+import _socket  # not socket: see coverage_wrapper.notify
 import os
-import socket
 import sys
-import threading
 import time
 
 from coverage_wrapper import locations
@@ -42,6 +40,7 @@ if TYPE_CHECKING:
     from coverage_wrapper.models import CoverageConfig
 
 NAME = "lambdacov"
+_EVENTS = b'{"events": ["INVOKE", "SHUTDOWN"]}'
 # Time kept back from a deadline so the extension asks for its next event in time.
 _MARGIN = 0.3
 
@@ -76,15 +75,17 @@ class ExtensionsApi:
         ]
         if self.identifier:
             headers.append(f"Lambda-Extension-Identifier: {self.identifier}")
-        with socket.create_connection((self.host, self.port)) as connection:
+        connection = _connect(self.host, self.port)
+        try:
             connection.sendall("\r\n".join([*headers, "", ""]).encode("latin-1") + body)
             answer = _read_all(connection)
+        finally:
+            connection.close()
         return _parse_response(answer)
 
     def register(self) -> None:
         """Register for INVOKE and SHUTDOWN events."""
-        body = json.dumps({"events": ["INVOKE", "SHUTDOWN"]}).encode()
-        headers, _ = self._call("POST", "register", body)
+        headers, _ = self._call("POST", "register", _EVENTS)
         self.identifier = headers["lambda-extension-identifier"]
 
     def next_event(self) -> dict[str, Any]:
@@ -93,7 +94,22 @@ class ExtensionsApi:
         return event  # type: ignore[no-any-return]
 
 
-def _read_all(connection: socket.socket) -> bytes:
+def _connect(host: str, port: int) -> _socket.socket:
+    """A TCP connection to the API: the first of its addresses that takes one."""
+    error = OSError(f"Extensions API at {host}:{port}: no address")
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        connection = _socket.socket(family, kind, proto)
+        try:
+            connection.connect(address)
+        except OSError as failure:
+            connection.close()
+            error = failure
+        else:
+            return connection
+    raise error
+
+
+def _read_all(connection: _socket.socket) -> bytes:
     """The API's answer: up to its Content-Length when it gives one (a server that kept
     the connection open despite ``Connection: close`` must not hold us), else until
     it closes the connection."""
@@ -113,6 +129,8 @@ def _read_all(connection: socket.socket) -> bytes:
 
 def _parse_response(answer: bytes) -> tuple[dict[str, str], Any]:
     """Headers (names lower-cased) and the JSON body; OSError for an error status."""
+    import json  # once the request is out: Lambda may be starting the runtime meanwhile
+
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
     parts = status_line.split(" ", 2)
@@ -159,6 +177,8 @@ class CoverageExtension:
     ) -> None:
         """Check the spool, then take the listener bound by :func:`_listen` (its
         ``bind_error`` is raised when it could not be bound)."""
+        import threading
+
         from coverage_wrapper.spool import SpoolDirectory
 
         self.api = api
@@ -247,6 +267,8 @@ class CoverageExtension:
         first event: Lambda's init ends at that wait, and the making overlaps the
         runtime's own init instead of following the first INVOKE.
         """
+        import threading
+
         threading.Thread(target=self._prepare, name="lambdacov-prepare", daemon=True).start()
         while True:
             event = self.api.next_event()

@@ -3,13 +3,16 @@
 The runtime and the extension agree on these through the environment alone.
 The extension reads them before it registers with Lambda, which starts the
 runtime only once every extension has registered: so this module imports
-nothing but ``os`` (``tempfile`` only when TMPDIR is unset).
+nothing but ``os``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+
+TYPE_CHECKING = False  # not even collections is imported (see above)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 SPOOL_NAME = "lambdacov"
 SOCKET_NAME = "extension.sock"
@@ -25,11 +28,7 @@ def spool_root(environ: Mapping[str, str]) -> str:
     spool = environ.get("COVERAGE_SPOOL_DIR", "").strip()
     if spool:
         return spool
-    tmp = environ.get("TMPDIR", "").strip()
-    if not tmp:
-        import tempfile
-
-        tmp = tempfile.gettempdir()
+    tmp = environ.get("TMPDIR", "").strip() or "/tmp"  # noqa: S108 - Lambda's one writable directory
     return os.path.join(tmp, SPOOL_NAME)  # noqa: PTH118 - pathlib is not imported here
 
 

@@ -17,7 +17,16 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 # Modules the extension needs only after registering: configuration, spool, logging.
-AFTER_REGISTERING = ("typing", "logging", "dataclasses", "pathlib", "coverage_wrapper.models")
+AFTER_REGISTERING = (
+    "typing",
+    "logging",
+    "dataclasses",
+    "pathlib",
+    "json",
+    "socket",
+    "threading",
+    "coverage_wrapper.models",
+)
 
 
 def extension_env(spool: Path, api: str) -> dict[str, str]:
