@@ -181,7 +181,7 @@ class Deliverer:
         if not items:
             return
         kind: Kind = "arcs" if self.config.branch else "lines"
-        combined = Delta(kind)
+        combined = Delta(kind, {})
         for path, delta, _ in items:
             if delta.kind == kind:
                 combined.merge(delta)

@@ -9,10 +9,8 @@ failure is logged once as a JSON line and the function runs on, unmeasured.
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +20,7 @@ from coverage_wrapper.metrics import FAILURE, emit_metric
 from coverage_wrapper.models import CoverageConfig
 from coverage_wrapper.notify import ARMED, DONE, RuntimeNotifier
 from coverage_wrapper.recorder import Delta, Recorder
-from coverage_wrapper.spool import SpoolDirectory
+from coverage_wrapper.spool import SpoolDirectory, new_id
 
 log = get_logger("coverage_wrapper.wrapper")
 
@@ -122,7 +120,7 @@ class Engine:
         """Checkpoint this invocation and see its data delivered; never raises."""
         if not self.active:
             return
-        request_id = request_id or uuid.uuid4().hex  # ids name S3 keys: never reuse one
+        request_id = request_id or new_id()  # ids name S3 keys: never reuse one
         try:
             with self._lock:
                 wrote = self._spool_checkpoint(request_id)
@@ -187,8 +185,11 @@ def _not_recording(config: CoverageConfig) -> str:
     """Why this environment does not record (switched off, not sampled), or ""."""
     if not config.enabled:
         return "COVERAGE_ENABLED=false"
-    if config.sample_rate < 1.0 and random.random() >= config.sample_rate:  # noqa: S311
-        return NOT_SAMPLED
+    if config.sample_rate < 1.0:
+        import random  # only when sampling: not on every cold start
+
+        if random.random() >= config.sample_rate:  # noqa: S311
+            return NOT_SAMPLED
     return ""
 
 

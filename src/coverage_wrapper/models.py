@@ -12,9 +12,8 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from coverage_wrapper import locations
 from coverage_wrapper.errors import ConfigurationError
@@ -31,9 +30,12 @@ MAX_UPLOAD_TIMEOUT = 900.0  # Lambda's own maximum timeout: a larger value canno
 MAX_PREFIX_BYTES = 900
 
 
-@dataclass(frozen=True)
-class CoverageConfig:
-    """The validated configuration of one function."""
+class CoverageConfig(NamedTuple):
+    """The validated configuration of one function.
+
+    A named tuple, not a dataclass: the runtime reads it as it starts, and
+    ``dataclasses`` (with ``inspect`` under it) costs the cold start milliseconds.
+    """
 
     s3_bucket: str
     s3_prefix: str = "coverage/"
@@ -93,7 +95,7 @@ class CoverageConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, as shown in debug logs and by the health check."""
-        doc = asdict(self)
+        doc = self._asdict()
         doc["spool_dir"] = str(self.spool_dir)
         doc["include_patterns"] = list(self.include_patterns)
         doc["exclude_patterns"] = list(self.exclude_patterns)

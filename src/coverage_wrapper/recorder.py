@@ -19,9 +19,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from coverage_wrapper.errors import CoverageInitializationError
 from coverage_wrapper.models import CoverageConfig
@@ -38,12 +37,15 @@ Measured = dict[str, set[Any]]  # file -> line numbers, or (from, to) arcs
 _FAST_PATH_VERSIONS = ((7, 10), (7, 99))
 
 
-@dataclass
-class Delta:
-    """What one checkpoint found that this process had not recorded before."""
+class Delta(NamedTuple):
+    """What one checkpoint found that this process had not recorded before.
+
+    A named tuple, not a dataclass: the runtime imports this as it starts, and
+    ``dataclasses`` (with ``inspect`` under it) costs the cold start milliseconds.
+    """
 
     kind: Kind
-    files: Measured = field(default_factory=dict)
+    files: Measured
 
     def __bool__(self) -> bool:
         return any(self.files.values())
@@ -227,7 +229,7 @@ class Recorder:
 
     def checkpoint(self) -> Delta:
         """Return the lines (or arcs) recorded since the last checkpoint that are new."""
-        delta = Delta(self.kind)
+        delta = Delta(self.kind, {})
         if self._monitor is not None:
             raw: Iterable[tuple[str, Iterable[Any]]] = self._monitor.take()
         elif self._cov is None:

@@ -27,11 +27,9 @@ import math
 import os
 import stat
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from coverage_wrapper.errors import ConfigurationError
 from coverage_wrapper.locations import SOCKET_NAME
@@ -67,12 +65,17 @@ def _reason(error: OSError, root: Path) -> str:
     return reason
 
 
+def new_id() -> str:
+    """A random 128-bit id in 32 hex digits (``uuid`` would import ``platform`` as the
+    runtime starts)."""
+    return os.urandom(16).hex()
+
+
 class SpoolBusyError(TimeoutError):
     """Another process holds the delivery lock."""
 
 
-@dataclass(frozen=True)
-class SpooledDelta:
+class SpooledDelta(NamedTuple):
     """A delta read back from the spool, with where and when it came from."""
 
     path: Path
@@ -168,10 +171,10 @@ class SpoolDirectory:
                 text = ""
             if text:
                 return text
-            if not self._publish_id(uuid.uuid4().hex):
+            if not self._publish_id(new_id()):
                 break
         if self._own_id is None:
-            self._own_id = uuid.uuid4().hex
+            self._own_id = new_id()
         return self._own_id
 
     def environment_started(self) -> float | None:
@@ -200,7 +203,7 @@ class SpoolDirectory:
     def rotate_environment_id(self) -> str:
         """Give this environment a new id (its next object gets a new key) and return it."""
         self.ensure()
-        fresh = uuid.uuid4().hex
+        fresh = new_id()
         temp = self.root / f".environment-id.{os.getpid()}.tmp"
         temp.write_text(fresh, encoding="ascii")
         temp.replace(self.root / "environment-id")
@@ -248,7 +251,7 @@ class SpoolDirectory:
         files = document.get("files")
         if kind not in ("lines", "arcs") or not isinstance(files, dict):
             raise ValueError("malformed delta: bad kind or files")
-        delta = Delta(kind)
+        delta = Delta(kind, {})
         try:
             for name, items in files.items():
                 delta.files[_file_name(name)] = _measured(kind, items)
