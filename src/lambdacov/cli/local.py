@@ -20,7 +20,7 @@ from rich.markup import escape
 from lambdacov.cli import outcome
 from lambdacov.cli._options import EndpointUrl, Profile, aws_clients
 from lambdacov.errors import ExitCode, UsageError
-from lambdacov.layer.targets import host_python
+from lambdacov.layer.targets import SUPPORTED_PYTHONS, host_python
 from lambdacov.local import InvocationResult, LocalLambda, LogLine
 from lambdacov.local.deployed import DeployedRun, prepare_deployed
 from lambdacov.local.variables import read_env_file
@@ -118,7 +118,7 @@ def invoke(
         str | None,
         typer.Option(
             "--python",
-            help="The runtime's Python version (3.11, 3.12, 3.13).",
+            help=f"The runtime's Python version ({', '.join(SUPPORTED_PYTHONS)}).",
             show_default="this interpreter's version, or the deployed function's runtime",
         ),
     ] = None,

@@ -34,14 +34,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from lambdacov.aws import translating
+from lambdacov.conventions import PYTHON_RUNTIMES
 from lambdacov.errors import AwsError, EmulatorError
 from lambdacov.local.emulator import LocalLambda
 from lambdacov.local.layers import MAX_UNZIPPED_BYTES, Budget, extract_zip
 from lambdacov.local.process import LogCallback
 
-#: The oldest runtime the emulator and the layer support.
-MIN_PYTHON_MINOR = 11
-_RUNTIME = re.compile(r"^python3\.(\d{1,2})$")
 _LAYER_VERSION_ARN = re.compile(r"^(arn:[^:]+:lambda:[^:]+:\d+:layer:[^:]+):(\d+)$")
 #: Seconds a download waits to connect, and for each part of the answer.
 DOWNLOAD_TIMEOUT = 60.0
@@ -66,9 +64,7 @@ class DeployedFunction:
     @property
     def python(self) -> str:
         """The runtime's ``3.X`` version."""
-        match = _RUNTIME.match(self.runtime)
-        assert match is not None  # checked by describe_function
-        return f"3.{match.group(1)}"
+        return self.runtime.removeprefix("python")  # one of PYTHON_RUNTIMES (describe_function)
 
 
 @dataclass(frozen=True)
@@ -196,12 +192,11 @@ def describe_function(name: str, lambda_client: Any) -> DeployedFunction:
             "run the image itself, or give --function-dir and --handler without --deployed",
         )
     runtime = str(config.get("Runtime") or "")
-    match = _RUNTIME.match(runtime)
-    if match is None or int(match.group(1)) < MIN_PYTHON_MINOR:
+    if runtime not in PYTHON_RUNTIMES:
         raise EmulatorError(
             f"function {label} runs on {runtime or 'no managed runtime'}; "
-            f"the local Lambda runs python3.{MIN_PYTHON_MINOR} and later",
-            f"update the function's runtime to python3.{MIN_PYTHON_MINOR} or later",
+            f"the local Lambda runs {', '.join(PYTHON_RUNTIMES)}",
+            f"update the function's runtime to one of {', '.join(PYTHON_RUNTIMES)}",
         )
     environment = config.get("Environment") or {}
     if environment.get("Error"):
