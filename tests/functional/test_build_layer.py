@@ -276,18 +276,121 @@ def test_pyc_come_from_the_target_version_not_the_running_one(
         assert archive.read(pycs[0])[:4] == _magic_number(interpreter)
 
 
-def test_without_a_target_interpreter_the_layer_is_built_without_pyc_and_says_so(
-    wheel_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _no_interpreters(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """Point the interpreter lookup at an empty PATH and pyenv; the environment, for a child."""
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
-    result = build_layer(OTHER, "x86_64", tmp_path / "slow.zip", cache_dir=wheel_cache)
+    return dict(os.environ)
+
+
+def test_without_a_target_interpreter_the_build_refuses_and_names_the_fix(
+    wheel_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_interpreters(monkeypatch, tmp_path)
+    output = tmp_path / "slow.zip"
+    with pytest.raises(BuildError) as refused:
+        build_layer(OTHER, "x86_64", output, cache_dir=wheel_cache)
+    assert f"no Python {OTHER} interpreter" in refused.value.message
+    assert f"install Python {OTHER}" in refused.value.hint
+    assert "--no-compile" in refused.value.hint
+    assert not output.exists()
+
+
+def test_no_compile_builds_without_pyc_and_says_what_it_costs(
+    wheel_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_interpreters(monkeypatch, tmp_path)
+    result = build_layer(
+        OTHER, "x86_64", tmp_path / "slow.zip", cache_dir=wheel_cache, precompile=False
+    )
 
     assert not result.precompiled
     assert len(result.warnings) == 1
-    assert "cold start" in result.warnings[0]
+    assert "--no-compile" in result.warnings[0] and "cold start" in result.warnings[0]
+    assert "+20 ms" in result.warnings[0]
     assert f"Python {OTHER}" in result.warnings[0]
     assert not any(name.endswith(".pyc") for name in _entries(result.path))
+    assert json.loads(zipfile.ZipFile(result.path).read(MANIFEST_NAME))["precompiled"] is False
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_a_python314_layer_builds_with_no_compile_from_the_cp314_wheel(
+    arch: str, wheel_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether or not this machine has Python 3.14, the lookup finds none.
+    _no_interpreters(monkeypatch, tmp_path)
+    result = build_layer(
+        "3.14", arch, tmp_path / "py314.zip", cache_dir=wheel_cache, precompile=False
+    )
+    machine = "aarch64" if arch == "arm64" else "x86_64"
+    names = set(_entries(result.path))
+    assert not any(name.endswith(".pyc") or "__pycache__" in name for name in names)
+    assert f"python/coverage/tracer.cpython-314-{machine}-linux-gnu.so" in names
+    assert not any("tracer.cpython-312" in name for name in names)
+    assert result.coverage_wheel.startswith(f"coverage-{COVERAGE_VERSION}-cp314-cp314-")
+    assert result.coverage_wheel.endswith(f"_{machine}.whl")
+    manifest = json.loads(zipfile.ZipFile(result.path).read(MANIFEST_NAME))
+    assert (manifest["python"], manifest["arch"], manifest["precompiled"]) == ("3.14", arch, False)
+    assert result.runtime == "python3.14"
+
+
+def test_the_cli_refuses_python314_without_an_interpreter_and_builds_it_with_no_compile(
+    wheel_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environment = _no_interpreters(monkeypatch, tmp_path)
+    arguments = ["--python", "3.14", "--cache-dir", str(wheel_cache)]
+
+    refused = _lambdacov("build-layer", *arguments, cwd=tmp_path, env=environment)
+    assert refused.returncode == 2
+    lines = refused.stderr.splitlines()
+    assert len(lines) == 2, refused.stderr
+    assert lines[0].startswith("lambdacov: error [build]: no Python 3.14 interpreter")
+    assert lines[1].startswith("  hint: install Python 3.14") and "--no-compile" in lines[1]
+    assert not (tmp_path / "lambdacov-layer-py314-x86_64.zip").exists()
+
+    built = _lambdacov(
+        "build-layer", *arguments, "--no-compile", "--json", cwd=tmp_path, env=environment
+    )
+    assert built.returncode == 0, built.stderr
+    assert "warning: --no-compile" in built.stderr and "cold start" in built.stderr
+    document = result_of(built.stdout, "build-layer")
+    assert document["runtime"] == "python3.14" and document["precompiled"] is False
+    assert Path(document["path"]) == tmp_path / "lambdacov-layer-py314-x86_64.zip"
+
+
+def test_the_dir_format_holds_the_zip_s_files_with_their_modes(
+    wheel_cache: Path, tmp_path: Path, layer_312
+) -> None:
+    output = tmp_path / "lambdacov-layer"
+    result = build_layer("3.12", "x86_64", output, cache_dir=wheel_cache, layout="dir")
+
+    assert result.format == "dir" and output.is_dir()
+    # The same content as the zip: the same hash, file for file, mode for mode.
+    assert result.content_hash == layer_312.content_hash
+    assert result.sha256 == layer_312.sha256
+    with zipfile.ZipFile(layer_312.path) as archive:
+        files = {info.filename: info for info in archive.infolist() if not info.is_dir()}
+        for name, info in files.items():
+            path = output / name
+            assert path.read_bytes() == archive.read(info), name
+            assert stat.S_IMODE(path.stat().st_mode) == (info.external_attr >> 16) & 0o777, name
+    on_disk = {p.relative_to(output).as_posix() for p in output.rglob("*") if p.is_file()}
+    assert on_disk == set(files)
+    # Where Lambda looks in an image: the extension in /opt/extensions, packages in /opt/python.
+    assert os.access(output / "extensions" / "lambdacov", os.X_OK)
+    assert os.access(output / "lambdacov-wrapper", os.X_OK)
+    assert (output / "python" / "coverage_wrapper" / "handler.py").is_file()
+
+    # Building again replaces the directory it wrote; a directory of other files is refused.
+    (output / "python" / "stale.py").write_text("old\n")
+    build_layer("3.12", "x86_64", output, cache_dir=wheel_cache, layout="dir")
+    assert not (output / "python" / "stale.py").exists()
+    foreign = tmp_path / "app"
+    foreign.mkdir()
+    (foreign / "main.py").write_text("print(1)\n")
+    with pytest.raises(UsageError, match="did not write"):
+        build_layer("3.12", "x86_64", foreign, cache_dir=wheel_cache, layout="dir")
+    assert [path.name for path in foreign.iterdir()] == ["main.py"]
 
 
 def test_an_explicit_interpreter_of_another_version_is_refused(

@@ -243,13 +243,14 @@ def test_environment_size_is_the_json_of_the_variables() -> None:
     assert environment_size({"É": "é"}) == len('{"É":"é"}'.encode())
 
 
-def test_non_python_and_image_functions_are_skipped() -> None:
+def test_non_python_functions_are_skipped() -> None:
     node = config(runtime="nodejs20.x")
     assert plan_attach(node, {}, SETTINGS, LAYER).action == "skip"
     assert "nodejs20.x" in plan_attach(node, {}, SETTINGS, LAYER).reason
-    image = config() | {"PackageType": "Image", "Runtime": None}
-    assert plan_attach(image, {}, SETTINGS, LAYER).action == "skip"
     assert plan_detach(node, {}).action == "skip"
+    # A container image function is planned, not skipped (tests/functional/test_image_functions.py).
+    image = config() | {"PackageType": "Image", "Runtime": None}
+    assert plan_attach(image, {}, SETTINGS, LAYER).action == "refuse"  # no command to redirect
 
 
 def test_detach_without_a_record_changes_nothing() -> None:

@@ -137,7 +137,7 @@ def test_targets_accept_lambda_spellings(python: str, arch: str, expected: tuple
 
 
 @pytest.mark.parametrize(
-    ("python", "arch"), [("3.10", "x86_64"), ("3.14", "x86_64"), ("3.12", "s390x")]
+    ("python", "arch"), [("3.10", "x86_64"), ("3.15", "x86_64"), ("3.12", "s390x")]
 )
 def test_unsupported_targets_are_usage_errors_with_a_hint(python: str, arch: str) -> None:
     with pytest.raises(UsageError) as raised:

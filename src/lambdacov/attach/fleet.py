@@ -399,6 +399,8 @@ def _summary(plan: FunctionPlan) -> str:
         parts.append(f"+layer {added[0].rsplit(':', 2)[-2]}:{added[0].rsplit(':', 1)[-1]}")
     if removed:
         parts.append(f"-layer {removed[0].rsplit(':', 2)[-2]}:{removed[0].rsplit(':', 1)[-1]}")
+    if plan.image_changes:
+        parts.append("image command")
     diffs = plan.env_diff()
     if diffs:
         parts.append(f"{len(diffs)} variable{'s' if len(diffs) != 1 else ''}")

@@ -14,6 +14,7 @@ the record always holds the values from before the first attach.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from lambdacov.attach.record import (
     MAX_TAGS,
     AttachRecord,
     EnvChange,
+    ImageChange,
     RecordError,
     decode_tags,
     encode_tags,
@@ -41,6 +43,11 @@ MAX_LAYERS = 5
 MAX_ENVIRONMENT_BYTES = 4096
 #: How long apply waits for one update to finish.
 MAX_WAIT_SECONDS = 300.0
+#: The fields of a container image function's ImageConfig, as UpdateFunctionConfiguration
+#: takes them: it replaces the whole ImageConfig, so every update sends all that are set.
+IMAGE_FIELDS = ("EntryPoint", "Command", "WorkingDirectory")
+# A Python handler as Lambda names it: module path, a dot, the function.
+_HANDLER = re.compile(r"[A-Za-z0-9_./-]+\.[A-Za-z_][A-Za-z0-9_]*")
 
 Action = Literal["update", "unchanged", "skip", "refuse"]
 Kind = Literal["attach", "detach"]
@@ -59,6 +66,9 @@ class AttachSettings:
     prefix: str
     kms_key_id: str | None = None
     grant: bool = False
+    #: The handler a container image's CMD names, for image functions whose
+    #: ImageConfig sets no command (Lambda does not show the image's CMD).
+    image_handler: str | None = None
 
     @classmethod
     def create(
@@ -75,6 +85,7 @@ class AttachSettings:
         upload_timeout: float | None = None,
         debug: bool | None = None,
         grant: bool = False,
+        image_handler: str | None = None,
     ) -> AttachSettings:
         """Validated settings; only the options given become variables (the rest keep defaults).
 
@@ -98,12 +109,18 @@ class AttachSettings:
             config = CoverageConfig.from_environment(variables)
         except ConfigurationError as error:
             raise UsageError(str(error), "fix the option (see docs/configuration.md)") from None
+        if image_handler is not None and not _HANDLER.fullmatch(image_handler):
+            raise UsageError(
+                f"--image-handler {image_handler!r} is not a handler",
+                "give it as the image's CMD names it: module.function, e.g. app.handler",
+            )
         return cls(
             tuple(sorted(variables.items())),
             config.s3_bucket,
             config.s3_prefix,
             config.kms_key_id,
             grant,
+            image_handler,
         )
 
 
@@ -136,6 +153,22 @@ class FunctionPlan:
     grant: iam.PolicyGrant | None = None
     revoke: tuple[str, str] | None = None
     previous_tags: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # A container image function's ImageConfig (its set fields) before and after;
+    # None for a zip function.
+    image_before: Mapping[str, Any] | None = None
+    image_after: Mapping[str, Any] | None = None
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the function is a container image (its handler is redirected by its command)."""
+        return self.image_before is not None
+
+    @property
+    def image_changes(self) -> bool:
+        """Whether the function's ImageConfig changes."""
+        return self.image_before is not None and dict(self.image_before) != dict(
+            self.image_after or {}
+        )
 
     @property
     def region(self) -> str:
@@ -146,8 +179,10 @@ class FunctionPlan:
     @property
     def configuration_changes(self) -> bool:
         """Whether the function's configuration itself changes (not only its tags)."""
-        return self.layers_before != self.layers_after or dict(self.env_before) != dict(
-            self.env_after
+        return (
+            self.layers_before != self.layers_after
+            or dict(self.env_before) != dict(self.env_after)
+            or self.image_changes
         )
 
     def env_diff(self) -> tuple[EnvDiff, ...]:
@@ -179,6 +214,11 @@ class FunctionPlan:
                 else None
             ),
             "revoke": ({"role": self.revoke[0], "policy": self.revoke[1]} if self.revoke else None),
+            "image_config": (
+                {"before": dict(self.image_before), "after": dict(self.image_after or {})}
+                if self.image_changes and self.image_before is not None
+                else None
+            ),
         }
 
 
@@ -201,20 +241,36 @@ def plan_attach(
     AWS_LAMBDA_EXEC_WRAPPER to lambdacov's wrapper, chaining to a wrapper that
     was there. The handler is never rewritten: the wrapper redirects it at run
     time, and a vendor's handler redirect stays first in line.
+
+    A container image function takes no layer (its image carries lambdacov's
+    files, docs/where-it-runs.md) and may run an entrypoint that ignores
+    AWS_LAMBDA_EXEC_WRAPPER, so its handler is redirected where every Lambda
+    image entrypoint reads it: ImageConfig.Command becomes the redirect
+    handler, and LAMBDACOV_ORIGINAL_HANDLER keeps the function's own.
     """
     name, arn = _identity(configuration)
-    skip = _skip_reason(configuration) or _non_python_reason(configuration)
+    image = _image_config(configuration)
+    skip = "" if image is not None else _non_python_reason(configuration)
     if skip:
         return FunctionPlan("attach", name, arn, "skip", skip)
     handler = str(configuration.get("Handler") or "")
     layers, env = _layers(configuration), _variables(configuration)
     try:
-        layer_arn = _layer_for(configuration, arn, layer_arn)
         previous = _record(tags)
         base_layers, base_env = undo(previous, layers, env) if previous else (layers, env)
-        _check_handler(handler, base_env)
-        new_layers, added, replaced = _with_layer(base_layers, layer_arn)
-        desired = dict(settings.variables) | _wrapper_variables(base_env)
+        base_image = undo_image(previous, image) if previous and image is not None else image
+        new_image: dict[str, Any] | None = None
+        if base_image is not None:
+            handler = _image_handler(base_image, settings)
+            new_layers, added, replaced = layers, None, None
+            wiring = {conventions.ORIGINAL_HANDLER_VAR: handler}
+            new_image = base_image | {"Command": [conventions.REDIRECT_HANDLER]}
+        else:
+            layer_arn = _layer_for(configuration, arn, layer_arn)
+            _check_handler(handler, base_env)
+            new_layers, added, replaced = _with_layer(base_layers, layer_arn)
+            wiring = _wrapper_variables(base_env)
+        desired = dict(settings.variables) | wiring
         new_env = base_env | desired
         _check_environment_size(new_env)
         changes = tuple(
@@ -228,14 +284,24 @@ def plan_attach(
             if grant
             else (previous.policy if previous else None)
         )
-        record = AttachRecord(added, replaced, changes, policy)
+        image_change = (
+            ImageChange(base_image or None, new_image)
+            if base_image is not None and new_image is not None and new_image != base_image
+            else None
+        )
+        record = AttachRecord(added, replaced, changes, policy, image_change)
         record_tags = encode_tags(record) if record != AttachRecord() else {}
         _check_tag_count(tags, record_tags)
     except _RefusalError as refusal:
         return FunctionPlan("attach", name, arn, "refuse", str(refusal), handler=handler)
 
     old_record_tags = {key: tags[key] for key in record_tag_keys(tags)}
-    unchanged = new_layers == layers and new_env == env and record_tags == old_record_tags
+    unchanged = (
+        new_layers == layers
+        and new_env == env
+        and new_image == image
+        and record_tags == old_record_tags
+    )
     return FunctionPlan(
         "attach",
         name,
@@ -252,6 +318,8 @@ def plan_attach(
         grant,
         None,
         old_record_tags,
+        image,
+        new_image,
     )
 
 
@@ -266,19 +334,35 @@ def plan_detach(configuration: Mapping[str, Any], tags: Mapping[str, str]) -> Fu
     name, arn = _identity(configuration)
     handler = str(configuration.get("Handler") or "")
     layers, env = _layers(configuration), _variables(configuration)
+    image = _image_config(configuration)
     try:
         record = _record(tags)
     except _RefusalError as refusal:
         return FunctionPlan("detach", name, arn, "refuse", str(refusal), handler=handler)
     if record is None:
-        skip = _skip_reason(configuration) or _non_python_reason(configuration)
+        skip = "" if image is not None else _non_python_reason(configuration)
         if skip:
             return FunctionPlan("detach", name, arn, "skip", skip, handler=handler)
         reason = "not attached"
         if any(conventions.is_lambdacov_layer_arn(layer) for layer in layers):
             reason = "not attached by lambdacov attach (no record): its lambdacov layer is kept"
-        return FunctionPlan("detach", name, arn, "unchanged", reason, layers, layers, env, env)
+        return FunctionPlan(
+            "detach",
+            name,
+            arn,
+            "unchanged",
+            reason,
+            layers,
+            layers,
+            env,
+            env,
+            image_before=image,
+            image_after=image,
+        )
     new_layers, new_env = undo(record, layers, env)
+    new_image = undo_image(record, image) if image is not None else None
+    if image is not None:
+        handler = env.get(conventions.ORIGINAL_HANDLER_VAR, "")
     return FunctionPlan(
         "detach",
         name,
@@ -294,6 +378,8 @@ def plan_detach(configuration: Mapping[str, Any], tags: Mapping[str, str]) -> Fu
         record_tag_keys(tags),
         None,
         record.policy,
+        image_before=image,
+        image_after=new_image,
     )
 
 
@@ -319,6 +405,26 @@ def undo(
     return tuple(new_layers), new_env
 
 
+def undo_image(record: AttachRecord | None, image: Mapping[str, Any]) -> dict[str, Any]:
+    """An image function's ImageConfig with the record's change undone, field by field.
+
+    A field still as attach set it goes back to its value before attach (or
+    away, when it had none); a field someone changed since keeps their value.
+    """
+    restored = dict(image)
+    if record is None or record.image is None:
+        return restored
+    before = record.image.before or {}
+    for key in IMAGE_FIELDS:
+        if restored.get(key) != record.image.after.get(key):
+            continue  # changed since attach: the user's value stays
+        if key in before:
+            restored[key] = before[key]
+        else:
+            restored.pop(key, None)
+    return restored
+
+
 def environment_size(env: Mapping[str, str]) -> int:
     """The size Lambda counts against its 4 KB limit: the variables as compact JSON."""
     return len(json.dumps(dict(env), separators=(",", ":"), ensure_ascii=False).encode())
@@ -342,10 +448,44 @@ def _variables(configuration: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in (environment.get("Variables") or {}).items()}
 
 
-def _skip_reason(configuration: Mapping[str, Any]) -> str:
-    if configuration.get("PackageType") == "Image":
-        return "container image function: layers do not apply"
-    return ""
+def _image_config(configuration: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A container image function's ImageConfig, its set fields only; None for a zip function.
+
+    Lambda shows an ImageConfig without overrides as absent, empty, or with
+    empty fields (an emulator's way): all mean "as the image says".
+    """
+    if configuration.get("PackageType") != "Image":
+        return None
+    shown = (configuration.get("ImageConfigResponse") or {}).get("ImageConfig") or {}
+    config: dict[str, Any] = {}
+    for key in IMAGE_FIELDS:
+        value = shown.get(key)
+        if value:
+            config[key] = [str(item) for item in value] if isinstance(value, list) else str(value)
+    return config
+
+
+def _image_handler(image: Mapping[str, Any], settings: AttachSettings) -> str:
+    """The handler an image function runs: its ImageConfig command, else --image-handler."""
+    command = list(image.get("Command") or [])
+    if not command:
+        if settings.image_handler:
+            return settings.image_handler
+        raise _RefusalError(
+            "a container image function whose ImageConfig sets no command: Lambda does not show "
+            "the handler its image's CMD names; pass --image-handler (e.g. app.handler)"
+        )
+    if command == [conventions.REDIRECT_HANDLER]:
+        raise _RefusalError(
+            f"ImageConfig.Command is already {conventions.REDIRECT_HANDLER} and no lambdacov "
+            "record says what it was: set the command back to the function's handler"
+        )
+    if len(command) != 1 or not _HANDLER.fullmatch(command[0]):
+        raise _RefusalError(
+            f"ImageConfig.Command {command!r} is not one handler (module.function): lambdacov "
+            "redirects a command that names the handler, as AWS base images and awslambdaric take"
+        )
+    return str(command[0])
 
 
 def _non_python_reason(configuration: Mapping[str, Any]) -> str:
@@ -577,6 +717,9 @@ def _update(
     request: dict[str, Any] = {"FunctionName": plan.arn}
     if plan.layers_before != plan.layers_after:
         request["Layers"] = list(plan.layers_after)
+    if plan.image_changes:
+        # The whole ImageConfig, as Lambda replaces it whole: {} clears every override.
+        request["ImageConfig"] = dict(plan.image_after or {})
     if dict(plan.env_before) != dict(plan.env_after):
         request["Environment"] = {"Variables": dict(plan.env_after)}
     with translating("update the function's configuration", plan.function):

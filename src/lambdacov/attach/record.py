@@ -16,6 +16,14 @@ one or two tags. The JSON document::
      "layer": {"added": ARN or null, "replaced": ARN or null},
      "env": {"NAME": [value before attach or null, value attach set], ...},
      "policy": [role name, inline policy name] or null}
+
+A container image function's record is version 2: the same document with
+``"image": {"before": IMAGECONFIG or null, "after": IMAGECONFIG}``, the
+function's ImageConfig (``EntryPoint``, ``Command``, ``WorkingDirectory``,
+those set) before attach and as attach set it; null before: none was set.
+Only those records carry the new version, so a lambdacov that predates them
+refuses to detach an image function rather than leave its command redirected,
+and still reads every other record.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ TAG_PREFIX = "lambdacov:record:"
 MAX_TAG_VALUE = 256
 MAX_TAGS = 50
 FORMAT_VERSION = 1
+#: The version of a record that carries an image part (a container image function).
+IMAGE_FORMAT_VERSION = 2
 
 
 class RecordError(ValueError):
@@ -48,6 +58,18 @@ class EnvChange:
 
 
 @dataclass(frozen=True)
+class ImageChange:
+    """A container image function's ImageConfig before attach (None: none) and as attach set it.
+
+    Each is the ImageConfig's set fields only (``EntryPoint``, ``Command``,
+    ``WorkingDirectory``), as Lambda takes them in UpdateFunctionConfiguration.
+    """
+
+    before: Mapping[str, object] | None
+    after: Mapping[str, object]
+
+
+@dataclass(frozen=True)
 class AttachRecord:
     """Everything attach changed on one function, enough for detach to undo exactly that."""
 
@@ -55,22 +77,32 @@ class AttachRecord:
     layer_replaced: str | None = None
     env: tuple[EnvChange, ...] = ()
     policy: tuple[str, str] | None = None  # (role name, inline policy name) put by --grant
+    image: ImageChange | None = None  # a container image function's redirected ImageConfig
 
     def to_dict(self) -> dict[str, object]:
         """The JSON document stored in the tags."""
-        return {
+        document: dict[str, object] = {
             "v": FORMAT_VERSION,
             "layer": {"added": self.layer_added, "replaced": self.layer_replaced},
             "env": {change.name: [change.before, change.after] for change in self.env},
             "policy": list(self.policy) if self.policy else None,
         }
+        if self.image is not None:
+            document["v"] = IMAGE_FORMAT_VERSION
+            before = dict(self.image.before) if self.image.before is not None else None
+            document["image"] = {"before": before, "after": dict(self.image.after)}
+        return document
 
     @classmethod
     def from_dict(cls, document: Mapping[str, object]) -> AttachRecord:
         """Read the JSON document back; raise RecordError when it is not a record."""
         try:
-            if document.get("v") != FORMAT_VERSION:
-                raise RecordError(f"unknown record version {document.get('v')!r}")
+            version = document.get("v")
+            if version not in (FORMAT_VERSION, IMAGE_FORMAT_VERSION):
+                raise RecordError(f"unknown record version {version!r}")
+            image = None
+            if version == IMAGE_FORMAT_VERSION:
+                image = _image_change(document.get("image"))
             layer = document["layer"]
             env = document["env"]
             policy = document.get("policy")
@@ -88,9 +120,18 @@ class AttachRecord:
                 _optional_str(layer.get("replaced")),
                 changes,
                 role_policy,
+                image,
             )
         except (KeyError, IndexError, TypeError, AssertionError) as error:
             raise RecordError(f"malformed record: {error!r}") from None
+
+
+def _image_change(part: object) -> ImageChange:
+    assert isinstance(part, dict), "the image part is missing"
+    before, after = part.get("before"), part["after"]
+    assert before is None or isinstance(before, dict)
+    assert isinstance(after, dict)
+    return ImageChange(before, after)
 
 
 def _optional_str(value: object) -> str | None:

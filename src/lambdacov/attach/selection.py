@@ -11,6 +11,7 @@ skipped, with the reason.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -203,6 +204,11 @@ def _with_tags(
 ) -> SelectedFunction | Missing:
     arn = configuration["FunctionArn"]
     try:
+        if configuration.get("PackageType") == "Image":
+            # ListFunctions may leave out an image function's ImageConfigResponse,
+            # which attach redirects and detach restores: read the whole configuration.
+            read = functools.partial(client.get_function_configuration, FunctionName=arn)
+            configuration = retrier.call(read)
         tags = retrier.call(lambda: client.list_tags(Resource=arn)).get("Tags") or {}
     except Exception as error:
         if type(error).__module__.startswith("botocore"):

@@ -108,6 +108,14 @@ def attach_command(
             "--grant", help="Put the least-privilege coverage policy on each function's role."
         ),
     ] = False,
+    image_handler: Annotated[
+        str | None,
+        typer.Option(
+            "--image-handler",
+            help="For container image functions whose ImageConfig sets no command: the handler "
+            "their image's CMD names (e.g. app.handler).",
+        ),
+    ] = None,
     pattern: Patterns = None,
     tag: Tags = None,
     everything: Everything = False,
@@ -134,6 +142,7 @@ def attach_command(
         upload_timeout=upload_timeout,
         debug=debug,
         grant=grant,
+        image_handler=image_handler,
     )
     chosen = selection(functions, pattern, tag, everything, exclude)
     clients = aws_clients(profile, region, endpoint_url, timeout)
@@ -343,6 +352,35 @@ def _render_fleet(result: fleet.FleetResult, *, verbose: bool) -> None:
         out.print(document, markup=False, highlight=False, soft_wrap=True)
 
 
+def _image_lines(plan: FunctionPlan) -> list[str]:
+    """The ImageConfig fields that change, for a container image function."""
+    if not plan.image_changes:
+        return []
+    before, after = plan.image_before or {}, plan.image_after or {}
+    changed = [key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return ["  image config:"] + [
+        f"    ~ {key}: {_shown(before.get(key))} -> {_shown(after.get(key))}" for key in changed
+    ]
+
+
+def _handler_line(plan: FunctionPlan) -> str:
+    if plan.is_image:
+        if plan.kind == "attach":
+            return (
+                f"  handler: {plan.handler} (container image: ImageConfig.Command redirects it; "
+                "the image must carry lambdacov's files, or init fails: docs/where-it-runs.md)"
+            )
+        return f"  handler: {plan.handler} (ImageConfig.Command as it was before attach)"
+    if plan.kind == "attach":
+        return f"  handler: {plan.handler} (unchanged; the exec wrapper redirects it at run time)"
+    return f"  handler: {plan.handler} (unchanged)"
+
+
+def _shown(value: Any) -> str:
+    """An ImageConfig field as a diff shows it; "(image's)" when the image's own value applies."""
+    return "(image's)" if value is None else json.dumps(value)
+
+
 def _diff(plan: FunctionPlan) -> str:
     lines = [f"{plan.kind} {plan.function} ({plan.region})"]
     removed = [layer for layer in plan.layers_before if layer not in plan.layers_after]
@@ -353,6 +391,7 @@ def _diff(plan: FunctionPlan) -> str:
             for layer in plan.layers_after
         )
         lines.extend(f"    - {layer}" for layer in removed)
+    lines.extend(_image_lines(plan))
     diffs = plan.env_diff()
     if diffs:
         lines.append("  environment:")
@@ -363,11 +402,7 @@ def _diff(plan: FunctionPlan) -> str:
                 lines.append(f"    - {diff.name}={diff.before}")
             else:
                 lines.append(f"    ~ {diff.name}: {diff.before} -> {diff.after}")
-    lines.append(
-        f"  handler: {plan.handler} (unchanged; the exec wrapper redirects it at run time)"
-        if plan.kind == "attach"
-        else f"  handler: {plan.handler} (unchanged)"
-    )
+    lines.append(_handler_line(plan))
     if plan.set_tags or plan.remove_tags:
         lines.append(
             f"  record: {len(plan.set_tags)} tag(s) written, {len(plan.remove_tags)} removed"

@@ -133,7 +133,7 @@ def _render_check(out: Any, check: Check, *, verbose: bool) -> None:
     line.append(f" {check.code:<22} ", style="bold")
     line.append(check.detail)
     out.print(line)
-    if check.hint and check.status in ("warn", "fail"):
+    if check.hint and check.status in ("warn", "fail", "skipped"):
         out.print(Text(f"        hint: {check.hint}", style="dim"))
     if verbose:
         for cause in check.data.get("causes", []):

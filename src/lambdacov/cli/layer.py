@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -28,10 +29,12 @@ from lambdacov.cli._options import (
 )
 from lambdacov.errors import ExitCode, UsageError
 from lambdacov.layer import (
+    FORMATS,
     SUPPORTED_ARCHS,
     SUPPORTED_PYTHONS,
     LayerBuild,
     build_layer,
+    bytecode,
     default_output_name,
 )
 from lambdacov.layer.publish import (
@@ -41,7 +44,16 @@ from lambdacov.layer.publish import (
     PublishFailure,
     publish_everywhere,
 )
-from lambdacov.layer.targets import host_python
+from lambdacov.layer.targets import host_python, parse_target
+
+NoCompile = Annotated[
+    bool,
+    typer.Option(
+        "--no-compile",
+        help="Build without .pyc files when no interpreter of the target Python is at hand "
+        "(each cold start then compiles them: the warning says how long).",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -68,10 +80,19 @@ def build_layer_command(
         typer.Option(
             "--output",
             "-o",
-            help="Where to write the layer zip.",
+            help="Where to write the layer zip (with --format dir: the directory).",
             show_default="lambdacov-layer-py3X-<arch>.zip in the current directory",
         ),
     ] = None,
+    layout: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help=f"{' or '.join(FORMATS)}: the zip to publish, or its files in a directory laid "
+            "out as /opt, to COPY into a container image (docs/where-it-runs.md).",
+        ),
+    ] = "zip",
+    no_compile: NoCompile = False,
     wheel_dir: Annotated[
         Path | None,
         typer.Option(
@@ -90,16 +111,26 @@ def build_layer_command(
     ] = False,
 ) -> None:
     """Build the layer zip: coverage.py for the target runtime plus the coverage_wrapper runtime."""
-    destination = output if output is not None else Path(default_output_name(python, arch))
+    destination = output if output is not None else Path(default_output_name(python, arch, layout))
     errors = Console(stderr=True)
+
+    def build() -> LayerBuild:
+        return build_layer(
+            python,
+            arch,
+            destination,
+            wheel_dir=wheel_dir,
+            cache_dir=cache_dir,
+            precompile=not no_compile,
+            layout=layout,
+        )
+
     # A spinner helps a person waiting on a download; a pipe gets nothing.
     if errors.is_terminal and not as_json:
         with errors.status("Building the layer..."):
-            result = build_layer(
-                python, arch, destination, wheel_dir=wheel_dir, cache_dir=cache_dir
-            )
+            result = build()
     else:
-        result = build_layer(python, arch, destination, wheel_dir=wheel_dir, cache_dir=cache_dir)
+        result = build()
 
     for warning in result.warnings:
         errors.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
@@ -112,6 +143,7 @@ def build_layer_command(
 def _summary(result: LayerBuild) -> Text:
     rows = [
         ("runtime", f"{result.runtime} {result.arch}"),
+        ("format", "directory (copy it to /opt in the image)" if result.format == "dir" else "zip"),
         (
             "coverage",
             f"{result.coverage_version} ({result.coverage_wheel}, from {result.wheel_source})",
@@ -121,7 +153,7 @@ def _summary(result: LayerBuild) -> Text:
             f"{result.size_bytes:,} bytes zipped, {result.unzipped_bytes:,} unzipped, "
             f"{result.entries} files",
         ),
-        ("precompiled", "yes" if result.precompiled else "no (see the warning)"),
+        ("precompiled", "yes" if result.precompiled else "no, --no-compile (see the warning)"),
         ("content hash", result.content_hash),
         ("sha256", result.sha256),
     ]
@@ -139,7 +171,8 @@ def publish_layer_command(
         typer.Option(
             "--python",
             help=f"Python version to publish for (repeatable): {', '.join(SUPPORTED_PYTHONS)}.",
-            show_default="all of them",
+            show_default="each of them with an interpreter here to precompile it (or all, "
+            "with --no-compile)",
         ),
     ] = None,
     arch: Annotated[
@@ -165,6 +198,7 @@ def publish_layer_command(
         Path | None,
         typer.Option(help="Where downloaded wheels are kept.", show_default="the user's cache"),
     ] = None,
+    no_compile: NoCompile = False,
     public: Annotated[
         bool, typer.Option("--public", help="Let every AWS account use the layer versions.")
     ] = False,
@@ -195,16 +229,24 @@ def publish_layer_command(
     regions = list(dict.fromkeys(str(clients.lambda_in(name).meta.region_name) for name in asked))
     err = progress_console()
     shown = err if err is not None and not as_json else None
+    pythons, skipped = ([], []) if zips else _pythons_to_publish(python, precompile=not no_compile)
+    for version in skipped:
+        typer.echo(
+            f"warning: python{version} skipped: no Python {version} interpreter here to "
+            f"precompile its .pyc files (install Python {version}, or pass --no-compile)",
+            err=True,
+        )
     with tempfile.TemporaryDirectory(prefix="lambdacov-publish-") as scratch:
         if zips:
             artifacts = [LayerArtifact.from_zip(path) for path in zips]
         else:
             artifacts = _build_all(
-                python or list(SUPPORTED_PYTHONS),
+                pythons,
                 arch or list(SUPPORTED_ARCHS),
                 Path(scratch),
                 wheel_dir,
                 cache_dir,
+                precompile=not no_compile,
                 verbose=verbose,
             )
         with progress_bar(shown, "Publishing", len(artifacts) * len(regions)) as advance:
@@ -222,10 +264,29 @@ def publish_layer_command(
     document = {
         "layers": [layer.to_dict() for layer in _ordered(published)],
         "failures": [vars(failure) for failure in failures],
+        "skipped_pythons": skipped,
     }
     outcome.show(as_json, document, lambda: _render_published(published, failures))
     if failures:
         outcome.exit_with(ExitCode.AWS)
+
+
+def _pythons_to_publish(
+    asked: list[str] | None, *, precompile: bool
+) -> tuple[list[str], list[str]]:
+    """The Pythons to build for, and those left out.
+
+    Asked for by name, every one is built (a missing interpreter is then an error
+    naming the fix). By default, every supported Python whose interpreter is here
+    to precompile the layer; the others are left out with a warning, unless
+    ``--no-compile`` builds them all.
+    """
+    if asked or not precompile:
+        return list(asked or SUPPORTED_PYTHONS), []
+    found = [version for version in SUPPORTED_PYTHONS if bytecode.find_interpreter(version)]
+    if not found:
+        return list(SUPPORTED_PYTHONS), []  # the build's error names them all, and the fix
+    return found, [version for version in SUPPORTED_PYTHONS if version not in found]
 
 
 def _build_all(
@@ -235,22 +296,32 @@ def _build_all(
     wheel_dir: Path | None,
     cache_dir: Path | None,
     *,
+    precompile: bool,
     verbose: bool,
 ) -> list[LayerArtifact]:
     artifacts = []
     err = progress_console()
+    if precompile:
+        # Every interpreter before the first build: one error names all that are missing.
+        versions = dict.fromkeys(parse_target(python, archs[0]).python for python in pythons)
+        bytecode.check_interpreters(list(versions))
     for version in dict.fromkeys(pythons):
         for architecture in dict.fromkeys(archs):
             output = scratch / default_output_name(version, architecture)
+            make = functools.partial(
+                build_layer,
+                version,
+                architecture,
+                output,
+                wheel_dir=wheel_dir,
+                cache_dir=cache_dir,
+                precompile=precompile,
+            )
             if err is not None:
                 with err.status(f"Building the layer for Python {version} {architecture}..."):
-                    build = build_layer(
-                        version, architecture, output, wheel_dir=wheel_dir, cache_dir=cache_dir
-                    )
+                    build = make()
             else:
-                build = build_layer(
-                    version, architecture, output, wheel_dir=wheel_dir, cache_dir=cache_dir
-                )
+                build = make()
             # stderr, like build-layer: a layer without .pyc is slower to start, worth knowing.
             for warning in build.warnings:
                 typer.echo(f"warning: {warning}", err=True)

@@ -44,13 +44,32 @@ def check_exists(lambda_client: Any, function: str) -> tuple[Check, dict[str, An
     return ok("function.exists", detail, arn=config.get("FunctionArn", "")), config
 
 
+#: What a container image needs, in the words every image check uses.
+IMAGE_FIX = (
+    "build the layer's files for the image's Python and architecture (`lambdacov build-layer "
+    "--python 3.X --arch ARCH --format dir -o lambdacov-layer`), add `COPY lambdacov-layer/ /opt/` "
+    "to the Dockerfile, and deploy the new image (docs/where-it-runs.md)"
+)
+
+
+def is_image(config: Mapping[str, Any]) -> bool:
+    """Whether the function is a container image (PackageType Image): no layers, no Runtime."""
+    return config.get("PackageType") == "Image"
+
+
+def image_command(config: Mapping[str, Any]) -> list[str]:
+    """A container image function's ImageConfig command ([] when the image's CMD applies)."""
+    shown = (config.get("ImageConfigResponse") or {}).get("ImageConfig") or {}
+    return [str(item) for item in shown.get("Command") or []]
+
+
 def check_runtime(config: Mapping[str, Any]) -> Check:
-    """Is it a zip function on a Python runtime that lambdacov has a layer for?"""
-    if config.get("PackageType") == "Image":
-        return fail(
+    """Is it a zip function on a Python runtime lambdacov has a layer for, or a container image?"""
+    if is_image(config):
+        return ok(
             "function.runtime",
-            "a container image function: layers do not apply",
-            "install lambdacov's runtime into the image (pip install lambdacov) instead",
+            "container image: its Python is the image's, lambdacov's files must be in the image "
+            "(function.image)",
         )
     runtime = str(config.get("Runtime", ""))
     if runtime in conventions.PYTHON_RUNTIMES:
@@ -69,6 +88,10 @@ def _python(runtime: str) -> str:
 
 def check_layer(config: Mapping[str, Any]) -> tuple[Check, str | None]:
     """Is exactly one lambdacov layer attached, for this Python and architecture?"""
+    if is_image(config):
+        return skipped(
+            "function.layer", "container image: layers do not apply (function.image)"
+        ), None
     arns = [str(layer["Arn"]) for layer in config.get("Layers") or []]
     ours = [arn for arn in arns if conventions.is_lambdacov_layer_arn(arn)]
     attach = "run `lambdacov attach FUNCTION`"
@@ -126,7 +149,11 @@ def check_layer_current(lambda_client: Any, layer_arn: str) -> Check:
 def check_wiring(config: Mapping[str, Any]) -> Check:
     """Is zero-code instrumentation wired consistently, and never pointing at itself?"""
     env: Mapping[str, str] = (config.get("Environment") or {}).get("Variables") or {}
-    handler = str(config.get("Handler", ""))
+    command = image_command(config)
+    # An image function's handler is its ImageConfig command (attach redirects it there).
+    handler = (
+        command[0] if is_image(config) and len(command) == 1 else str(config.get("Handler", ""))
+    )
     wrapper = env.get(conventions.EXEC_WRAPPER_VAR, "")
     original = env.get(conventions.ORIGINAL_HANDLER_VAR, "")
     following = env.get(conventions.NEXT_WRAPPER_VAR, "")
@@ -150,11 +177,16 @@ def check_wiring(config: Mapping[str, Any]) -> Check:
     if handler == redirect:
         return ok("function.wiring", f"handler redirect to {original}")
     other = f" ({conventions.EXEC_WRAPPER_VAR}={wrapper} is another tool's)" if wrapper else ""
+    fix = (
+        "to redirect its ImageConfig command"
+        if is_image(config)
+        else f"to set {conventions.EXEC_WRAPPER_VAR}"
+    )
     return warn(
         "function.wiring",
         f"not wired for zero-code instrumentation{other}: coverage is recorded only where the "
         "code uses @coverage_handler or CoverageContext",
-        f"run `lambdacov attach FUNCTION` to set {conventions.EXEC_WRAPPER_VAR}",
+        f"run `lambdacov attach FUNCTION` {fix}",
     )
 
 

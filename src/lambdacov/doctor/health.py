@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from lambdacov.doctor.model import Check, fail, ok, warn
+from lambdacov.doctor.model import Check, fail, ok, skipped, warn
 
 HEALTH_EVENT = {"action": "health_check"}
 #: Seconds the health check waits for an answer beyond the function's own timeout.
@@ -39,22 +40,56 @@ def validate_health_document(document: Any) -> list[str]:
     return problems
 
 
-def check_invoke(lambda_client: Any, function: str) -> Check:
-    """Invoke the function with the health check event and judge the answer."""
+@dataclass(frozen=True)
+class HealthAnswer:
+    """What the function answered to the health check event."""
+
+    raw: str
+    function_error: str | None  # Lambda's FunctionError ("Unhandled"), None when it returned
+    document: Any  # the answer parsed as JSON, else the raw text
+
+    @property
+    def error_type(self) -> str:
+        """The errorType of a failed invocation's payload ("" when none)."""
+        if self.function_error and isinstance(self.document, Mapping):
+            return str(self.document.get("errorType") or "")
+        return ""
+
+    @property
+    def error_message(self) -> str:
+        """The errorMessage of a failed invocation's payload, else its first 200 characters."""
+        if isinstance(self.document, Mapping) and self.document.get("errorMessage"):
+            return str(self.document["errorMessage"])
+        return self.raw.strip()[:200]
+
+
+def invoke_health(lambda_client: Any, function: str) -> HealthAnswer:
+    """Invoke the function once with the health check event."""
     answer = lambda_client.invoke(
         FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(HEALTH_EVENT)
     )
     raw = answer["Payload"].read().decode("utf-8", "replace")
-    if answer.get("FunctionError"):
-        return fail(
-            "invoke.health",
-            f"the invocation failed ({answer['FunctionError']}): {raw.strip()[:200]}",
-            "fix the error above; an AWS emulator that cannot run code fails here too",
-        )
     try:
         document = json.loads(raw)
     except ValueError:
         document = raw
+    return HealthAnswer(raw, answer.get("FunctionError"), document)
+
+
+def check_invoke(lambda_client: Any, function: str) -> Check:
+    """Invoke the function with the health check event and judge the answer."""
+    return judge_health(invoke_health(lambda_client, function))
+
+
+def judge_health(answer: HealthAnswer) -> Check:
+    """The invoke.health check of one answer."""
+    if answer.function_error:
+        return fail(
+            "invoke.health",
+            f"the invocation failed ({answer.function_error}): {answer.raw.strip()[:200]}",
+            "fix the error above; an AWS emulator that cannot run code fails here too",
+        )
+    document = answer.document
     problems = validate_health_document(document)
     if problems:
         return fail(
@@ -71,3 +106,48 @@ def check_invoke(lambda_client: Any, function: str) -> Check:
     errors = "; ".join(document.get("errors") or []) or status
     make = warn if status == "disabled" else fail
     return make("invoke.health", f"{status}: {errors}", "see config.environment", document=document)
+
+
+def judge_image(answer: HealthAnswer, *, wired: bool, fix: str) -> Check:
+    """function.image from a container image function's answer: does it carry the runtime?
+
+    A function wired through the redirect handler imports coverage_wrapper
+    before its own code, at init: an ImportModuleError naming it means the
+    image lacks lambdacov's files, and any other answer means they imported.
+    A health check document says so whether or not the function is wired.
+    """
+    document = answer.document
+    if not answer.function_error and not validate_health_document(document):
+        broken = [e for e in document.get("errors") or [] if "coverage.py is not importable" in e]
+        if broken:
+            return fail(
+                "function.image",
+                f"the image carries coverage_wrapper, but not a coverage.py for its Python: "
+                f"{broken[0]}",
+                fix,
+            )
+        return ok(
+            "function.image", f"the image carries lambdacov's runtime {document['layer_version']}"
+        )
+    missing = (
+        answer.error_type == "Runtime.ImportModuleError"
+        and "coverage_wrapper" in answer.error_message
+    )
+    if missing:
+        return fail(
+            "function.image",
+            f"the image does not carry lambdacov's runtime: {answer.error_message[:200]}",
+            fix,
+        )
+    if wired:
+        return ok(
+            "function.image",
+            "the image carries lambdacov's runtime: its redirect handler imported "
+            "(the answer itself: invoke.health)",
+        )
+    return skipped(
+        "function.image",
+        "the function is not wired (function.wiring), so its invocation does not show whether "
+        "the image carries lambdacov's runtime",
+        fix,
+    )

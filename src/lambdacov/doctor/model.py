@@ -36,6 +36,7 @@ CODES: dict[str, str] = {
     "function.runtime": "the runtime is a Python version lambdacov supports",
     "function.layer": "exactly one lambdacov layer is attached, for the function's Python and arch",
     "function.layer-current": "the attached layer is the newest version of its lambdacov layer",
+    "function.image": "a container image function's image carries lambdacov's runtime (--invoke)",
     "function.wiring": "zero-code instrumentation is wired: exec wrapper or handler redirect",
     "function.resources": "memory and timeout leave room for coverage and its upload",
     "function.memory": "the peak Max Memory Used of recent REPORT lines leaves room for the layer",

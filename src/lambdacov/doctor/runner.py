@@ -147,7 +147,12 @@ class _Run:
         checks.append(
             guard("function.layer-current", lambda: function.check_layer_current(lam, layer_arn))
             if layer_arn
-            else skipped("function.layer-current", "no lambdacov layer attached (function.layer)")
+            else skipped(
+                "function.layer-current",
+                "container image: layers do not apply"
+                if function.is_image(config)
+                else "no lambdacov layer attached (function.layer)",
+            )
         )
         checks += [function.check_wiring(config), function.check_resources(config, coverage)]
         group = logs.log_group_of(config, name)
@@ -259,14 +264,45 @@ class _Run:
                 lambda: activity.check_metrics(cloudwatch, function_name, timeout, since, self.now),
             )
         )
-        if self.request.invoke:
-            # The answer can take as long as the function may run, then some.
-            invoker = self.clients.get(
-                "lambda", region, read_timeout=timeout + health.INVOKE_READ_MARGIN
+        checks += self._invoke_checks(name, region, config)
+        return checks
+
+    def _invoke_checks(self, name: str, region: str, config: dict[str, Any]) -> list[Check]:
+        """invoke.health and function.image: one invocation answers both."""
+        image = function.is_image(config)
+        if not self.request.invoke:
+            return [
+                skipped("invoke.health", "not requested (pass --invoke)"),
+                skipped(
+                    "function.image",
+                    "not checked: pass --invoke to ask the function whether its image carries "
+                    "lambdacov's runtime",
+                    function.IMAGE_FIX,
+                )
+                if image
+                else skipped("function.image", "a zip function: the layer brings the runtime"),
+            ]
+        # The answer can take as long as the function may run, then some.
+        timeout = int(config.get("Timeout") or 3)
+        invoker = self.clients.get(
+            "lambda", region, read_timeout=timeout + health.INVOKE_READ_MARGIN
+        )
+        answers: list[health.HealthAnswer] = []
+
+        def invoked() -> Check:
+            answers.append(health.invoke_health(invoker, name))
+            return health.judge_health(answers[0])
+
+        checks = [guard("invoke.health", invoked)]
+        if not image:
+            checks.append(skipped("function.image", "a zip function: the layer brings the runtime"))
+        elif not answers:
+            checks.append(
+                skipped("function.image", "the invocation did not answer (invoke.health)")
             )
-            checks.append(guard("invoke.health", lambda: health.check_invoke(invoker, name)))
         else:
-            checks.append(skipped("invoke.health", "not requested (pass --invoke)"))
+            wired = function.check_wiring(config).status == "ok"
+            checks.append(health.judge_image(answers[0], wired=wired, fix=function.IMAGE_FIX))
         return checks
 
 

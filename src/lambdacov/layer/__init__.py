@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from lambdacov.layer.build import (
+    FORMATS,
     MAX_UNZIPPED_BYTES,
     MAX_ZIP_BYTES,
     LayerBuild,
@@ -16,6 +17,7 @@ from lambdacov.layer.build import (
 from lambdacov.layer.targets import SUPPORTED_ARCHS, SUPPORTED_PYTHONS, Target, parse_target
 
 __all__ = [
+    "FORMATS",
     "MAX_UNZIPPED_BYTES",
     "MAX_ZIP_BYTES",
     "SUPPORTED_ARCHS",

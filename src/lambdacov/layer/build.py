@@ -72,6 +72,7 @@ class LayerBuild:
     entries: int  # files in the zip, directory entries not counted
     precompiled: bool
     warnings: tuple[str, ...]
+    format: str = "zip"  # "zip", or "dir": the layer's files unpacked, for a container image
 
     @property
     def runtime(self) -> str:
@@ -87,10 +88,16 @@ class LayerBuild:
         return document
 
 
-def default_output_name(python: str, arch: str) -> str:
-    """``lambdacov-layer-py312-x86_64.zip``, the CLI's default output file name."""
+#: What build-layer can write: the zip Lambda publishes as a layer, or the same files
+#: unpacked in a directory, laid out as /opt, to copy into a container image.
+FORMATS: tuple[str, ...] = ("zip", "dir")
+
+
+def default_output_name(python: str, arch: str, layout: str = "zip") -> str:
+    """``lambdacov-layer-py312-x86_64.zip`` (or without ``.zip`` for a directory)."""
     target = parse_target(python, arch)
-    return f"lambdacov-layer-py3{target.minor}-{target.arch}.zip"
+    stem = f"lambdacov-layer-py3{target.minor}-{target.arch}"
+    return stem if layout == "dir" else f"{stem}.zip"
 
 
 def build_layer(
@@ -101,6 +108,8 @@ def build_layer(
     wheel_dir: Path | None = None,
     cache_dir: Path | None = None,
     interpreter: Path | None = None,
+    precompile: bool = True,
+    layout: str = "zip",
     max_zip_bytes: int = MAX_ZIP_BYTES,
     max_unzipped_bytes: int = MAX_UNZIPPED_BYTES,
     download_timeout: float = wheels.DOWNLOAD_TIMEOUT_SECONDS,
@@ -112,19 +121,29 @@ def build_layer(
     ``cache_dir`` (default: the user's cache), else downloaded with pip and
     cached. ``interpreter`` names the Python used to precompile .pyc files;
     by default one of the target version is looked up, and without one the
-    layer is built without .pyc and the result carries a warning.
+    build stops with a ``BuildError`` naming the fix: a layer without .pyc
+    compiles its Python files again at every cold start, which nobody should
+    get by accident. ``precompile=False`` (``--no-compile``) builds it anyway,
+    without looking for an interpreter, and the result carries a warning with
+    the cost.
 
-    The zip is written to a temporary file beside ``output`` and moved into
+    ``layout="dir"`` writes the same files unpacked into the directory
+    ``output`` (modes kept), laid out as Lambda unpacks a layer at /opt, for
+    ``COPY`` into a container image; an existing directory is replaced only
+    when an earlier build wrote it. The result's sha256 is still the zip's.
+
+    The zip (or directory) is written beside ``output`` and moved into
     place only when complete, so a failed build leaves no file behind. Raises
     ``UsageError`` for bad arguments and ``BuildError`` when the layer cannot
     be built as asked, including when it exceeds Lambda's size limits.
     """
     target = parse_target(python, arch)
-    output = _checked_output(output)
+    output = _checked_output(output, layout)
     coverage_version = importlib.metadata.version("coverage")
     runtime_dir = _runtime_package_dir()
-    compiler = _compiler(interpreter, target)  # before any download: a bad one fails fast
-    warnings: list[str] = []
+    # Before any download: a missing or wrong interpreter fails fast.
+    compiler = _compiler(interpreter, target) if precompile else _no_compiler(interpreter)
+    warnings: list[str] = [] if precompile else [bytecode.not_compiled_warning(target)]
 
     with tempfile.TemporaryDirectory(prefix="lambdacov-layer-") as scratch_name:
         scratch = Path(scratch_name)
@@ -140,9 +159,7 @@ def build_layer(
         _install_wheel(wheel.path, site)
         _copy_runtime_package(runtime_dir, site / RUNTIME_PACKAGE)
 
-        if compiler is None:
-            warnings.append(bytecode.missing_interpreter_warning(target))
-        else:
+        if compiler is not None:
             bytecode.compile_tree(compiler, site, _RUNTIME_ROOT)
 
         entries = [*_site_entries(site), *_layer_script_entries()]
@@ -161,7 +178,10 @@ def build_layer(
             "the layer should be a few MB: check what the wheel and coverage_wrapper contain",
         )
 
-    zip_sha256, size_bytes = _write_atomically(output, entries, max_zip_bytes)
+    if layout == "dir":
+        zip_sha256, size_bytes = _write_directory(output, entries, max_zip_bytes)
+    else:
+        zip_sha256, size_bytes = _write_atomically(output, entries, max_zip_bytes)
     return LayerBuild(
         path=output,
         python=target.python,
@@ -177,11 +197,19 @@ def build_layer(
         entries=len(entries),
         precompiled=compiler is not None,
         warnings=tuple(warnings),
+        format=layout,
     )
 
 
-def _checked_output(output: Path) -> Path:
+def _checked_output(output: Path, layout: str) -> Path:
+    if layout not in FORMATS:
+        raise UsageError(
+            f"unknown layer format {layout!r}",
+            f"use one of {', '.join(FORMATS)} (dir: the layer's files, for a container image)",
+        )
     output = output.expanduser().absolute()
+    if layout == "dir":
+        return _checked_directory(output)
     if output.suffix.lower() != ".zip":
         raise UsageError(
             f"the layer output {output} must be a .zip file",
@@ -199,9 +227,36 @@ def _checked_output(output: Path) -> Path:
     return output
 
 
-def _compiler(interpreter: Path | None, target: Target) -> Path | None:
+def _checked_directory(output: Path) -> Path:
+    if not output.parent.is_dir():
+        raise UsageError(
+            f"the directory of the layer output {output} does not exist",
+            f"create {output.parent} first, or choose another --output",
+        )
+    if output.exists() and not output.is_dir():
+        raise UsageError(
+            f"the layer output {output} is a file, and --format dir writes a directory",
+            "choose another --output",
+        )
+    if output.is_dir() and any(output.iterdir()) and not _is_layer_directory(output):
+        raise UsageError(
+            f"{output} holds files that lambdacov did not write",
+            "give a new or empty directory, or one an earlier `build-layer --format dir` wrote",
+        )
+    return output
+
+
+def _is_layer_directory(path: Path) -> bool:
+    """Whether ``path`` is a layer directory written by an earlier build (it has the manifest)."""
+    return (path / MANIFEST_NAME).is_file() and not (path / MANIFEST_NAME).is_symlink()
+
+
+def _compiler(interpreter: Path | None, target: Target) -> Path:
     if interpreter is None:
-        return bytecode.find_interpreter(target.python)
+        found = bytecode.find_interpreter(target.python)
+        if found is None:
+            raise bytecode.missing_interpreter_error(target)
+        return found
     # A .pyc from another version would be silently ignored in Lambda: refuse it here.
     if not bytecode.reports_version(interpreter, target.python):
         raise UsageError(
@@ -209,6 +264,16 @@ def _compiler(interpreter: Path | None, target: Target) -> Path | None:
             f"give the path of a python{target.python}, or leave it out to find one",
         )
     return interpreter
+
+
+def _no_compiler(interpreter: Path | None) -> Path | None:
+    """None, the compiler of a build without .pyc; refuses an interpreter given anyway."""
+    if interpreter is not None:
+        raise UsageError(
+            f"an interpreter ({interpreter}) was given to precompile, and precompiling is off",
+            "leave out the interpreter, or precompile (leave out --no-compile)",
+        )
+    return None
 
 
 def _runtime_package_dir() -> Path:
@@ -336,6 +401,37 @@ def _write_atomically(output: Path, entries: list[ZipEntry], max_zip_bytes: int)
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+    return sha256, size
+
+
+def _write_directory(output: Path, entries: list[ZipEntry], max_zip_bytes: int) -> tuple[str, int]:
+    """Unpack ``entries`` into the directory ``output``; return the (sha256, size) of their zip.
+
+    The files are written to a new directory beside ``output`` and renamed into
+    place; an earlier layer directory there is moved aside first and removed
+    once the new one is in place.
+    """
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as work:
+        # The zip's hash identifies the content: the same as `build-layer` without --format dir.
+        zipped = Path(work) / "layer.zip"
+        write_reproducible_zip(zipped, entries)
+        size = zipped.stat().st_size
+        _check_zip_size(size, max_zip_bytes)
+        sha256 = hashlib.sha256(zipped.read_bytes()).hexdigest()
+        staged = Path(work) / "layer"
+        for entry in entries:
+            path = staged / entry.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(entry.data)
+            path.chmod(entry.mode)
+        for directory in sorted(staged.rglob("*")):
+            if directory.is_dir():
+                directory.chmod(0o755)
+        staged.chmod(0o755)
+        old = Path(work) / "previous"
+        if output.is_dir():
+            output.replace(old)  # an earlier layer directory (checked), or an empty one
+        staged.replace(output)
     return sha256, size
 
 

@@ -9,13 +9,19 @@ from dataclasses import dataclass
 
 from lambdacov.errors import UsageError
 
-# glibc of each Lambda Python runtime's OS: python3.11 runs on Amazon Linux 2
-# (glibc 2.26), python3.12 and later on Amazon Linux 2023 (glibc 2.34). A
-# manylinux wheel built for a newer glibc would fail to load its C tracer.
+# The one list of the Lambda Python runtimes lambdacov supports: build-layer,
+# publish-layer, attach, doctor and the layer names all read it (through
+# SUPPORTED_PYTHONS and conventions.PYTHON_RUNTIMES). Each maps to the glibc of
+# the runtime's OS: python3.11 runs on Amazon Linux 2 (glibc 2.26), python3.12
+# and later on Amazon Linux 2023 (glibc 2.34). A manylinux wheel built for a
+# newer glibc would fail to load its C tracer. python3.10 and older are not
+# here: Lambda deprecates them (python3.10 on 2026-10-31), and every command
+# refuses them as it refuses any other runtime.
 _GLIBC_BY_PYTHON: dict[str, tuple[int, int]] = {
     "3.11": (2, 26),
     "3.12": (2, 34),
     "3.13": (2, 34),
+    "3.14": (2, 34),
 }
 SUPPORTED_PYTHONS: tuple[str, ...] = tuple(_GLIBC_BY_PYTHON)
 
