@@ -100,7 +100,9 @@ def combine_json(
 
 
 def executed(document: dict[str, Any], root: Path, name: str) -> list[int]:
-    return sorted(document["files"][str(root / name)]["executed_lines"])
+    """The executed lines of ``root / name``: reports name files relative to the source root."""
+    assert (root / name).is_file()
+    return sorted(document["files"][name]["executed_lines"])
 
 
 def test_lines_recorded_on_other_code_are_not_shown_and_are_named(

@@ -1,4 +1,7 @@
-"""The CI, SAM and Terraform examples say what lambdacov really does and accepts."""
+"""The SAM and Terraform examples say what lambdacov really does and accepts.
+
+The CI example runs lambdacov through the GitHub Action: tests/unit/test_action.py.
+"""
 
 from __future__ import annotations
 
@@ -28,27 +31,6 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
 
 
 _CloudFormationLoader.add_multi_constructor("!", _tag)
-
-
-def _commands(workflow: dict[str, Any]) -> list[list[str]]:
-    found = []
-    for job in workflow["jobs"].values():
-        for step in job["steps"]:
-            run = " ".join(str(step.get("run", "")).split())
-            if run.startswith("lambdacov "):
-                expanded = re.sub(r'"?\$\{?[A-Z_]+\}?"?', "value", run)
-                found.append(shlex.split(expanded)[1:])
-    return found
-
-
-def test_every_lambdacov_command_in_the_workflow_parses_with_the_real_cli() -> None:
-    workflow = yaml.safe_load((EXAMPLES / "github-actions" / "coverage.yml").read_text())
-    commands = _commands(workflow)
-    assert [c[0] for c in commands] == ["attach", "combine", "detach"]
-    root = typer.main.get_command(app)
-    for args in commands:
-        command = root.commands[args[0]]  # type: ignore[attr-defined]
-        command.make_context(args[0], list(args[1:]))  # raises on an unknown option
 
 
 def test_sam_template_sets_what_attach_sets() -> None:

@@ -97,6 +97,9 @@ def test_commands_exit_one_way_with_a_documented_code() -> None:
         ("__init__.py", "except typer.Exit as done:"),
         ("__init__.py", "sys.exit(status)"),
         ("_options.py", "os._exit(int(ExitCode.INTERRUPTED))"),
+        # `run` reads combine's status, and exits with its command's own status (docs/ci.md).
+        ("run.py", "except typer.Exit as done:"),
+        ("run.py", "raise SystemExit(status)"),
     }
 
 

@@ -44,6 +44,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "alarms": ("alarms",),
     "demo": ("demo",),
     "local": ("local",),
+    "run": ("run",),
 }
 
 

@@ -96,7 +96,7 @@ Bucket = Annotated[
     typer.Option("--bucket", help="The bucket the layer writes to.", callback=bucket_name),
 ]
 #: The runtime's default key prefix: where the layer writes when attach is not told.
-DEFAULT_PREFIX = CoverageConfig.s3_prefix
+DEFAULT_PREFIX: str = CoverageConfig._field_defaults["s3_prefix"]
 # None when not given: attach then leaves COVERAGE_S3_PREFIX unset (the runtime's
 # default); the commands that read or check the objects use data_prefix().
 Prefix = Annotated[

@@ -43,7 +43,7 @@ LIST_LIMIT = 1000  # at most this many missing/outside paths in the JSON documen
 class FileRow:
     """One source file's line in the reports."""
 
-    name: str  # as coverage.py names it (relative to the current directory when inside it)
+    name: str  # relative to the source root when under it (see report_name)
     statements: int
     missing: int
     percent: float
@@ -499,14 +499,39 @@ def _coverage_json(cov: Any, workspace: Path, branch: bool) -> dict[str, Any] | 
     return document
 
 
-def _load(data_path: Path) -> Any:
-    """A Coverage object reporting on ``data_path``."""
+def _load(data_path: Path, source_root: Path) -> Any:
+    """A Coverage object reporting on ``data_path``, naming files relative to ``source_root``."""
     import coverage
 
     cov = coverage.Coverage(data_file=str(data_path), config_file=False)
     cov.set_option("report:ignore_errors", True)  # a local file that is not Python
     cov.load()
+    _name_relative_to(source_root)
     return cov
+
+
+def _name_relative_to(source_root: Path) -> None:
+    """Make coverage.py's reports name files relative to ``source_root``.
+
+    coverage.py names a file relative to the directory current when a
+    Coverage object is made (``coverage.files.set_relative_directory``). The
+    reports are of the functions' code under ``--source-root``: they must read
+    the same from any directory combine runs in (a CI step, a Makefile in a
+    parent folder), so that directory is set to the source root, exactly as
+    coverage.py itself sets it, once the object exists. A file outside the
+    root (a source snapshot) keeps its absolute name, as coverage.py does.
+    """
+    from coverage import files
+
+    directory = os.path.normcase(str(source_root))
+    files.RELATIVE_DIR = directory if directory.endswith(os.sep) else directory + os.sep
+    files.CANONICAL_FILENAME_CACHE = {}
+
+
+def report_name(path: str, source_root: Path) -> str:
+    """The name the reports give the measured file ``path``: relative to the source root."""
+    directory = os.path.normcase(str(source_root)).rstrip(os.sep) + os.sep
+    return path[len(directory) :] if os.path.normcase(path).startswith(directory) else path
 
 
 def _coverage_html(cov: Any, directory: Path, title: str) -> bool:
@@ -567,7 +592,9 @@ class _HtmlProcess:
         self._pid: int | None = pid
 
     @classmethod
-    def start(cls, data_path: Path, directory: Path, title: str) -> _HtmlProcess | None:
+    def start(
+        cls, data_path: Path, source_root: Path, directory: Path, title: str
+    ) -> _HtmlProcess | None:
         if threading.active_count() > 1 or not hasattr(os, "fork"):
             return None
         # Ctrl-C and SIGTERM are held back across the fork: in the child they must land
@@ -586,7 +613,11 @@ class _HtmlProcess:
         try:  # the child: its own Coverage (an SQLite connection must not cross a fork)
             _die_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            code = 0 if _coverage_html(_load(data_path), directory, title) else cls.NO_DATA
+            code = (
+                0
+                if _coverage_html(_load(data_path, source_root), directory, title)
+                else cls.NO_DATA
+            )
         finally:
             os._exit(code)  # no exit handlers, no flush of the parent's buffers
 
@@ -608,9 +639,10 @@ class _HtmlProcess:
 
 
 def write_reports(result: CombineResult, plan: ReportPlan) -> Reports:
-    """Compute the summary and write the planned reports; return them and the JSON document."""
-    from coverage.files import relative_filename
+    """Compute the summary and write the planned reports; return them and the JSON document.
 
+    Every report names files relative to the source root, whatever the current directory.
+    """
     branch = result.combined.kind == "arcs"
     written: list[Path] = []
     notes: list[str] = []
@@ -622,17 +654,19 @@ def write_reports(result: CombineResult, plan: ReportPlan) -> Reports:
                 None if plan.html is None else stack.enter_context(atomic_directory(plan.html))
             )
             html = (
-                None if directory is None else _HtmlProcess.start(data_path, directory, plan.title)
+                None
+                if directory is None
+                else _HtmlProcess.start(data_path, result.source_root, directory, plan.title)
             )
             if html is not None:
                 stack.callback(html.stop)
-            cov = _load(data_path)
+            cov = _load(data_path, result.source_root)
             document = _coverage_json(cov, workspace, branch)
             has_data = document is not None
             if document is None:
                 document = _empty_coverage_json(branch)
             measured = [p for p in result.combined.measured_files() if result.reportable(p)]
-            names = {relative_filename(path): path for path in measured}
+            names = {report_name(path, result.source_root): path for path in measured}
             statements = {
                 names[name]: set(info["executed_lines"]) | set(info["missing_lines"])
                 for name, info in document["files"].items()
@@ -696,9 +730,7 @@ def _summary(
     pages: dict[str, str],
     branch: bool,
 ) -> Summary:
-    from coverage.files import relative_filename
-
-    changed = {relative_filename(item.path): item for item in result.changed}
+    changed = {report_name(item.path, result.source_root): item for item in result.changed}
     rows = tuple(
         FileRow(
             name=name,
