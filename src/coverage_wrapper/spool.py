@@ -200,6 +200,13 @@ class SpoolDirectory:
                 temp.unlink()
         return True
 
+    def forget_environment_id(self) -> None:
+        """Drop the stored id and this process's own: the next :meth:`environment_id`
+        makes a fresh one (for when :meth:`rotate_environment_id` cannot write)."""
+        self._own_id = None
+        with contextlib.suppress(OSError):
+            (self.root / "environment-id").unlink()
+
     def rotate_environment_id(self) -> str:
         """Give this environment a new id (its next object gets a new key) and return it."""
         self.ensure()

@@ -94,6 +94,9 @@ class RuntimeApi:
         self._in_flight: set[str] = set()
         self._extensions: dict[str, _Extension] = {}
         self.init_error: dict[str, Any] | None = None
+        # SnapStart: called when the runtime asks for its restore (the snapshot is taken
+        # then); it returns once the environment is restored.
+        self.on_restore: Callable[[], None] | None = None
         self.extension_errors: list[tuple[str, str, dict[str, Any]]] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.api = self
@@ -345,6 +348,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "Lambda-Runtime-Trace-Id": invocation.trace_id,
                 },
             )
+        elif self.path == f"{RUNTIME}/restore/next":
+            if api.on_restore is None:  # not a SnapStart environment: Lambda refuses too
+                self._error(HTTPStatus.FORBIDDEN, "InvalidStateTransition")
+                return
+            api.on_restore()
+            self._reply_json(HTTPStatus.OK, {})
         elif self.path == f"{EXTENSION}/event/next":
             identifier = self.headers.get("Lambda-Extension-Identifier", "")
             if not api._known_extension(identifier):
@@ -373,7 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply_json(HTTPStatus.ACCEPTED, {"status": "OK"})
             else:
                 self._error(HTTPStatus.BAD_REQUEST, "InvalidRequestID")
-        elif self.path == f"{RUNTIME}/init/error":
+        elif self.path in (f"{RUNTIME}/init/error", f"{RUNTIME}/restore/error"):
             parsed = _json_object(body)
             if error_type and "errorType" not in parsed:
                 parsed["errorType"] = error_type

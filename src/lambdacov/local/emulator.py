@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -212,6 +213,7 @@ class LocalLambda(Closing):
         memory_mb: int = 128,
         function_name: str = "local-function",
         region: str = "us-east-1",
+        snap_start: bool = False,
         init_timeout: float = INIT_TIMEOUT_SECONDS,
         on_log: LogCallback | None = None,
     ) -> None:
@@ -237,8 +239,12 @@ class LocalLambda(Closing):
             memory_mb=memory_mb,
             function_name=function_name,
             region=region,
+            snap_start=snap_start,
         )
         self.init_timeout = init_timeout
+        #: With ``snap_start``: /tmp as it was when the snapshot was taken (after INIT,
+        #: before the restore), kept for inspection.
+        self.snapshot_tmp: Path | None = None
         self._python = runtime_python(self.config.python_version)
         self._scratch = Path(tempfile.mkdtemp(prefix="lambdacov-local-"))
         self.tmp_dir = self._scratch / "tmp"
@@ -401,6 +407,8 @@ class LocalLambda(Closing):
         )
         environment = Environment(api, started, config.memory_mb)
         self._memory = environment.memory
+        if config.snap_start:
+            api.on_restore = lambda: self._snapshot(api)
         env = lambda_environment(
             config,
             runtime_api=api.address,
@@ -425,6 +433,21 @@ class LocalLambda(Closing):
         elif error is None:
             environment.ready_at = api.idle_since()
         return environment, error
+
+    def _snapshot(self, api: RuntimeApi) -> None:
+        """SnapStart: the runtime ran its before-snapshot hooks and asks to be restored.
+
+        Lambda takes the snapshot once INIT is over (the extensions, too, wait for
+        their next event) and restores environments from it later: the emulator
+        keeps a copy of /tmp as it was and resumes this same environment as the
+        restored one (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``), so the
+        runtime's after-restore hooks run as in Lambda.
+        """
+        api.wait_until(api.extensions_ready, self.init_timeout)
+        snapshot = self._scratch / "snapshot" / "tmp"
+        shutil.rmtree(snapshot, ignore_errors=True)
+        shutil.copytree(self.tmp_dir, snapshot, symlinks=True, ignore=_sockets)
+        self.snapshot_tmp = snapshot
 
     def _init_extensions(
         self, environment: Environment, env: dict[str, str], deadline: float
@@ -577,6 +600,11 @@ def _close_all() -> None:
     for emulator in list(_LIVE):
         with contextlib.suppress(Exception):
             emulator.close()
+
+
+def _sockets(directory: str, names: list[str]) -> list[str]:
+    """The sockets among ``names`` (copytree's ignore: a socket's file has nothing to copy)."""
+    return [name for name in names if stat.S_ISSOCK(os.lstat(Path(directory, name)).st_mode)]
 
 
 def _extension_executables(opt_dir: Path) -> list[Path]:

@@ -36,6 +36,7 @@ class FunctionConfig:
     memory_mb: int = 128
     function_name: str = "local-function"
     region: str = "us-east-1"
+    snap_start: bool = False
 
     @property
     def function_arn(self) -> str:
@@ -75,7 +76,7 @@ def lambda_environment(
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.function_name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream_name,
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if config.snap_start else "on-demand",
         "AWS_REGION": config.region,
         "AWS_DEFAULT_REGION": config.region,
         "AWS_EXECUTION_ENV": f"AWS_Lambda_python{version}",
