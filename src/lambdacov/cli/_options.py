@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
@@ -257,3 +258,60 @@ def progress_bar(err: Any, label: str, total: int) -> Iterator[Callable[[], None
                 progress.advance(task)
 
         yield advance
+
+
+# -- what attach sets and combine reports: shared by attach, combine and run ---------------
+
+Include = Annotated[
+    list[str] | None,
+    typer.Option("--include", help="Measure only files matching this glob (repeatable)."),
+]
+Omit = Annotated[
+    list[str] | None,
+    typer.Option("--omit", help="Do not measure files matching this glob (repeatable)."),
+]
+Branch = Annotated[
+    bool | None, typer.Option("--branch/--no-branch", help="Measure branches as well as lines.")
+]
+KmsKeyId = Annotated[
+    str | None, typer.Option("--kms-key-id", help="Encrypt the data objects with this KMS key.")
+]
+LayerArns = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--layer-arn",
+        help="Use this layer version instead of the latest published one (repeatable).",
+    ),
+]
+GrantPolicy = Annotated[
+    bool,
+    typer.Option(
+        "--grant", help="Put the least-privilege coverage policy on each function's role."
+    ),
+]
+SourceRoot = Annotated[
+    Path | None,
+    typer.Option("--source-root", help="Local checkout of the functions' code (default: .)."),
+]
+HtmlReport = Annotated[
+    Path | None,
+    typer.Option(
+        "--html",
+        help="Write the HTML report to DIR: a new or empty directory, or an earlier report's.",
+    ),
+]
+XmlReport = Annotated[Path | None, typer.Option("--xml", help="Write a Cobertura XML report.")]
+LcovReport = Annotated[Path | None, typer.Option("--lcov", help="Write an LCOV report.")]
+MarkdownReport = Annotated[
+    Path | None,
+    typer.Option(
+        "--markdown",
+        help="Write a markdown summary to FILE; appended when FILE is $GITHUB_STEP_SUMMARY.",
+    ),
+]
+DataFile = Annotated[
+    Path | None, typer.Option("--data-file", help="Write the combined coverage.py data file.")
+]
+FailUnder = Annotated[
+    float | None, typer.Option("--fail-under", help="Exit 1 if total coverage is below PCT.")
+]

@@ -22,13 +22,19 @@ from lambdacov.attach.selection import Selection, SelectionResult, select_functi
 from lambdacov.aws import DEFAULT_TIMEOUT, AwsContext, Clients, Retrier, redact_url
 from lambdacov.cli import outcome
 from lambdacov.cli._options import (
+    Branch,
     Bucket,
     Concurrency,
     EndpointUrl,
     Everything,
     Excludes,
     Functions,
+    GrantPolicy,
+    Include,
     JsonOutput,
+    KmsKeyId,
+    LayerArns,
+    Omit,
     Patterns,
     Prefix,
     Profile,
@@ -61,32 +67,20 @@ def attach_command(
     *,
     bucket: Bucket,
     prefix: Prefix = None,
-    include: Annotated[
-        list[str] | None,
-        typer.Option("--include", help="Measure only files matching this glob (repeatable)."),
-    ] = None,
-    omit: Annotated[
-        list[str] | None,
-        typer.Option("--omit", help="Do not measure files matching this glob (repeatable)."),
-    ] = None,
+    include: Include = None,
+    omit: Omit = None,
     sample_rate: Annotated[
         float | None,
         typer.Option(
             "--sample-rate", help="Fraction of execution environments that record, in [0, 1]."
         ),
     ] = None,
-    branch: Annotated[
-        bool | None,
-        typer.Option("--branch/--no-branch", help="Measure branches as well as lines."),
-    ] = None,
+    branch: Branch = None,
     flush: Annotated[
         str | None,
         typer.Option("--flush", help="One data object per 'environment' or per 'invocation'."),
     ] = None,
-    kms_key_id: Annotated[
-        str | None,
-        typer.Option("--kms-key-id", help="Encrypt the data objects with this KMS key."),
-    ] = None,
+    kms_key_id: KmsKeyId = None,
     upload_timeout: Annotated[
         float | None,
         typer.Option("--upload-timeout", help="Seconds one upload may take."),
@@ -95,19 +89,8 @@ def attach_command(
         bool | None,
         typer.Option("--debug/--no-debug", help="Log the runtime's DEBUG records."),
     ] = None,
-    layer_arn: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--layer-arn",
-            help="Use this layer version instead of the latest published one (repeatable).",
-        ),
-    ] = None,
-    grant: Annotated[
-        bool,
-        typer.Option(
-            "--grant", help="Put the least-privilege coverage policy on each function's role."
-        ),
-    ] = False,
+    layer_arn: LayerArns = None,
+    grant: GrantPolicy = False,
     image_handler: Annotated[
         str | None,
         typer.Option(

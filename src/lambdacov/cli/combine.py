@@ -19,12 +19,19 @@ from lambdacov.aws import DEFAULT_TIMEOUT, translating
 from lambdacov.cli import freeze_heap, outcome
 from lambdacov.cli._options import (
     Bucket,
+    DataFile,
     EndpointUrl,
+    FailUnder,
+    HtmlReport,
+    LcovReport,
+    MarkdownReport,
     Prefix,
     Profile,
     Region,
+    SourceRoot,
     Timeout,
     Verbose,
+    XmlReport,
     aws_clients,
     console,
     data_prefix,
@@ -221,36 +228,17 @@ def combine_command(
         str | None,
         typer.Option("--until", help="End of the window, by UTC day (that day included)."),
     ] = None,
-    source_root: Annotated[
-        Path | None,
-        typer.Option("--source-root", help="Local checkout of the functions' code (default: .)."),
-    ] = None,
-    html: Annotated[
-        Path | None,
-        typer.Option(
-            "--html",
-            help="Write the HTML report to DIR: a new or empty directory, or an earlier report's.",
-        ),
-    ] = None,
-    xml: Annotated[Path | None, typer.Option("--xml", help="Write a Cobertura XML report.")] = None,
+    source_root: SourceRoot = None,
+    html: HtmlReport = None,
+    xml: XmlReport = None,
     json_report: Annotated[
         str | None,
         typer.Option("--json", help="Write the JSON report to FILE; '-' prints it on stdout."),
     ] = None,
-    lcov: Annotated[Path | None, typer.Option("--lcov", help="Write an LCOV report.")] = None,
-    markdown: Annotated[
-        Path | None,
-        typer.Option(
-            "--markdown",
-            help="Write a markdown summary to FILE; appended when FILE is $GITHUB_STEP_SUMMARY.",
-        ),
-    ] = None,
-    data_file: Annotated[
-        Path | None, typer.Option("--data-file", help="Write the combined coverage.py data file.")
-    ] = None,
-    fail_under: Annotated[
-        float | None, typer.Option("--fail-under", help="Exit 1 if total coverage is below PCT.")
-    ] = None,
+    lcov: LcovReport = None,
+    markdown: MarkdownReport = None,
+    data_file: DataFile = None,
+    fail_under: FailUnder = None,
     upload_key: Annotated[
         str | None,
         typer.Option("--upload-key", help="Also write the data file (and KEY.json) to this key."),

@@ -41,19 +41,32 @@ from lambdacov.aws import (
 from lambdacov.cli import outcome
 from lambdacov.cli._options import (
     DEFAULT_PREFIX,
+    Branch,
     Bucket,
     Concurrency,
+    DataFile,
     EndpointUrl,
     Everything,
     Excludes,
+    FailUnder,
     Functions,
+    GrantPolicy,
+    HtmlReport,
+    Include,
     JsonOutput,
+    KmsKeyId,
+    LayerArns,
+    LcovReport,
+    MarkdownReport,
+    Omit,
     Patterns,
     Profile,
     Region,
+    SourceRoot,
     Tags,
     Timeout,
     Verbose,
+    XmlReport,
     aws_clients,
     data_prefix,
     selection,
@@ -132,69 +145,27 @@ def run_command(
     *,
     bucket: Bucket,
     prefix: RunsPrefix = None,
-    include: Annotated[
-        list[str] | None,
-        typer.Option("--include", help="Measure only files matching this glob (repeatable)."),
-    ] = None,
-    omit: Annotated[
-        list[str] | None,
-        typer.Option("--omit", help="Do not measure files matching this glob (repeatable)."),
-    ] = None,
-    branch: Annotated[
-        bool | None,
-        typer.Option("--branch/--no-branch", help="Measure branches as well as lines."),
-    ] = None,
-    kms_key_id: Annotated[
-        str | None,
-        typer.Option("--kms-key-id", help="Encrypt the data objects with this KMS key."),
-    ] = None,
-    layer_arn: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--layer-arn",
-            help="Use this layer version instead of the latest published one (repeatable).",
-        ),
-    ] = None,
-    grant: Annotated[
-        bool,
-        typer.Option(
-            "--grant", help="Put the least-privilege coverage policy on each function's role."
-        ),
-    ] = False,
+    include: Include = None,
+    omit: Omit = None,
+    branch: Branch = None,
+    kms_key_id: KmsKeyId = None,
+    layer_arn: LayerArns = None,
+    grant: GrantPolicy = False,
     pattern: Patterns = None,
     tag: Tags = None,
     everything: Everything = False,
     exclude: Excludes = None,
-    source_root: Annotated[
-        Path | None,
-        typer.Option("--source-root", help="Local checkout of the functions' code (default: .)."),
-    ] = None,
-    html: Annotated[
-        Path | None,
-        typer.Option(
-            "--html",
-            help="Write the HTML report to DIR: a new or empty directory, or an earlier report's.",
-        ),
-    ] = None,
-    xml: Annotated[Path | None, typer.Option("--xml", help="Write a Cobertura XML report.")] = None,
+    source_root: SourceRoot = None,
+    html: HtmlReport = None,
+    xml: XmlReport = None,
     json_report: Annotated[
         Path | None,
         typer.Option("--json-report", help="Write combine's JSON report (coverage.py's) to FILE."),
     ] = None,
-    lcov: Annotated[Path | None, typer.Option("--lcov", help="Write an LCOV report.")] = None,
-    markdown: Annotated[
-        Path | None,
-        typer.Option(
-            "--markdown",
-            help="Write a markdown summary to FILE; appended when FILE is $GITHUB_STEP_SUMMARY.",
-        ),
-    ] = None,
-    data_file: Annotated[
-        Path | None, typer.Option("--data-file", help="Write the combined coverage.py data file.")
-    ] = None,
-    fail_under: Annotated[
-        float | None, typer.Option("--fail-under", help="Exit 1 if total coverage is below PCT.")
-    ] = None,
+    lcov: LcovReport = None,
+    markdown: MarkdownReport = None,
+    data_file: DataFile = None,
+    fail_under: FailUnder = None,
     strict: Annotated[
         bool,
         typer.Option("--strict", help="Exit 1 if any object had to be skipped (as combine)."),
