@@ -478,17 +478,26 @@ class Abandoned(KeyboardInterrupt):
     """Ctrl-C during :func:`map_calls`: what finished, what was running, what never started.
 
     ``done`` maps item indexes to their results; ``running`` holds the items
-    whose function had started and had not returned within the grace period;
-    ``cause`` is the interruption itself (Ctrl-C, or SIGTERM unwinding as one).
+    whose function had started and had not returned within the grace period
+    (``finished`` is set once they have: their calls may still change things
+    until then); ``cause`` is the interruption itself (Ctrl-C, or SIGTERM
+    unwinding as one).
     """
 
     def __init__(
-        self, done: dict[int, Any], running: frozenset[int], cause: KeyboardInterrupt
+        self,
+        done: dict[int, Any],
+        running: frozenset[int],
+        cause: KeyboardInterrupt,
+        finished: threading.Event | None = None,
     ) -> None:
         super().__init__()
         self.done = done
         self.running = running
         self.cause = cause
+        self.finished = finished if finished is not None else threading.Event()
+        if not running:
+            self.finished.set()
 
 
 def map_calls(
@@ -558,7 +567,9 @@ def map_calls(
         stop.set()
         finished.wait(grace)
         with lock:
-            raise Abandoned(dict(results), frozenset(running | errors.keys()), cause) from None
+            raise Abandoned(
+                dict(results), frozenset(running | errors.keys()), cause, finished
+            ) from None
     if errors:
         raise errors[min(errors)]
     return [results[index] for index in range(len(items))]

@@ -110,6 +110,7 @@ class Signals:
     _child: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _forwarded: int = 0
     _starting: bool = False
+    _holding: bool = False
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[Signals]:
@@ -124,12 +125,22 @@ class Signals:
             for number, handler in previous.items():
                 signal.signal(number, handler)
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Inside the block a signal is remembered, never raised: what runs there (detach)
+        must finish. The caller looks at ``received`` afterwards."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         first = self.received is None
         if first or signum == signal.SIGTERM:
             self.received = signum  # SIGTERM (the CI runner's) outranks an earlier Ctrl-C
-        if self._starting:
-            return  # passed on by run() as soon as the command exists
+        if self._starting or self._holding:
+            return  # passed on by run() as soon as the command exists; or held
         child = self._child
         if child is not None and child.poll() is None:
             self._forward(child, signum)
@@ -155,9 +166,9 @@ class Signals:
         try:
             # The process's own stderr (fd 2), whatever sys.stderr is at the moment.
             child = subprocess.Popen(argv, stdout=2 if stdout_to_stderr else None)
+            self._child = child  # before _starting ends: a signal then finds it
         finally:
             self._starting = False
-        self._child = child
         try:
             if self.received is not None:
                 self._forward(child, self.received)

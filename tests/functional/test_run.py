@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zipfile
@@ -24,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.client
 import pytest
 
+from lambdacov.attach import fleet
 from lambdacov.cli import main
 from lambdacov.runner import RunId, holder, settle
 from tests.conftest import HOST_ARCH, HOST_PYTHON
@@ -606,3 +609,104 @@ def test_run_reports_exactly_the_suites_events(
     assert 3 not in measured["app.py"]  # `return "negative"`: only the earlier invocation ran it
     assert result["total"] == pytest.approx(document["totals"]["percent_covered"])
     assert snapshot(aws, name) == before
+
+
+# -- detach, whatever happens on the way ------------------------------------------------------
+
+
+def test_a_function_deleted_during_the_run_does_not_keep_the_others_attached(
+    capsys: pytest.CaptureFixture[str],
+    aws: Any,
+    role: str,
+    function: str,
+    bucket: str,
+    moto_endpoint: str,
+    stand_in_layer: str,
+) -> None:
+    doomed = unique("run-doomed")
+    create_function(aws, role, doomed, runtime=RUNTIME, arch=HOST_ARCH)
+    before = snapshot(aws, function)
+    delete = (
+        f"import boto3; boto3.client('lambda', endpoint_url={moto_endpoint!r},"
+        f" region_name={REGION!r}).delete_function(FunctionName={doomed!r})"
+    )
+    argv = base_args(function, bucket, moto_endpoint, stand_in_layer)
+    argv.insert(2, doomed)
+    code, _, err = run_cli(capsys, *argv, "--", sys.executable, "-c", delete)
+
+    assert snapshot(aws, function) == before
+    assert f"cannot read function {doomed} to detach it" in err
+    assert "detached 1 function(s)" in err
+    assert code == 1  # no data: combine's no-data exit (the command itself passed)
+
+
+def test_the_runners_sigterm_after_a_ctrl_c_does_not_stop_the_detach(
+    capsys: pytest.CaptureFixture[str],
+    aws: Any,
+    function: str,
+    bucket: str,
+    moto_endpoint: str,
+    stand_in_layer: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancelled CI job: SIGINT, then SIGTERM a few seconds later, here while detaching."""
+    before = snapshot(aws, function)
+    plan_detach_all = fleet.plan_detach_all
+
+    def sigterm_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return plan_detach_all(*args, **kwargs)
+
+    monkeypatch.setattr(fleet, "plan_detach_all", sigterm_meanwhile)
+    ctrl_c = "import os, signal; os.kill(os.getppid(), signal.SIGINT)"
+    code, _, err = run_cli(
+        capsys,
+        *base_args(function, bucket, moto_endpoint, stand_in_layer),
+        "--",
+        sys.executable,
+        "-c",
+        ctrl_c,
+    )
+
+    assert snapshot(aws, function) == before
+    assert "detached 1 function(s)" in err
+    assert code == 143  # the SIGTERM, the later and stronger of the two
+
+
+def test_ctrl_c_during_an_attach_call_detaches_once_that_call_has_ended(
+    capsys: pytest.CaptureFixture[str],
+    aws: Any,
+    function: str,
+    bucket: str,
+    moto_endpoint: str,
+    stand_in_layer: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An UpdateFunctionConfiguration slower than attach's grace after Ctrl-C: detach
+    must not read the function before the update lands, or the update re-attaches it."""
+    before = snapshot(aws, function)
+    make_api_call = botocore.client.BaseClient._make_api_call
+    slowed = threading.Event()
+
+    def slow_update(client: Any, operation: str, params: Any) -> Any:
+        if operation == "UpdateFunctionConfiguration" and not slowed.is_set():
+            slowed.set()
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+            time.sleep(5)  # longer than the 2.5 s attach gives a started call after Ctrl-C
+        return make_api_call(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", slow_update)
+    code, _, err = run_cli(
+        capsys,
+        *base_args(function, bucket, moto_endpoint, stand_in_layer),
+        "--",
+        sys.executable,
+        "-c",
+        "pass",
+    )
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", make_api_call)
+
+    assert slowed.is_set()
+    assert code == 130
+    assert "waiting (at most" in err
+    assert snapshot(aws, function) == before

@@ -233,13 +233,18 @@ def missing_policies(
 class FleetInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`execute`; ``result`` says what each function got.
 
-    ``cause`` is the interruption to raise again once the result is shown.
+    ``cause`` is the interruption to raise again once the result is shown;
+    ``finished`` is set once no function's calls are still under way (one cut
+    off after the grace period may still change its function until then).
     """
 
-    def __init__(self, result: FleetResult, cause: KeyboardInterrupt) -> None:
+    def __init__(
+        self, result: FleetResult, cause: KeyboardInterrupt, finished: threading.Event
+    ) -> None:
         super().__init__()
         self.result = result
         self.cause = cause
+        self.finished = finished
 
 
 def execute(
@@ -300,7 +305,7 @@ def execute(
             for index, plan in enumerate(plans)
         ]
         result = FleetResult(kind, dry_run, (*failures, *partial))
-        raise FleetInterrupted(result, abandoned.cause) from None
+        raise FleetInterrupted(result, abandoned.cause, abandoned.finished) from None
     return FleetResult(kind, dry_run, (*failures, *results))
 
 

@@ -17,6 +17,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -329,6 +330,8 @@ class _Run:
     total: float | None = None
     written: list[str] = field(default_factory=list)
     kept_attached: bool = False
+    #: Set once the calls of an attach cut off by Ctrl-C or SIGTERM have ended.
+    attach_calls: threading.Event | None = None
 
     def say(self, text: str) -> None:
         """A line for people, on stderr (stdout is the command's, and combine's)."""
@@ -387,9 +390,12 @@ def _run(
             _stop_if_signalled(signals)
             run.combine_status = _combine(run, report, failed_already=bool(run.command_status))
         except BaseException:
-            _end(run, keep_attached, failing=True)
+            with signals.held():  # a second Ctrl-C, or the runner's SIGTERM, must not stop it
+                _end(run, keep_attached, failing=True)
             raise
-        _end(run, keep_attached, failing=False)
+        with signals.held():
+            _end(run, keep_attached, failing=False)
+        _stop_if_signalled(signals)
     except KeyboardInterrupt as stop:
         raise _interrupted(signals, stop) from None
     return run.command_status or run.combine_status or 0
@@ -437,13 +443,18 @@ def _interrupted(signals: Signals, stop: KeyboardInterrupt) -> LambdacovError:
 # -- attach ---------------------------------------------------------------------------------
 
 
-def _select(run: _Run) -> tuple[SelectedFunction, ...]:
+def _select(run: _Run, *, missing_ok: bool = False) -> tuple[SelectedFunction, ...]:
+    """The selected functions; a name that cannot be read is an error, or with
+    ``missing_ok`` (detach: the others must still be detached) a line."""
     run.clients.get("lambda")  # a bad profile or no region fails here, once
     selected = select_functions(
         run.chosen, run.clients.lambda_in, retrier=run.retrier, concurrency=run.concurrency
     )
     run.clients.context.raise_if_unreachable("read the functions")
-    if selected.missing:
+    if selected.missing and missing_ok:
+        for item in selected.missing:
+            run.say(f"cannot read function {item.name} to detach it: {item.message}")
+    elif selected.missing:
         names = ", ".join(item.name for item in selected.missing)
         raise UsageError(
             f"cannot read function(s) {names}: {selected.missing[0].message}",
@@ -516,6 +527,7 @@ def _attach(
         )
     except fleet.FleetInterrupted as interrupted:
         run.attached = interrupted.result
+        run.attach_calls = interrupted.finished
         raise interrupted.cause from None
     run.clients.context.raise_if_unreachable("attach the functions")
     if run.attached.failed:  # as attach: each function's reason, exit 1, CMD never runs
@@ -548,9 +560,10 @@ def _detach(run: _Run, *, failing: bool) -> None:
     does not hide the error the run was already ending with.
     """
     clients = aws_clients(*run.aws_options)
+    _wait_for_cut_off_attach(run)
     try:
         run.clients = clients
-        mine = tuple(f for f in _select(run) if _run_prefix_of(f) == run.prefix)
+        mine = tuple(f for f in _select(run, missing_ok=True) if _run_prefix_of(f) == run.prefix)
         plans = fleet.plan_detach_all(mine)
         try:
             run.detached = fleet.execute(
@@ -581,6 +594,17 @@ def _detach(run: _Run, *, failing: bool) -> None:
             outcome.exit_with(ExitCode.CHECK_FAILED)
         return
     run.say(f"detached {len(plans)} function(s); their configuration is as before the run")
+
+
+def _wait_for_cut_off_attach(run: _Run) -> None:
+    """Let attach calls that an interruption cut off end before detach reads the functions:
+    an update still under way would otherwise land after detach, attaching again."""
+    if run.attach_calls is None or run.attach_calls.is_set():
+        return
+    bound = 2 * run.aws_options[3] + 5  # a call's connect and read timeouts, and a margin
+    run.say(f"waiting (at most {bound:.0f} s) for the attach calls under way to end")
+    if not run.attach_calls.wait(bound):
+        run.say("attach calls are still under way; detaching what can be read now")
 
 
 def _detach_hint(run: _Run) -> str:
