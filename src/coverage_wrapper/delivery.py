@@ -87,7 +87,7 @@ class Deliverer:
         self.origin = identity.origin(os.environ)
         self.snapshots = Snapshots(spool.state_dir, uploader, config.s3_prefix)
         self._stamp_failed = False
-        spool.environment_id()  # created now, by whichever process comes first
+        spool.date_environment()  # by whichever process comes first
         self._retry_at = 0.0
         self._backoff = 0.0
 

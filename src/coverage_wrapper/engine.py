@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,8 +88,6 @@ class Engine:
             self._notifier = RuntimeNotifier(self.spool.socket_path)
             if mode == "wrapper":
                 self._notifier.send(ARMED, str(os.getpid()))
-            if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
-                _after_restore(self._restored)
             log.debug(
                 "Initializing coverage tracking",
                 extra={
@@ -103,24 +100,6 @@ class Engine:
                 },
             )
             return True
-
-    def _restored(self) -> None:
-        """SnapStart restored this environment from a snapshot that others share.
-
-        Everything made at init is in every environment restored from it: /tmp
-        with the environment's id, this process's memory. A fresh id gives this
-        environment objects of its own; without it they would all write one key
-        and overwrite each other. What init recorded is still in the recorder,
-        not yet checkpointed, so each environment delivers it, as a cold start would.
-        """
-        assert self.spool is not None
-        try:
-            fresh = self.spool.rotate_environment_id()
-        except OSError as error:  # /tmp full: the next id made is this process's own
-            self.spool.forget_environment_id()
-            fresh = self.spool.environment_id()
-            log.warning(f"Environment id not stored after restore: {error.strerror or error}")
-        log.debug("Restored from a SnapStart snapshot", extra={"data": {"environment": fresh}})
 
     def _disable(
         self, reason: str, *, error: Exception | None = None, level: str = "error"
@@ -200,21 +179,6 @@ class Engine:
                 self.config, self.spool, S3Uploader(self.config), self.function_name
             )
         return self._deliverer
-
-
-def _after_restore(hook: Callable[[], None]) -> None:
-    """Run ``hook`` after a SnapStart restore, before the restored environment's first
-    invocation (``snapshot_restore_py`` is part of Lambda's Python runtimes)."""
-    try:
-        from snapshot_restore_py import register_after_restore
-    except ImportError:
-        log.warning(
-            "SnapStart: snapshot_restore_py cannot be imported, so restored environments"
-            " share one environment id and overwrite each other's objects;"
-            " set COVERAGE_FLUSH=invocation (one object per invocation)"
-        )
-        return
-    register_after_restore(hook)
 
 
 def _not_recording(config: CoverageConfig) -> str:

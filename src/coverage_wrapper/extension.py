@@ -188,7 +188,7 @@ class CoverageExtension:
         if listener is None:
             raise bind_error or OSError(f"{self.spool.socket_path} was not bound")
         self.listener = listener
-        self.spool.environment_id()  # made at init: it dates the environment
+        self.spool.date_environment()
         self._deliverer: Any = None
         self._making = threading.Lock()
         self.armed = False

@@ -177,6 +177,16 @@ class SpoolDirectory:
             self._own_id = new_id()
         return self._own_id
 
+    def date_environment(self) -> None:
+        """Make the environment's id now, at init: its file's time dates the environment.
+
+        Not under SnapStart: what init makes is in every environment restored from
+        the snapshot, and they would all share the id (and the S3 object it names).
+        There the id is made by the first process that needs it after the restore.
+        """
+        if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "snap-start":
+            self.environment_id()
+
     def environment_started(self) -> float | None:
         """When this environment's id was made (a POSIX time), None if it cannot be read."""
         try:
@@ -199,13 +209,6 @@ class SpoolDirectory:
             with contextlib.suppress(OSError):
                 temp.unlink()
         return True
-
-    def forget_environment_id(self) -> None:
-        """Drop the stored id and this process's own: the next :meth:`environment_id`
-        makes a fresh one (for when :meth:`rotate_environment_id` cannot write)."""
-        self._own_id = None
-        with contextlib.suppress(OSError):
-            (self.root / "environment-id").unlink()
 
     def rotate_environment_id(self) -> str:
         """Give this environment a new id (its next object gets a new key) and return it."""

@@ -1,10 +1,10 @@
 """SnapStart in the local Lambda: init once, snapshot, restore (real awslambdaric path).
 
 Every environment Lambda restores from one snapshot starts with the snapshot's
-/tmp and memory, the environment id lambdacov made at init among them. The
-runtime's after-restore hook gives the restored environment an id of its own,
-so its object never takes the key of another environment restored from the
-same snapshot, and the lines run at init are still delivered by it.
+/tmp and memory. lambdacov makes nothing there that names an object: under
+SnapStart the environment id is made after the restore, by the first process
+that needs it, so environments restored from one snapshot never share a key.
+The lines run at init are still delivered by the restored environment.
 """
 
 from __future__ import annotations
@@ -23,7 +23,26 @@ from tests.support.oracle import ORDERS, measured, run_oracle
 pytestmark = pytest.mark.e2e
 
 WRAPPER = {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/lambdacov-wrapper"}
-ENVIRONMENT_ID = re.compile(r"orders-([0-9a-f]{32})\.coverage$")
+ENVIRONMENT_ID = re.compile(r"-([0-9a-f]{32})\.coverage$")
+CONTEXT_FUNCTION = """\
+from coverage_wrapper import CoverageContext
+
+LIMIT = 2
+
+
+def is_big(n):
+    return n > LIMIT
+
+
+def handler(event, context):
+    with CoverageContext(context.aws_request_id):
+        return {"big": is_big(event["n"])}
+"""
+
+
+def data_keys(s3: Any, bucket: str) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return [item["Key"] for item in listed if item["Key"].endswith(".coverage")]
 
 
 def test_a_restored_environment_delivers_init_and_invocations_under_an_id_of_its_own(
@@ -38,16 +57,12 @@ def test_a_restored_environment_delivers_init_and_invocations_under_an_id_of_its
             function.invoke(event)
         snapshot = function.snapshot_tmp
         assert snapshot is not None, "the runtime never asked to be restored"
-        at_snapshot = (snapshot / "lambdacov" / "environment-id").read_text().strip()
+        made_at_init = sorted(path.name for path in (snapshot / "lambdacov").iterdir())
         function.shutdown()
 
-    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-    keys = [item["Key"] for item in listed if item["Key"].endswith(".coverage")]
-    assert len(keys) == 1, keys
-    match = ENVIRONMENT_ID.search(keys[0])
-    assert match is not None, keys[0]
-    assert match.group(1) != at_snapshot  # another restore of this snapshot has that id
-
+    assert "environment-id" not in made_at_init  # what every restore would share
+    keys = data_keys(s3, bucket)
+    assert len(keys) == 1 and ENVIRONMENT_ID.search(keys[0]), keys
     path = tmp_path / "restored.coverage"
     s3.download_file(bucket, keys[0], str(path))
     data = coverage.CoverageData(basename=str(path))
@@ -55,3 +70,25 @@ def test_a_restored_environment_delivers_init_and_invocations_under_an_id_of_its
     (tmp_path / "oracle").mkdir()
     expected, _ = run_oracle(ORDERS, ORDERS / "events.json", tmp_path / "oracle")
     assert measured(data, ORDERS, branch=False) == expected  # init lines included
+
+
+def test_a_function_measured_with_the_context_manager_makes_no_id_before_the_snapshot(
+    host_layer: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    code = tmp_path / "function"
+    code.mkdir()
+    (code / "app.py").write_text(CONTEXT_FUNCTION)
+    env = {"COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_endpoint}
+    with LocalLambda(
+        code, "app.handler", layer=host_layer, env=env, function_name="ctx", snap_start=True
+    ) as function:
+        result = function.invoke({"n": 3})
+        snapshot = function.snapshot_tmp
+        assert snapshot is not None
+        made_at_init = sorted(path.name for path in (snapshot / "lambdacov").iterdir())
+        function.shutdown()
+
+    assert result.payload == {"big": True}
+    assert "environment-id" not in made_at_init
+    keys = data_keys(s3, bucket)
+    assert len(keys) == 1 and ENVIRONMENT_ID.search(keys[0]), keys
