@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _socket
 import os
+import stat
 import time
 
 ARMED = "armed"
@@ -52,8 +53,11 @@ class ExtensionListener:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)  # noqa: PTH103, PTH120 - no pathlib
-        try:  # noqa: SIM105 - contextlib would add to the start (see the module's docstring)
-            os.unlink(self.path)  # noqa: PTH108 - left by an extension process that was killed
+        # A socket left by an extension process that was killed goes; anything else
+        # there stays, and bind() fails on it.
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)  # noqa: PTH108 - no pathlib (see the module's docstring)
         except FileNotFoundError:
             pass
         self._socket = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)

@@ -60,9 +60,9 @@ def test_importing_the_extension_loads_nothing_it_needs_only_after_registering()
     assert loaded.isdisjoint(AFTER_REGISTERING), loaded & set(AFTER_REGISTERING)
 
 
-def test_the_runtimes_socket_is_bound_before_the_extension_registers(tmp_path):
-    spool = tmp_path / "spool"
-    seen: dict[str, bool] = {}
+def run_extension(spool: Path, seen: dict[str, bool]) -> subprocess.CompletedProcess[str]:
+    """The extension against a fake Extensions API that ends it at its first ``event/next``;
+    ``seen["socket_at_register"]``: whether its socket was bound when it registered."""
 
     class Api(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # register
@@ -88,18 +88,36 @@ def test_the_runtimes_socket_is_bound_before_the_extension_registers(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         host, port = server.server_address[:2]
-        done = subprocess.run(
+        return subprocess.run(
             [sys.executable, "-S", "-m", "coverage_wrapper.extension"],
             env=extension_env(spool, f"{host}:{port}"),
-            check=False,
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,
         )
     finally:
         server.shutdown()
         server.server_close()
 
+
+def test_the_runtimes_socket_is_bound_before_the_extension_registers(tmp_path):
+    spool = tmp_path / "spool"
+    seen: dict[str, bool] = {}
+    done = run_extension(spool, seen)
+
     assert done.returncode == 0, done.stderr
     assert seen == {"socket_at_register": True}
     assert not (spool / "extension.sock").exists()  # removed at SHUTDOWN
+
+
+def test_a_file_that_is_not_a_socket_in_the_sockets_place_is_left_alone(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "extension.sock").write_text("the user's")
+    seen: dict[str, bool] = {}
+    done = run_extension(spool, seen)
+
+    assert done.returncode == 0, done.stderr  # registered and idled: Lambda's init goes on
+    assert (spool / "extension.sock").read_text() == "the user's"
+    assert "the function uploads coverage by itself" in done.stdout + done.stderr
