@@ -76,7 +76,9 @@ class CoverageConfig(NamedTuple):
         if not Path(spool).is_absolute():
             # The runtime and the extension run in different working directories:
             # a relative path would give them two spools that never meet.
-            raise ConfigurationError(f"COVERAGE_SPOOL_DIR must be an absolute path, not {spool!r}")
+            named = "COVERAGE_SPOOL_DIR" if env.get("COVERAGE_SPOOL_DIR", "").strip() else "TMPDIR"
+            given = env[named].strip()
+            raise ConfigurationError(f"{named} must be an absolute path, not {given!r}")
         return cls(
             s3_bucket=bucket,
             s3_prefix=_prefix(env.get("COVERAGE_S3_PREFIX", "coverage/")),

@@ -245,7 +245,7 @@ def test_env_on_the_command_line_wins_over_the_env_file(
         (("--events", "EVENTS", "--event-file", "EVENTS"), "--events gives every event"),
         (("--events", "EVENTS", "--environments", "3"), "--environments 3 is more than the 2"),
         (("--events", "BAD_LINES"), "line 2: not JSON"),
-        (("--env-file", "BAD_ENV"), "line 2: 'oops' is not KEY=VALUE"),
+        (("--env-file", "BAD_ENV"), "line 2: the line is not KEY=VALUE"),
         (("--environments", "0"), "--environments"),
     ],
 )

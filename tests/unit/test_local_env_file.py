@@ -39,11 +39,11 @@ def test_dotenv_lines(line: str, expected: tuple[str, str] | None) -> None:
     ("line", "reason"),
     [
         ("JUST_A_WORD", "is not KEY=VALUE"),
+        ('KEY="a" b', "unexpected text after the closing quote"),
         ("1KEY=x", "is not a variable name"),
         ("MY-KEY=x", "is not a variable name"),
         ("=x", "is not a variable name"),
         ("KEY='unterminated", "no closing '"),
-        ('KEY="a" b', "unexpected text after the closing quote"),
     ],
 )
 def test_bad_lines_are_refused_with_the_reason(line: str, reason: str) -> None:
@@ -64,8 +64,23 @@ def test_a_bad_line_is_one_error_naming_the_file_and_line(tmp_path: Path) -> Non
     env_file.write_text("A=1\n# fine\nnot a pair\nB=2\n")
     with pytest.raises(UsageError) as error:
         read_env_file(env_file)
-    assert str(error.value) == f"{env_file}, line 3: 'not a pair' is not KEY=VALUE"
+    assert str(error.value) == f"{env_file}, line 3: the line is not KEY=VALUE (it has no '=')"
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("line", ["SECRET_TOKEN sk-live-abc123", 'TOKEN="sk-live-abc123" trailing'])
+def test_a_bad_lines_value_is_never_shown(tmp_path: Path, line: str) -> None:
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text(line + "\n")
+    with pytest.raises(UsageError) as error:
+        read_env_file(env_file)
+    assert "sk-live" not in str(error.value)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_key(tmp_path: Path) -> None:
+    env_file = tmp_path / "windows.env"
+    env_file.write_bytes(b"\xef\xbb\xbfFIRST=1\r\nSECOND=2\r\n")
+    assert read_env_file(env_file) == {"FIRST": "1", "SECOND": "2"}
 
 
 def test_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:

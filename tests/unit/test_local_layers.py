@@ -128,3 +128,28 @@ def test_something_else_than_a_zip_or_directory_is_refused(tmp_path: Path) -> No
     text.write_text("not a zip")
     with pytest.raises(UsageError, match=r"neither a directory nor a \.zip"):
         merge_layers([text], tmp_path / "opt")
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # b is re-pointed on purpose
+def test_a_link_re_pointed_later_so_that_another_leads_out_is_refused(tmp_path: Path) -> None:
+    """``L -> b/../..`` stays inside while ``b -> s/t/u``; once ``b -> .`` it leads out."""
+    archive = tmp_path / "chain.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("s/t/u/x.txt", "x")
+        for name, target in (("b", "s/t/u"), ("L", "b/../.."), ("b", ".")):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zipped.writestr(info, target)
+    with pytest.raises(UsageError, match=r"symlink L -> b/\.\./\.\. leads outside /opt"):
+        merge_layers([archive, make_zip(tmp_path / "other.zip", {"a.txt": "a"})], tmp_path / "opt")
+
+
+def test_a_loop_of_links_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "loop.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, target in (("a", "b"), ("b", "a")):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zipped.writestr(info, target)
+    with pytest.raises(UsageError, match="leads outside /opt"):
+        extract_zip(archive, tmp_path / "opt")

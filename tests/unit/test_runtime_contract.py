@@ -220,3 +220,18 @@ def test_the_exec_wrapper_redirects_when_enabled() -> None:
         check=True,
     )
     assert done.stdout == "coverage_wrapper.handler.lambda_handler app.handler"
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "given"),
+    [
+        ({"COVERAGE_SPOOL_DIR": "spool"}, "COVERAGE_SPOOL_DIR", "spool"),
+        ({"TMPDIR": "reltmp"}, "TMPDIR", "reltmp"),
+    ],
+)
+def test_a_relative_spool_names_the_variable_that_made_it(
+    env: dict[str, str], named: str, given: str
+) -> None:
+    with pytest.raises(ValueError) as error:
+        CoverageConfig.from_environment({"COVERAGE_S3_BUCKET": "my-bucket", **env})
+    assert str(error.value) == f"{named} must be an absolute path, not {given!r}"

@@ -102,6 +102,7 @@ def extract_zip(archive_path: Path, target: Path, budget: Budget | None = None) 
                 # zipfile drops the unix mode; Lambda keeps it (extensions must be executable).
                 if mode & 0o7777:
                     destination.chmod(mode & 0o7777)
+    _links_stay_inside(root, archive_path)
 
 
 def copy_tree(source: Path, target: Path, budget: Budget | None = None) -> None:
@@ -124,6 +125,24 @@ def copy_tree(source: Path, target: Path, budget: Budget | None = None) -> None:
                 shutil.copy2(path, destination)
         # A symlink to a directory is copied as a link, never walked into.
         dirs[:] = [name for name in dirs if not (here / name).is_symlink()]
+    _links_stay_inside(root, source)
+
+
+def _links_stay_inside(root: Path, origin: Path) -> None:
+    """Every symlink under ``root`` still leads inside it, now that ``origin`` is laid over it.
+
+    Each link was checked when it was made, but a later entry may re-point a
+    link that an earlier one passes through (``L -> b/..``, then ``b -> .``).
+    """
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            if path.is_symlink() and not _resolves_inside(path, root):
+                raise UsageError(
+                    f"layer {origin}: symlink {path.relative_to(root)} -> {path.readlink()} "
+                    "leads outside /opt",
+                    "use relative symlinks that stay inside the layer",
+                )
 
 
 def _member_path(name: str, archive: Path) -> PurePosixPath | None:
@@ -177,3 +196,10 @@ def _clear(path: Path) -> None:
         path.unlink()
     elif path.is_dir():
         shutil.rmtree(path)
+
+
+def _resolves_inside(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop of links (RuntimeError before Python 3.13)
+        return False

@@ -133,7 +133,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     A line that is none of these is a UsageError naming the file and line.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a BOM is not part of the first key
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"cannot read the env file {path}: {error}") from error
     variables: dict[str, str] = {}
@@ -160,8 +160,8 @@ def parse_env_line(line: str) -> tuple[str, str] | None:
         stripped = stripped[len("export") :].lstrip()
     key, sep, rest = stripped.partition("=")
     key = key.strip()
-    if not sep:
-        raise ValueError(f"{_shown(stripped)} is not KEY=VALUE")
+    if not sep:  # the line is not shown: it may hold a secret (a value without its key)
+        raise ValueError("the line is not KEY=VALUE (it has no '=')")
     if not _ENV_KEY.match(key):
         raise ValueError(f"{_shown(key)} is not a variable name")
     return key, _env_value(rest.strip())
@@ -173,7 +173,7 @@ def _env_value(raw: str) -> str:
         value, end = _quoted(raw, quote)
         trailing = raw[end + 1 :].strip()
         if trailing and not trailing.startswith("#"):
-            raise ValueError(f"unexpected text after the closing quote: {_shown(trailing)}")
+            raise ValueError("unexpected text after the closing quote")
         return value
     comment = re.search(r"\s#", raw)
     return (raw[: comment.start()] if comment else raw).strip()
