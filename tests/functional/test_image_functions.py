@@ -25,6 +25,7 @@ from lambdacov.doctor import health
 from lambdacov.doctor.function import IMAGE_FIX
 from tests.support.envelope import result_of
 from tests.support.lambda_fleet import clients, make_role, run_cli
+from tests.support.moto_images import apply_image_config_updates
 
 REGION = "eu-north-1"
 IMAGE_URI = "123456789012.dkr.ecr.eu-north-1.amazonaws.com/orders:latest"
@@ -33,23 +34,7 @@ REDIRECT = [conventions.REDIRECT_HANDLER]
 
 @pytest.fixture(autouse=True)
 def lambda_replaces_image_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's UpdateFunctionConfiguration apply ImageConfig, as Lambda does.
-
-    moto (5.2) ignores the ImageConfig of an update. Lambda replaces the whole
-    ImageConfig with the one sent (fields left out are cleared, ``{}`` clears
-    every override); the moto server runs in this process, so its model is
-    patched for the test.
-    """
-    from moto.awslambda import models
-
-    original = models.LambdaFunction.update_configuration
-
-    def update_configuration(self: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
-        if "ImageConfig" in config_updates:
-            self.image_config = models.ImageConfig(config_updates["ImageConfig"] or {})
-        return dict(original(self, config_updates))
-
-    monkeypatch.setattr(models.LambdaFunction, "update_configuration", update_configuration)
+    apply_image_config_updates(monkeypatch)
 
 
 @pytest.fixture

@@ -2,13 +2,16 @@
 
 ``LocalLambda`` runs a function the way Lambda does (layer at an /opt-like
 path, extensions, exec wrapper, warm reuse, freeze between invocations,
-SHUTDOWN) so the layer can be tested end to end without AWS. It is what
+SHUTDOWN; a container image's root directory with ``image_lambda``; SnapStart's
+snapshot and restore with ``snap_start``) so the layer can be tested end to end
+without AWS. It is what
 ``lambdacov local invoke``, ``lambdacov demo`` and the e2e tests use.
 """
 
 from __future__ import annotations
 
 from lambdacov.local.emulator import Environment, InvocationResult, LocalLambda
+from lambdacov.local.image import image_lambda
 from lambdacov.local.process import LogLine
 from lambdacov.local.runtime_env import find_python, runtime_python
 
@@ -18,5 +21,6 @@ __all__ = [
     "LocalLambda",
     "LogLine",
     "find_python",
+    "image_lambda",
     "runtime_python",
 ]
