@@ -154,7 +154,12 @@ import shared
 
 
 def handler(event, context):
-    return {"shared": shared.NAME, "mode": os.environ.get("MODE"), "event": event}
+    return {
+        "shared": shared.NAME,
+        "mode": os.environ.get("MODE"),
+        "initialization": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+        "event": event,
+    }
 """
 
 
@@ -237,9 +242,26 @@ def test_env_on_the_command_line_wins_over_the_env_file(
     assert json.loads(from_flag)["mode"] == "flag"
 
 
+def test_snap_start_runs_the_function_as_a_restored_snapshot(
+    function_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layer = tmp_path / "layer" / "python"
+    layer.mkdir(parents=True)
+    (layer / "shared.py").write_text("NAME = 'x'\n")
+    common = ("--function-dir", str(function_dir), "--layer", str(layer.parent))
+
+    code, snap, err = invoke(capsys, *common, "--snap-start")
+    _, plain, _ = invoke(capsys, *common)
+
+    assert code == 0, err
+    assert json.loads(snap)["initialization"] == "snap-start"
+    assert json.loads(plain)["initialization"] == "on-demand"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (("--snap-start", "--deployed", "f"), "--snap-start runs a function given by"),
         (("--events", "EVENTS", "--count", "2"), "--events gives every event"),
         (("--events", "EVENTS", "--event", "{}"), "--events gives every event"),
         (("--events", "EVENTS", "--event-file", "EVENTS"), "--events gives every event"),

@@ -141,6 +141,14 @@ def invoke(
             show_default="128, or the deployed function's",
         ),
     ] = None,
+    snap_start: Annotated[
+        bool,
+        typer.Option(
+            "--snap-start",
+            help="Run as a SnapStart version: init once, the before-snapshot hooks, then the "
+            "environment resumed as restored (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start).",
+        ),
+    ] = False,
     function_name: Annotated[
         str | None,
         typer.Option("--function-name", help="The function's name, as Lambda reports it."),
@@ -172,6 +180,11 @@ def invoke(
     payloads = _read_events(event, event_file, events, count)
     chunks = _chunks(payloads, environments)
     function_env = {**(read_env_file(env_file) if env_file else {}), **_parse_env(env or [])}
+    if snap_start and deployed is not None:
+        raise UsageError(
+            "--snap-start runs a function given by --function-dir and --handler",
+            "leave out --deployed, and pass the function's code and handler",
+        )
     with contextlib.ExitStack() as stack:
         if deployed is not None:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lambdacov-")))
@@ -198,6 +211,7 @@ def invoke(
                 timeout=30.0 if timeout is None else timeout,
                 memory_mb=128 if memory is None else memory,
                 function_name=function_name or "local-function",
+                snap_start=snap_start,
                 region=(
                     region
                     or os.environ.get("AWS_REGION")
