@@ -17,6 +17,7 @@ selectors) takes longer than Python's start without ``site``.
 from __future__ import annotations
 
 import _socket
+import errno
 import os
 import stat
 import time
@@ -54,12 +55,15 @@ class ExtensionListener:
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)  # noqa: PTH103, PTH120 - no pathlib
         # A socket left by an extension process that was killed goes; anything else
-        # there stays, and bind() fails on it.
+        # there is not ours to remove.
         try:
-            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
-                os.unlink(self.path)  # noqa: PTH108 - no pathlib (see the module's docstring)
+            mode = os.lstat(self.path).st_mode
         except FileNotFoundError:
             pass
+        else:
+            if not stat.S_ISSOCK(mode):
+                raise FileExistsError(errno.EEXIST, "in the way, and not a socket", self.path)
+            os.unlink(self.path)  # noqa: PTH108 - no pathlib (see the module's docstring)
         self._socket = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
         self._socket.bind(self.path)
         # Request ids reported done before the extension asked: a fast handler can
