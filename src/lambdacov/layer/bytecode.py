@@ -134,7 +134,8 @@ def compile_tree(interpreter: Path, root: Path, runtime_root: str) -> int:
 #: the runtime package again, and importing and starting coverage.py itself
 #: (3.11, branch coverage, or COVERAGE_CORE set) takes 1.7x as long.
 NO_PYC_COST = (
-    "about +20 ms per cold start (measured on 3.12: the wrapper +10 ms, the extension +10 ms), "
+    "about +20 ms per cold start (measured on 3.12: the wrapper +10 ms, the extension +7 ms "
+    "before it registers, more after), "
     "+80 ms where coverage.py itself is imported (3.11, branch coverage, COVERAGE_CORE)"
 )
 
