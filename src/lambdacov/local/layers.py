@@ -201,5 +201,7 @@ def _clear(path: Path) -> None:
 def _resolves_inside(path: Path, root: Path) -> bool:
     try:
         return path.resolve().is_relative_to(root)
-    except (OSError, RuntimeError):  # a loop of links (RuntimeError before Python 3.13)
-        return False
+    except (OSError, RuntimeError):
+        # A loop of links (RuntimeError before Python 3.13, which resolves it to a path
+        # inside instead): it leads nowhere, so not out either.
+        return True
