@@ -258,9 +258,27 @@ def test_snap_start_runs_the_function_as_a_restored_snapshot(
     assert json.loads(plain)["initialization"] == "on-demand"
 
 
+def test_an_image_root_runs_with_its_command_as_the_handler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "image"
+    (root / "var" / "task").mkdir(parents=True)
+    (root / "var" / "task" / "app.py").write_text(APP)
+    (root / "opt" / "python").mkdir(parents=True)
+    (root / "opt" / "python" / "shared.py").write_text("NAME = 'from the image'\n")
+
+    code, out, err = invoke(capsys, "--image-root", str(root), "--event", '{"n": 1}')
+
+    assert code == 0, err
+    assert json.loads(out)["shared"] == "from the image"
+    assert json.loads(out)["event"] == {"n": 1}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (("--image-root", "IMAGE", "--layer", "IMAGE"), "--image-root brings the function's"),
+        (("--image-root", "IMAGE", "--deployed", "f"), "--image-root brings the function's"),
         (("--snap-start", "--deployed", "f"), "--snap-start runs a function given by"),
         (("--events", "EVENTS", "--count", "2"), "--events gives every event"),
         (("--events", "EVENTS", "--event", "{}"), "--events gives every event"),

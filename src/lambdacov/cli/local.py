@@ -21,7 +21,7 @@ from lambdacov.cli import outcome
 from lambdacov.cli._options import EndpointUrl, Profile, aws_clients
 from lambdacov.errors import ExitCode, UsageError
 from lambdacov.layer.targets import SUPPORTED_PYTHONS, host_python
-from lambdacov.local import InvocationResult, LocalLambda, LogLine
+from lambdacov.local import InvocationResult, LocalLambda, LogLine, image_lambda
 from lambdacov.local.deployed import DeployedRun, prepare_deployed
 from lambdacov.local.variables import read_env_file
 
@@ -39,6 +39,14 @@ def invoke(
             "--function-dir",
             help="Directory holding the function's code (Lambda's /var/task). Required, "
             "except with --deployed, where it replaces the deployment package.",
+        ),
+    ] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-root",
+            help="Run a container image function from its root directory: the code in "
+            "var/task, lambdacov's files in opt; --handler is the image's command.",
         ),
     ] = None,
     handler: Annotated[
@@ -180,6 +188,11 @@ def invoke(
     payloads = _read_events(event, event_file, events, count)
     chunks = _chunks(payloads, environments)
     function_env = {**(read_env_file(env_file) if env_file else {}), **_parse_env(env or [])}
+    if image_root is not None and (deployed is not None or function_dir or layer):
+        raise UsageError(
+            "--image-root brings the function's code and /opt itself",
+            "leave out --deployed, --function-dir and --layer",
+        )
     if snap_start and deployed is not None:
         raise UsageError(
             "--snap-start runs a function given by --function-dir and --handler",
@@ -205,6 +218,7 @@ def invoke(
                 _local_lambda,
                 function_dir,
                 handler,
+                image_root=image_root,
                 layers=layer or [],
                 python=python or host_python(),
                 env=function_env,
@@ -232,10 +246,20 @@ def invoke(
         outcome.exit_with(ExitCode.CHECK_FAILED)
 
 
-def _local_lambda(function_dir: Path | None, handler: str | None, **options: Any) -> LocalLambda:
+def _local_lambda(
+    function_dir: Path | None, handler: str | None, *, image_root: Path | None, **options: Any
+) -> LocalLambda:
+    if image_root is not None:
+        if handler is None:
+            raise UsageError(
+                "--image-root needs --handler: the image's command",
+                "for example --handler app.handler",
+            )
+        options.pop("layers")  # checked empty: the image brings its /opt
+        return image_lambda(image_root, [handler], **options)
     if function_dir is None or handler is None:
         raise UsageError(
-            "give --function-dir and --handler (or --deployed FUNCTION)",
+            "give --function-dir and --handler (or --deployed FUNCTION, or --image-root DIR)",
             "for example --function-dir src --handler app.handler",
         )
     return LocalLambda(function_dir, handler, **options)
