@@ -10,6 +10,13 @@ for INVOKE and SHUTDOWN events and then loops:
   after the response has gone out and before the freeze.
 * SHUTDOWN: deliver everything left, within Lambda's shutdown deadline.
 
+On Lambda Managed Instances (``AWS_LAMBDA_MAX_CONCURRENCY`` set) several
+runtime processes serve invocations concurrently and the environment is never
+frozen, so there is no one invocation's end to hold: the extension registers
+for SHUTDOWN alone and delivers from a thread of its own, shortly after
+runtime processes report ``done``, whichever process it was (see
+:meth:`CoverageExtension.serve_concurrently`).
+
 The extension never touches the function's response; its failures are JSON
 log lines, and whatever it could not deliver stays in the spool for the next
 pass. It never fails Lambda's init either: with coverage switched off, a bad
@@ -31,18 +38,32 @@ import sys
 import time
 
 from coverage_wrapper import locations
-from coverage_wrapper.notify import ARMED, ExtensionListener
+from coverage_wrapper.notify import ARMED, DONE, ExtensionListener
 
 TYPE_CHECKING = False  # typing itself is not imported before registering (see above)
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from coverage_wrapper.models import CoverageConfig
 
 NAME = "lambdacov"
 _EVENTS = b'{"events": ["INVOKE", "SHUTDOWN"]}'
+_SHUTDOWN_ONLY = b'{"events": ["SHUTDOWN"]}'
 # Time kept back from a deadline so the extension asks for its next event in time.
 _MARGIN = 0.3
+# Managed Instances: how long the deliverer waits after a ``done`` before it uploads, so
+# that invocations finishing together share one upload; and how often its threads look
+# for the end of the environment.
+GATHER_SECONDS = 1.0
+_POLL_SECONDS = 0.2
+
+
+def concurrent_environment(environ: Mapping[str, str]) -> bool:
+    """True on Lambda Managed Instances: several runtime processes in one environment,
+    invocations concurrent, and no freeze between them (Lambda sets
+    ``AWS_LAMBDA_MAX_CONCURRENCY``, from which the Python runtime forks its processes)."""
+    return bool(environ.get("AWS_LAMBDA_MAX_CONCURRENCY", "").strip())
 
 
 def _log() -> Any:
@@ -83,9 +104,9 @@ class ExtensionsApi:
             connection.close()
         return _parse_response(answer)
 
-    def register(self) -> None:
-        """Register for INVOKE and SHUTDOWN events."""
-        headers, _ = self._call("POST", "register", _EVENTS)
+    def register(self, *, invoke: bool = True) -> None:
+        """Register for INVOKE and SHUTDOWN events (SHUTDOWN alone without ``invoke``)."""
+        headers, _ = self._call("POST", "register", _EVENTS if invoke else _SHUTDOWN_ONLY)
         self.identifier = headers["lambda-extension-identifier"]
 
     def next_event(self) -> dict[str, Any]:
@@ -270,6 +291,9 @@ class CoverageExtension:
         import threading
 
         threading.Thread(target=self._prepare, name="lambdacov-prepare", daemon=True).start()
+        if concurrent_environment(os.environ):
+            self.serve_concurrently()
+            return
         while True:
             event = self.api.next_event()
             kind = event.get("eventType")
@@ -282,6 +306,57 @@ class CoverageExtension:
                 _log().error(f"Coverage extension error: {type(error).__name__}: {error}")
             if kind == "SHUTDOWN":
                 return
+
+    def serve_concurrently(self) -> None:
+        """Managed Instances: deliver as runtime processes report ``done``, until SHUTDOWN.
+
+        One thread reads the runtime processes' messages as they come (a datagram
+        socket queues only a few, and a runtime process that finds the queue full
+        uploads by itself, within its invocation); another delivers once the
+        messages settle (:data:`GATHER_SECONDS` after the first ``done``). This one
+        waits for SHUTDOWN, stops both, and delivers what is left.
+        """
+        import threading
+
+        stop = threading.Event()
+        done = threading.Event()
+        reader = threading.Thread(
+            target=self._read_done, args=(stop, done), name="lambdacov-read", daemon=True
+        )
+        sender = threading.Thread(
+            target=self._deliver_done, args=(stop, done), name="lambdacov-deliver", daemon=True
+        )
+        reader.start()
+        sender.start()
+        while True:
+            event = self.api.next_event()
+            if event.get("eventType") == "SHUTDOWN":
+                break
+        stop.set()
+        reader.join()
+        # A delivery under way finishes within its own budget, bounded by the deadline.
+        sender.join(max(0.0, _seconds_left(event) - _MARGIN))
+        if sender.is_alive():
+            return  # still delivering: what it has not taken stays spooled
+        try:
+            self.on_shutdown(event)
+        except Exception as error:  # noqa: BLE001 - as in run()
+            _log().error(f"Coverage extension error: {type(error).__name__}: {error}")
+
+    def _read_done(self, stop: Any, done: Any) -> None:
+        while not stop.is_set():
+            words = self.listener.receive(_POLL_SECONDS)
+            if words and words[0] == DONE:
+                done.set()
+
+    def _deliver_done(self, stop: Any, done: Any) -> None:
+        while not stop.is_set():
+            if not done.wait(_POLL_SECONDS):
+                continue
+            if stop.wait(GATHER_SECONDS):
+                return  # SHUTDOWN delivers it
+            done.clear()
+            self._deliver(self.config.upload_timeout)
 
 
 def idle(api: ExtensionsApi) -> None:
@@ -344,7 +419,8 @@ def main() -> int:
     """
     api = ExtensionsApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
     listener, bind_error = _listen()
-    api.register()  # Lambda may start the runtime now: what follows overlaps its init
+    # Lambda may start the runtime once this returns: what follows overlaps its init.
+    api.register(invoke=not concurrent_environment(os.environ))
     extension, reason, level = _extension(api, listener, bind_error)
     if extension is None:
         if listener is not None:

@@ -148,6 +148,55 @@ def test_events_in_two_environments_cover_what_coverage_run_covers(
     assert lines == expected
 
 
+def test_events_on_managed_instances_cover_what_coverage_run_covers(
+    host_layer: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    events_file = ORDERS / "events.json"
+    events = json.loads(events_file.read_text())
+    code, out, err = run_cli(
+        capsys,
+        "local",
+        "invoke",
+        "--function-dir",
+        str(ORDERS),
+        "--handler",
+        "app.handler",
+        "--layer",
+        str(host_layer),
+        "--events",
+        str(events_file),
+        "--max-concurrency",
+        "3",
+        "--function-name",
+        "orders-lmi",
+        "--env",
+        f"COVERAGE_S3_BUCKET={bucket}",
+        "--env",
+        "AWS_LAMBDA_EXEC_WRAPPER=/opt/lambdacov-wrapper",
+        "--env",
+        f"AWS_ENDPOINT_URL={moto_endpoint}",
+        "--json",
+    )
+    results = result_of(out, "local invoke")
+    (tmp_path / "oracle").mkdir()
+    expected, oracle_results = run_oracle(ORDERS, events_file, tmp_path / "oracle")
+
+    assert code == 1, err  # events.json's one crashing event
+    assert len(results) == len(events)
+    # In the order of the events, though they ran three at a time.
+    assert [result["error"] is not None for result in results] == [
+        "raised" in outcome for outcome in oracle_results
+    ]
+    objects, lines = orders_coverage(s3, bucket, tmp_path)
+    assert objects == 1  # one environment, however many runtime processes
+    assert lines == expected
+
+
 APP = """\
 import os
 import shared

@@ -9,7 +9,8 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -157,6 +158,17 @@ def invoke(
             "environment resumed as restored (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start).",
         ),
     ] = False,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency",
+            min=1,
+            max=64,
+            help="Run as on Lambda Managed Instances: this many runtime processes in one "
+            "environment (AWS_LAMBDA_MAX_CONCURRENCY), never frozen, and the events sent this "
+            "many at a time.",
+        ),
+    ] = None,
     function_name: Annotated[
         str | None,
         typer.Option("--function-name", help="The function's name, as Lambda reports it."),
@@ -193,6 +205,11 @@ def invoke(
             "--image-root brings the function's code and /opt itself",
             "leave out --deployed, --function-dir and --layer",
         )
+    if max_concurrency is not None and (deployed is not None or snap_start):
+        raise UsageError(
+            "--max-concurrency runs a function given by --function-dir and --handler",
+            "leave out --deployed and --snap-start (Managed Instances have no SnapStart)",
+        )
     if snap_start and deployed is not None:
         raise UsageError(
             "--snap-start runs a function given by --function-dir and --handler",
@@ -226,6 +243,7 @@ def invoke(
                 memory_mb=128 if memory is None else memory,
                 function_name=function_name or "local-function",
                 snap_start=snap_start,
+                max_concurrency=max_concurrency,
                 region=(
                     region
                     or os.environ.get("AWS_REGION")
@@ -234,7 +252,9 @@ def invoke(
                 ),
                 on_log=_print_log if verbose else None,
             )
-        results = _run_chunks(make, chunks, as_json=as_json, verbose=verbose)
+        results = _run_chunks(
+            make, chunks, as_json=as_json, verbose=verbose, concurrency=max_concurrency or 1
+        )
     failed = [result for _, result in results if not result.ok]
     if as_json:
         outcome.set_result(
@@ -271,9 +291,12 @@ def _run_chunks(
     *,
     as_json: bool,
     verbose: bool,
+    concurrency: int = 1,
 ) -> list[tuple[int, InvocationResult]]:
     """Send each chunk of events to a fresh environment, shut down after the chunk.
 
+    With ``concurrency`` above 1 the events of a chunk go ``concurrency`` at a time
+    (Managed Instances); their results are printed in the order of the events.
     Returns (environment number, result) pairs in the order of the events.
     A failed invocation's SHUTDOWN logs are shown, as before (not with --verbose,
     which already streamed them, nor with --json).
@@ -282,8 +305,7 @@ def _run_chunks(
     for number, chunk in enumerate(chunks, start=1):
         with make() as function:
             chunk_results = []
-            for payload in chunk:
-                result = function.invoke(payload)
+            for result in _invoke_all(function, chunk, concurrency):
                 chunk_results.append(result)
                 if not as_json:
                     _print_result(result, show_logs=not verbose)
@@ -293,6 +315,23 @@ def _run_chunks(
             for line in shutdown_logs:
                 _print_log(line)
     return results
+
+
+def _invoke_all(
+    function: LocalLambda, events: list[Any], concurrency: int
+) -> Iterator[InvocationResult]:
+    """The results of ``events``, in order: one at a time, or ``concurrency`` at a time.
+
+    Interrupted (Ctrl-C), no event not yet sent is sent.
+    """
+    if concurrency == 1:
+        yield from map(function.invoke, events)
+        return
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="lambdacov-invoke")
+    try:
+        yield from pool.map(function.invoke, events)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read_events(

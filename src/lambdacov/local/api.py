@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 import threading
 import time
 import uuid
@@ -87,13 +88,16 @@ class RuntimeApi:
         self._cond = threading.Condition(threading.RLock())
         self._closed = False
         self._init_done = False
-        self._runtime_waiting = False
+        # Runtime processes blocked in invocation/next: one, or several on Managed Instances.
+        self._runtime_waiters = 0
         self._runtime_waiting_since = 0.0
         self._runtime_queue: deque[Invocation] = deque()
         self._outcomes: dict[str, RuntimeOutcome] = {}
         self._in_flight: set[str] = set()
         self._extensions: dict[str, _Extension] = {}
         self.init_error: dict[str, Any] | None = None
+        #: False on Managed Instances, where extensions get no INVOKE (see emulator.py).
+        self.invoke_extensions = True
         # SnapStart: called when the runtime asks for its restore (the snapshot is taken
         # then); it returns once the environment is restored.
         self.on_restore: Callable[[], None] | None = None
@@ -144,9 +148,17 @@ class RuntimeApi:
 
     @property
     def runtime_ready(self) -> bool:
-        """True while the runtime is blocked in ``invocation/next`` with nothing to take."""
+        """True while the runtime (one of its processes, on Managed Instances) is blocked
+        in ``invocation/next`` with nothing to take."""
         with self._cond:
-            return self._runtime_waiting and not self._runtime_queue
+            return self._runtime_waiters > 0 and not self._runtime_queue
+
+    @property
+    def waiting_runtime_processes(self) -> int:
+        """How many runtime processes are blocked in ``invocation/next`` (Managed
+        Instances run several)."""
+        with self._cond:
+            return self._runtime_waiters
 
     def extensions_ready(self, event_type: str | None = None) -> bool:
         """True when every extension (registered for ``event_type``, if given) is
@@ -213,12 +225,12 @@ class RuntimeApi:
             "tracing": {"type": "X-Amzn-Trace-Id", "value": invocation.trace_id},
         }
         with self._cond:
-            # The flags mean "blocked with nothing to take": clear them here, not
-            # when a handler thread wakes up, so a waiter never sees a stale True.
-            self._runtime_waiting = False
+            # runtime_ready is False from here (an invocation is queued) until a runtime
+            # process that takes it has asked again, so a waiter never sees a stale True.
             self._runtime_queue.append(invocation)
             self._in_flight.add(invocation.request_id)
-            self._queue_for_extensions("INVOKE", event)
+            if self.invoke_extensions:
+                self._queue_for_extensions("INVOKE", event)
             self._cond.notify_all()
 
     def deliver_shutdown(self, reason: str, deadline_ms: int) -> list[str]:
@@ -240,17 +252,22 @@ class RuntimeApi:
 
     # -- called by the HTTP handler ---------------------------------------------------
 
-    def _runtime_next(self) -> Invocation | None:
+    def _runtime_next(self, connected: Callable[[], bool] = lambda: True) -> Invocation | None:
+        """The next invocation for the runtime process asking; None once the server
+        closes, or once that process has gone (a killed process's request must not take
+        an invocation another one would answer)."""
         with self._cond:
-            self._runtime_waiting = True
+            self._runtime_waiters += 1
             self._runtime_waiting_since = time.monotonic()
             self._cond.notify_all()
-            while not self._runtime_queue:
-                if self._closed:
-                    return None
-                self._cond.wait(_POLL_SECONDS)
-            self._runtime_waiting = False
-            return self._runtime_queue.popleft()
+            try:
+                while not self._closed and connected():
+                    if self._runtime_queue:
+                        return self._runtime_queue.popleft()
+                    self._cond.wait(_POLL_SECONDS)
+                return None
+            finally:
+                self._runtime_waiters -= 1
 
     def _runtime_result(
         self,
@@ -334,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         api = self.server.api
         if self.path == f"{RUNTIME}/invocation/next":
-            invocation = api._runtime_next()
+            invocation = api._runtime_next(self._peer_connected)
             if invocation is None:
                 self.close_connection = True
                 return
@@ -368,6 +385,16 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             self._error(HTTPStatus.NOT_FOUND, "InvalidRequest")
+
+    def _peer_connected(self) -> bool:
+        """False once the client closed its end (its process died)."""
+        try:
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return peeked != b""
 
     def do_POST(self) -> None:
         api = self.server.api

@@ -45,11 +45,32 @@ def main() -> None:
         api_address = os.environ["AWS_LAMBDA_RUNTIME_API"]
         use_thread_polling = False
     else:
-        # The same decision as awslambdaric's own __main__: poll in a thread on
-        # 3.12+ (by AWS_EXECUTION_ENV), which lets signal handlers run.
+        # The same decisions as awslambdaric's own __main__: poll in a thread on
+        # 3.12+ (by AWS_EXECUTION_ENV), which lets signal handlers run, and on
+        # Lambda Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY) fork that many
+        # runtime processes, each of which imports the handler and asks for work.
         config = LambdaConfigProvider([sys.argv[0], handler])
         api_address = config.api_address
         use_thread_polling = config.use_thread_polling
+        if os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY") and not hasattr(
+            config, "is_multi_concurrent"
+        ):
+            sys.stderr.write(
+                "bootstrap: this awslambdaric cannot run several runtime processes"
+                " (Managed Instances): install awslambdaric 4.2.2 or later\n"
+            )
+            sys.exit(1)
+        if getattr(config, "is_multi_concurrent", False):
+            from awslambdaric.lambda_multi_concurrent_utils import MultiConcurrentRunner
+
+            MultiConcurrentRunner.run_concurrent(
+                handler,
+                api_address,
+                use_thread_polling,
+                config.lmi_socket_path,
+                int(config.max_concurrency),
+            )
+            return
 
     bootstrap.run(handler, LambdaRuntimeClient(api_address, use_thread_polling))
 

@@ -57,6 +57,8 @@ SHUTDOWN_GRACE_SECONDS = 2.0
 SHUTDOWN_REASONS = frozenset({"spindown", "timeout", "failure"})
 #: The emulated /var/runtime/bootstrap, run by the runtime's own interpreter.
 BOOTSTRAP = Path(__file__).resolve().with_name("bootstrap.py")
+#: The emulator's bound on runtime processes per environment (Managed Instances).
+MAX_CONCURRENCY = 64
 #: Lambda's bounds for a function's memory size, in MB.
 MEMORY_MB_RANGE = (128, 10240)
 
@@ -214,6 +216,7 @@ class LocalLambda(Closing):
         function_name: str = "local-function",
         region: str = "us-east-1",
         snap_start: bool = False,
+        max_concurrency: int | None = None,
         init_timeout: float = INIT_TIMEOUT_SECONDS,
         on_log: LogCallback | None = None,
     ) -> None:
@@ -227,6 +230,13 @@ class LocalLambda(Closing):
             )
         if timeout <= 0:
             raise UsageError("timeout must be positive")
+        if max_concurrency is not None:
+            if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+                raise UsageError(
+                    f"max concurrency must be between 1 and {MAX_CONCURRENCY} runtime processes"
+                )
+            if snap_start:
+                raise UsageError("SnapStart does not apply to Lambda Managed Instances")
         low, high = MEMORY_MB_RANGE
         if not low <= memory_mb <= high:
             raise UsageError(f"memory size must be between {low} and {high} MB, as in Lambda")
@@ -240,6 +250,7 @@ class LocalLambda(Closing):
             function_name=function_name,
             region=region,
             snap_start=snap_start,
+            max_concurrency=max_concurrency,
         )
         self.init_timeout = init_timeout
         #: With ``snap_start``: /tmp as it was when the snapshot was taken (after INIT,
@@ -293,6 +304,8 @@ class LocalLambda(Closing):
         if self._closed:
             raise EmulatorError("this local Lambda has been closed")
         body = json.dumps({} if event is None else event).encode()
+        if self.config.max_concurrency is not None:
+            return self._invoke_concurrently(body)
         with self._lock:
             mark = self._logs.mark()
             request_id = str(uuid.uuid4())
@@ -396,6 +409,74 @@ class LocalLambda(Closing):
             request_id, payload, error, _ms_since(started), runtime_ms, init_ms, ()
         )
 
+    def _invoke_concurrently(self, body: bytes) -> InvocationResult:
+        """Managed Instances: invocations run side by side, each in a runtime process of
+        its own, and nothing is frozen between them.
+
+        Only INIT is serialised. The extensions get no INVOKE event, a timeout ends
+        the invocation but not the environment (Lambda does not stop the code), and
+        a runtime process that dies leaves the environment to the others. An
+        invocation waits while every runtime process is busy (Lambda would refuse it
+        until one is free). ``logs`` are the lines logged while it ran: those of
+        invocations running meanwhile too.
+        """
+        request_id = str(uuid.uuid4())
+        init_ms: float | None = None
+        with self._lock:
+            mark = self._logs.mark()
+            self._platform_log(f"START RequestId: {request_id} Version: {FUNCTION_VERSION}")
+            if self._environment is None:
+                started = time.monotonic()
+                environment, init_error = self._init()
+                init_ms = _ms_since(started)
+                if init_error is not None:
+                    self._teardown(environment, "failure")
+                    return self._concurrent_result(
+                        InvocationResult(request_id, None, init_error, 0.0, 0.0, init_ms, ()),
+                        mark,
+                    )
+                self._environment = environment
+            environment = self._environment
+        api, runtime = environment.api, environment.runtime
+        assert runtime is not None
+        started = time.monotonic()
+        api.deliver_invocation(
+            Invocation(
+                request_id=request_id,
+                event=body,
+                deadline_ms=int((time.time() + self.config.timeout) * 1000),
+                function_arn=self.config.function_arn,
+                trace_id=_trace_id(),
+            )
+        )
+        api.wait_until(
+            lambda: api.outcome(request_id) is not None or not runtime.running,
+            self.config.timeout,
+        )
+        outcome = api.outcome(request_id)
+        elapsed = _ms_since(started)
+        if outcome is None:
+            if runtime.running:
+                failure = _timeout_error(request_id, self.config.timeout)
+            else:
+                failure = _exit_error(request_id, runtime.exit_code)
+                with self._lock:
+                    if self._environment is environment:
+                        self._reset("failure")
+            result = InvocationResult(request_id, None, failure, elapsed, elapsed, init_ms, ())
+        else:
+            payload, error = _parse_outcome(outcome.kind, outcome.body, outcome.error_type)
+            result = InvocationResult(request_id, payload, error, elapsed, elapsed, init_ms, ())
+        return self._concurrent_result(result, mark)
+
+    def _concurrent_result(self, result: InvocationResult, mark: int) -> InvocationResult:
+        if self._memory is not None:
+            result = dataclasses.replace(result, max_memory_used_mb=self._memory.peak_mb)
+        self._platform_log(f"END RequestId: {result.request_id}")
+        self._platform_log(_report_line(result, self.config.memory_mb))
+        self._logs.drain()
+        return dataclasses.replace(result, logs=self._logs.since(mark))
+
     def _init(self) -> tuple[Environment, dict[str, Any] | None]:
         """Start the extensions, then the runtime; return the environment and any init error."""
         config = self.config
@@ -409,6 +490,9 @@ class LocalLambda(Closing):
         self._memory = environment.memory
         if config.snap_start:
             api.on_restore = lambda: self._snapshot(api)
+        # Managed Instances run invocations concurrently and never freeze the environment:
+        # extensions get SHUTDOWN, not INVOKE (there is no one invocation's end to hold).
+        api.invoke_extensions = config.max_concurrency is None
         env = lambda_environment(
             config,
             runtime_api=api.address,

@@ -37,6 +37,16 @@ class FunctionConfig:
     function_name: str = "local-function"
     region: str = "us-east-1"
     snap_start: bool = False
+    #: Lambda Managed Instances: the runtime processes per environment
+    #: (PerExecutionEnvironmentMaxConcurrency); None for Lambda's default compute.
+    max_concurrency: int | None = None
+
+    @property
+    def initialization_type(self) -> str:
+        """AWS_LAMBDA_INITIALIZATION_TYPE, as Lambda sets it."""
+        if self.max_concurrency is not None:
+            return "lambda-managed-instances"
+        return "snap-start" if self.snap_start else "on-demand"
 
     @property
     def function_arn(self) -> str:
@@ -76,7 +86,7 @@ def lambda_environment(
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.function_name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream_name,
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start" if config.snap_start else "on-demand",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": config.initialization_type,
         "AWS_REGION": config.region,
         "AWS_DEFAULT_REGION": config.region,
         "AWS_EXECUTION_ENV": f"AWS_Lambda_python{version}",
@@ -94,6 +104,9 @@ def lambda_environment(
         # The environment's private /tmp (Python's tempfile honours TMPDIR).
         "TMPDIR": str(tmp_dir),
     }
+    if config.max_concurrency is not None:
+        # The Python runtime forks this many processes (awslambdaric's multi-concurrent mode).
+        env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(config.max_concurrency)
     for name in CREDENTIALS:
         value = host_env.get(name)
         if value:
