@@ -41,6 +41,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from coverage_wrapper._version import __version__
+from coverage_wrapper.credentials import (
+    CredentialsError,
+    CredentialSource,
+    StaticCredentials,
+    credential_source,
+)
 from coverage_wrapper.sigv4 import (
     Credentials,
     canonical_header_value,
@@ -124,16 +130,13 @@ class _Answer:
     body: bytes
 
 
-def credentials_from_environment(environ: Mapping[str, str] | None = None) -> Credentials:
-    """The keys Lambda gives every function: AWS_ACCESS_KEY_ID, its secret, its session token."""
-    environ = os.environ if environ is None else environ
-    access_key = environ.get("AWS_ACCESS_KEY_ID", "")
-    secret_key = environ.get("AWS_SECRET_ACCESS_KEY", "")
-    if not access_key or not secret_key:
-        raise S3Error(
-            "NoCredentialsError", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set"
-        )
-    return Credentials(access_key, secret_key, environ.get("AWS_SESSION_TOKEN") or None)
+def credentials_from_environment(environ: Mapping[str, str] | None = None) -> CredentialSource:
+    """The keys Lambda gives the function (see :mod:`coverage_wrapper.credentials`);
+    S3Error when it gives none."""
+    try:
+        return credential_source(environ)
+    except CredentialsError as error:
+        raise S3Error(error.code, error.message) from None
 
 
 def endpoint_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
@@ -275,7 +278,7 @@ class S3Client:
 
     def __init__(
         self,
-        credentials: Credentials,
+        credentials: Credentials | CredentialSource,
         region: str,
         *,
         endpoint_url: str | None = None,
@@ -285,7 +288,9 @@ class S3Client:
     ) -> None:
         if attempts < 1 or timeout <= 0 or backoff < 0:
             raise ValueError("attempts must be >= 1, timeout > 0 and backoff >= 0")
-        self.credentials = credentials
+        self._credentials = (
+            StaticCredentials(credentials) if isinstance(credentials, Credentials) else credentials
+        )
         self.region = _check_region(region)
         self.timeout = timeout
         self.attempts = attempts
@@ -320,6 +325,15 @@ class S3Client:
             attempts=attempts,
             backoff=backoff,
         )
+
+    @property
+    def credentials(self) -> Credentials:
+        """The keys to sign with now (asked of the endpoint when they come from one);
+        S3Error when there are none."""
+        try:
+            return self._credentials.get()
+        except CredentialsError as error:
+            raise S3Error(error.code, error.message) from None
 
     def __repr__(self) -> str:
         where = self._endpoint[0].host_header if self._endpoint else _aws_host(self.region)

@@ -45,7 +45,10 @@ _HINTS = {
     "ReadTimeoutError": "S3 was slow: raise COVERAGE_UPLOAD_TIMEOUT",
     "EndpointConnectionError": "S3 is unreachable: check the VPC route to S3 (gateway endpoint)",
     "NoCredentialsError": "the environment has no AWS credentials (AWS_ACCESS_KEY_ID and "
-    "AWS_SECRET_ACCESS_KEY), which Lambda gives every function and extension",
+    "AWS_SECRET_ACCESS_KEY, or AWS_CONTAINER_CREDENTIALS_FULL_URI under SnapStart), which "
+    "Lambda gives every function and extension",
+    "CredentialRetrievalError": "the credentials endpoint gave no keys: check "
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI and the token Lambda gives with it",
     "SSLError": "S3's certificate is not trusted: check AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL",
 }
 

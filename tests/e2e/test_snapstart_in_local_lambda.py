@@ -58,9 +58,15 @@ def test_a_restored_environment_delivers_init_and_invocations_under_an_id_of_its
         snapshot = function.snapshot_tmp
         assert snapshot is not None, "the runtime never asked to be restored"
         made_at_init = sorted(path.name for path in (snapshot / "lambdacov").iterdir())
+        api = function.environment.api  # type: ignore[union-attr]
         function.shutdown()
 
     assert "environment-id" not in made_at_init  # what every restore would share
+    # No keys in a SnapStart environment's variables: the uploads asked Lambda's
+    # credentials endpoint for them, after the restore (keys from init would be stale).
+    assert api.credential_requests
+    assert function.restored_at is not None
+    assert min(api.credential_requests) > function.restored_at
     keys = data_keys(s3, bucket)
     assert len(keys) == 1 and ENVIRONMENT_ID.search(keys[0]), keys
     path = tmp_path / "restored.coverage"

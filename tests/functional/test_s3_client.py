@@ -674,3 +674,160 @@ def test_prepare_loads_the_tls_context_for_https_only_and_connects_nowhere() -> 
     plain = S3Client(credentials, "eu-west-1", endpoint_url="http://127.0.0.1:9")
     plain.prepare()
     assert plain._tls is None and plain._connection is None
+
+
+# --- keys from a container credential endpoint (SnapStart) ------------------------------------
+
+
+class KeyServer:
+    """A loopback container credential endpoint: answers ``reply`` to GET /creds."""
+
+    def __init__(self) -> None:
+        self.reply: tuple[int, bytes] = (500, b"")
+        self.requests: list[str | None] = []  # the Authorization header of each
+        keys = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                keys.requests.append(self.headers.get("Authorization"))
+                status, body = keys.reply
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}/creds"
+
+    def serve(self, keys: Credentials, expires_in: float = 3600) -> None:
+        expiration = datetime.now(UTC) + timedelta(seconds=expires_in)
+        document = {
+            "AccessKeyId": keys.access_key,
+            "SecretAccessKey": keys.secret_key,
+            "Token": keys.token,
+            "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        self.reply = (200, json.dumps(document).encode())
+
+
+@pytest.fixture
+def key_server() -> Iterator[KeyServer]:
+    server = KeyServer()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def test_keys_from_the_container_endpoint_sign_requests_iam_accepts(
+    enforcing: Enforcing, key_server: KeyServer
+) -> None:
+    key_server.serve(enforcing.role)
+    environ = {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": key_server.uri,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": "the-token-lambda-gives",
+        "AWS_ENDPOINT_URL": enforcing.endpoint,
+    }
+    ours = S3Client.from_environment(environ, attempts=1)
+    assert key_server.requests == []  # nothing asked until a request needs the keys
+    ours.put_object(enforcing.bucket, "k", b"data")
+    assert ours.head_object(enforcing.bucket, "k")
+    assert key_server.requests == ["the-token-lambda-gives"]  # asked once, then kept
+
+
+def test_keys_about_to_expire_are_asked_for_again(
+    moto_endpoint: str, bucket: str, key_server: KeyServer
+) -> None:
+    key_server.serve(TESTING, expires_in=60)  # within the five minutes kept back
+    environ = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": key_server.uri}
+    ours = S3Client.from_environment({**environ, "AWS_ENDPOINT_URL": moto_endpoint})
+    ours.put_object(bucket, "a", b"1")
+    assert len(key_server.requests) == 1  # good for half their remaining life
+    key_server.serve(TESTING, expires_in=-1)
+    time.sleep(0.01)
+    ours._credentials._refresh_at = 0  # type: ignore[attr-defined]  # as if 30 s passed
+    ours.put_object(bucket, "b", b"2")
+    assert len(key_server.requests) == 2
+    assert key_server.requests == [None, None]  # no token configured: none sent
+
+
+def test_the_token_file_wins_and_the_environment_keys_win_over_both(
+    key_server: KeyServer, tmp_path: Path
+) -> None:
+    key_server.serve(Credentials("FROMENDPOINT", "secret"))
+    token_file = tmp_path / "token"
+    token_file.write_text("from-the-file\n")
+    environ = {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": key_server.uri,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": "from-the-variable",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token_file),
+    }
+    assert S3Client.from_environment(environ).credentials.access_key == "FROMENDPOINT"
+    assert key_server.requests == ["from-the-file"]
+    both = {**environ, "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s"}
+    assert S3Client.from_environment(both).credentials.access_key == "AKID"
+    assert len(key_server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://example.com/creds",  # the token would go out in the clear
+        "http://10.0.0.1/creds",
+        "ftp://127.0.0.1/creds",
+        "not a url",
+    ],
+)
+def test_an_endpoint_that_would_expose_the_token_is_refused_before_any_request(uri: str) -> None:
+    environ = {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": uri,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": "secret-token",
+    }
+    with pytest.raises(S3Error) as refused:
+        S3Client.from_environment(environ)
+    assert refused.value.code == "CredentialRetrievalError"
+    assert "secret-token" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ((403, b'{"message": "bad token"}'), "HTTP 403"),
+        ((200, b"<html>"), "not JSON"),
+        ((200, b"[]"), "not a JSON object"),
+        ((200, b'{"AccessKeyId": "A"}'), "no AccessKeyId and SecretAccessKey"),
+        (
+            (200, b'{"AccessKeyId": "A", "SecretAccessKey": "S", "Expiration": "soon"}'),
+            "not a time",
+        ),
+        ((200, b"{" + b" " * 70_000 + b"}"), "too large"),
+    ],
+)
+def test_an_endpoint_that_gives_no_keys_is_one_clear_error(
+    key_server: KeyServer, reply: tuple[int, bytes], why: str
+) -> None:
+    key_server.reply = reply
+    environ = {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": key_server.uri,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN": "secret-token",
+    }
+    ours = S3Client.from_environment(environ)
+    with pytest.raises(S3Error) as failed:
+        _ = ours.credentials
+    assert failed.value.code == "CredentialRetrievalError"
+    assert why in failed.value.message and "AWS_CONTAINER_CREDENTIALS_FULL_URI" in str(failed.value)
+    assert "secret-token" not in str(failed.value)
+
+
+def test_a_silent_credentials_endpoint_fails_within_its_timeout() -> None:
+    with silent_endpoint("reads") as endpoint:
+        environ = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{endpoint}/creds"}
+        ours = S3Client.from_environment(environ)
+        started = time.monotonic()
+        with pytest.raises(S3Error) as failed:
+            _ = ours.credentials
+    assert failed.value.code == "CredentialRetrievalError"
+    assert time.monotonic() - started < 10

@@ -23,12 +23,17 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 RUNTIME = "/2018-06-01/runtime"
 EXTENSION = "/2020-01-01/extension"
+#: Where the emulator serves a SnapStart environment's keys (AWS_CONTAINER_CREDENTIALS_FULL_URI).
+CREDENTIALS = "/lambdacov-local/credentials"
+# How long the keys it serves are said to last.
+_CREDENTIALS_SECONDS = 3600
 EVENT_TYPES = frozenset({"INVOKE", "SHUTDOWN"})
 _RESULT_PATH = re.compile(rf"^{RUNTIME}/invocation/(?P<id>[^/]+)/(?P<kind>response|error)$")
 # A blocked `next` re-checks for a closed server this often, so no handler
@@ -102,6 +107,11 @@ class RuntimeApi:
         # then); it returns once the environment is restored.
         self.on_restore: Callable[[], None] | None = None
         self.extension_errors: list[tuple[str, str, dict[str, Any]]] = []
+        # SnapStart: the keys served at CREDENTIALS, the token that must come with a
+        # request, and when each request came (time.monotonic()).
+        self._credentials: dict[str, str] = {}
+        self._credentials_token = ""
+        self.credential_requests: list[float] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.api = self
         self._thread = threading.Thread(
@@ -207,6 +217,29 @@ class RuntimeApi:
         """The runtime's response or error for ``request_id``, once posted."""
         with self._cond:
             return self._outcomes.get(request_id)
+
+    def serve_credentials(self, keys: dict[str, str], token: str) -> str:
+        """Serve ``keys`` (AWS_ACCESS_KEY_ID...) as a container credential endpoint
+        does, to requests that show ``token``; return the endpoint's URL."""
+        with self._cond:
+            self._credentials = dict(keys)
+            self._credentials_token = token
+        return f"http://{self.address}{CREDENTIALS}"
+
+    def _credentials_for(self, token: str | None) -> dict[str, str] | None:
+        with self._cond:
+            if not self._credentials or token != self._credentials_token:
+                return None
+            self.credential_requests.append(time.monotonic())
+            expires = datetime.now(UTC) + timedelta(seconds=_CREDENTIALS_SECONDS)
+            answer = {
+                "AccessKeyId": self._credentials.get("AWS_ACCESS_KEY_ID", ""),
+                "SecretAccessKey": self._credentials.get("AWS_SECRET_ACCESS_KEY", ""),
+                "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+            if self._credentials.get("AWS_SESSION_TOKEN"):
+                answer["Token"] = self._credentials["AWS_SESSION_TOKEN"]
+            return answer
 
     def mark_init_done(self) -> None:
         """End the init phase: extensions can no longer register (as in Lambda)."""
@@ -371,6 +404,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             api.on_restore()
             self._reply_json(HTTPStatus.OK, {})
+        elif self.path == CREDENTIALS:
+            keys = api._credentials_for(self.headers.get("Authorization"))
+            if keys is None:
+                self._error(HTTPStatus.FORBIDDEN, "AccessDenied")
+                return
+            self._reply_json(HTTPStatus.OK, keys)
         elif self.path == f"{EXTENSION}/event/next":
             identifier = self.headers.get("Lambda-Extension-Identifier", "")
             if not api._known_extension(identifier):

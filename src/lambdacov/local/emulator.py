@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -46,6 +47,7 @@ from lambdacov.local.runtime_env import current_version, runtime_python
 from lambdacov.local.variables import (
     FUNCTION_VERSION,
     FunctionConfig,
+    credentials,
     lambda_environment,
     new_log_stream_name,
 )
@@ -256,6 +258,8 @@ class LocalLambda(Closing):
         #: With ``snap_start``: /tmp as it was when the snapshot was taken (after INIT,
         #: before the restore), kept for inspection.
         self.snapshot_tmp: Path | None = None
+        #: With ``snap_start``: when the environment was restored (``time.monotonic()``).
+        self.restored_at: float | None = None
         self._python = runtime_python(self.config.python_version)
         self._scratch = Path(tempfile.mkdtemp(prefix="lambdacov-local-"))
         self.tmp_dir = self._scratch / "tmp"
@@ -493,9 +497,15 @@ class LocalLambda(Closing):
         # Managed Instances run invocations concurrently and never freeze the environment:
         # extensions get SHUTDOWN, not INVOKE (there is no one invocation's end to hold).
         api.invoke_extensions = config.max_concurrency is None
+        credentials_uri = credentials_token = ""
+        if config.snap_start:
+            credentials_token = secrets.token_hex(16)
+            credentials_uri = api.serve_credentials(credentials(os.environ), credentials_token)
         env = lambda_environment(
             config,
             runtime_api=api.address,
+            credentials_uri=credentials_uri,
+            credentials_token=credentials_token,
             opt_dir=self.opt_dir,
             tmp_dir=self.tmp_dir,
             runtime_dir=_site_packages(self._python),
@@ -532,6 +542,7 @@ class LocalLambda(Closing):
         shutil.rmtree(snapshot, ignore_errors=True)
         shutil.copytree(self.tmp_dir, snapshot, symlinks=True, ignore=_sockets)
         self.snapshot_tmp = snapshot
+        self.restored_at = time.monotonic()
 
     def _init_extensions(
         self, environment: Environment, env: dict[str, str], deadline: float

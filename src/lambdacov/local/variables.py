@@ -70,10 +70,14 @@ def lambda_environment(
     runtime_bin: Path,
     log_stream_name: str,
     host_env: Mapping[str, str],
+    credentials_uri: str = "",
+    credentials_token: str = "",
 ) -> dict[str, str]:
     """Return the complete environment of the runtime and extensions processes.
 
-    ``host_env`` is only consulted for credentials and AWS_ENDPOINT_URL; the
+    With ``config.snap_start`` and a ``credentials_uri``, the keys are not in the
+    environment but served there, for ``credentials_token`` (as Lambda does for
+    SnapStart versions). ``host_env`` is only consulted for credentials and AWS_ENDPOINT_URL; the
     function's own variables come last and override everything, as a test
     asking for a particular value expects, with ``/opt`` and ``/var/task`` in
     them pointing at the local layer and code (see :func:`lambda_path`).
@@ -107,17 +111,32 @@ def lambda_environment(
     if config.max_concurrency is not None:
         # The Python runtime forks this many processes (awslambdaric's multi-concurrent mode).
         env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(config.max_concurrency)
-    for name in CREDENTIALS:
-        value = host_env.get(name)
-        if value:
-            env[name] = value
-        elif name != "AWS_SESSION_TOKEN" or "AWS_ACCESS_KEY_ID" not in host_env:
-            env[name] = _FAKE_CREDENTIAL
+    env.update(credentials(host_env))
+    if config.snap_start and credentials_uri:
+        # A SnapStart version gets no keys in its environment (they would be in the
+        # snapshot, stale after a restore): the AWS SDKs' container provider asks an endpoint.
+        for name in CREDENTIALS:
+            env.pop(name, None)
+        env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = credentials_uri
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = credentials_token
     for name in PASSED_THROUGH:
         if host_env.get(name):
             env[name] = host_env[name]
     env.update({name: lambda_path(value, opt_dir, task_root) for name, value in config.env.items()})
     return env
+
+
+def credentials(host_env: Mapping[str, str]) -> dict[str, str]:
+    """The keys the environment's processes get: the host's, else stand-ins (which moto,
+    and every endpoint that does not check signatures, accept)."""
+    keys = {}
+    for name in CREDENTIALS:
+        value = host_env.get(name)
+        if value:
+            keys[name] = value
+        elif name != "AWS_SESSION_TOKEN" or "AWS_ACCESS_KEY_ID" not in host_env:
+            keys[name] = _FAKE_CREDENTIAL
+    return keys
 
 
 def lambda_path(value: str, opt_dir: Path, task_root: str) -> str:
