@@ -18,7 +18,7 @@ from coverage_wrapper.errors import CoverageInitializationError, CoverageWrapper
 from coverage_wrapper.logging_utils import get_logger
 from coverage_wrapper.metrics import FAILURE, emit_metric
 from coverage_wrapper.models import CoverageConfig
-from coverage_wrapper.notify import ARMED, DONE, RuntimeNotifier
+from coverage_wrapper.notify import ARMED, DISARMED, DONE, RuntimeNotifier
 from coverage_wrapper.recorder import Delta, Recorder
 from coverage_wrapper.spool import SpoolDirectory, new_id
 
@@ -46,6 +46,8 @@ class Engine:
         self._carry: Delta | None = None  # a delta the spool could not take yet
         # Whether the spool may hold data an earlier pass or process left behind.
         self._backlog = True
+        # SnapStart: COVERAGE_SAMPLE_RATE is drawn at the first checkpoint, after the restore.
+        self._sample_after_restore = False
         self._lock = threading.RLock()
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
 
@@ -67,8 +69,10 @@ class Engine:
             except ValueError as error:
                 return self._disable(f"configuration error: {error}", error=error)
             self.config = config
-            if reason := _not_recording(config):
+            snapshot = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
+            if reason := _not_recording(config, drawn=not snapshot):
                 return self._disable(reason, level="debug")
+            self._sample_after_restore = snapshot and 0.0 < config.sample_rate < 1.0
             spool = SpoolDirectory(config.spool_dir)
             try:
                 # Before coverage starts: a spool that can never take data must not
@@ -123,6 +127,8 @@ class Engine:
         request_id = request_id or new_id()  # ids name S3 keys: never reuse one
         try:
             with self._lock:
+                if self._sample_after_restore and self._sampled_out(request_id):
+                    return
                 wrote = self._spool_checkpoint(request_id)
                 told_extension = False
                 if self._notifier is not None:
@@ -134,6 +140,23 @@ class Engine:
                 f"Coverage checkpoint failed: {type(error).__name__}: {error}",
                 extra={"data": {"request_id": request_id}},
             )
+
+    def _sampled_out(self, request_id: str) -> bool:
+        """SnapStart: draw COVERAGE_SAMPLE_RATE for this restored environment; when it is
+        left out, stop recording, drop what init and this invocation recorded, and tell
+        the extension it need not wait for this process any more."""
+        assert self.config is not None and self.recorder is not None
+        self._sample_after_restore = False
+        if _drawn(self.config.sample_rate):
+            return False
+        self.recorder.pause()
+        self.recorder = None
+        self.disabled_reason = NOT_SAMPLED
+        if self._notifier is not None:
+            self._notifier.send(DONE, request_id, "0")
+            self._notifier.send(DISARMED, str(os.getpid()))
+        log.debug(f"Coverage is off: {NOT_SAMPLED}, drawn after the restore")
+        return True
 
     def _spool_checkpoint(self, request_id: str) -> bool:
         assert self.recorder is not None and self.spool is not None
@@ -181,16 +204,23 @@ class Engine:
         return self._deliverer
 
 
-def _not_recording(config: CoverageConfig) -> str:
-    """Why this environment does not record (switched off, not sampled), or ""."""
+def _not_recording(config: CoverageConfig, *, drawn: bool = True) -> str:
+    """Why this environment does not record (switched off, not sampled), or "".
+
+    Without ``drawn`` (SnapStart) only a rate of 0 leaves it out now: a draw made at
+    init would be in the snapshot, the same for every environment restored from it.
+    """
     if not config.enabled:
         return "COVERAGE_ENABLED=false"
-    if config.sample_rate < 1.0:
-        import random  # only when sampling: not on every cold start
-
-        if random.random() >= config.sample_rate:  # noqa: S311
-            return NOT_SAMPLED
+    if config.sample_rate <= 0.0 or (drawn and not _drawn(config.sample_rate)):
+        return NOT_SAMPLED
     return ""
+
+
+def _drawn(rate: float) -> bool:
+    """Whether an environment is in a sample of ``rate``. From os.urandom, not ``random``:
+    a function that imported ``random`` at init carries its state in a SnapStart snapshot."""
+    return rate >= 1.0 or int.from_bytes(os.urandom(7)) / 2**56 < rate
 
 
 _engine = Engine()

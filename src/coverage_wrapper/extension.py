@@ -38,7 +38,7 @@ import sys
 import time
 
 from coverage_wrapper import locations
-from coverage_wrapper.notify import ARMED, DONE, ExtensionListener
+from coverage_wrapper.notify import ARMED, DISARMED, DONE, ExtensionListener
 
 TYPE_CHECKING = False  # typing itself is not imported before registering (see above)
 if TYPE_CHECKING:
@@ -244,8 +244,11 @@ class CoverageExtension:
             _log().debug(f"Deliverer not prepared: {type(error).__name__}: {error}")
 
     def _note(self, messages: list[list[str]]) -> None:
-        if any(words[:1] == [ARMED] for words in messages):
-            self.armed = True
+        for words in messages:
+            if words[:1] == [ARMED]:
+                self.armed = True
+            elif words[:1] == [DISARMED]:
+                self.armed = False
 
     def on_invoke(self, event: dict[str, Any]) -> None:
         """Wait for the runtime's checkpoint, then deliver within the invocation's time."""

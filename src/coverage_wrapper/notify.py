@@ -1,11 +1,12 @@
 """A datagram socket between the runtime process and the extension process.
 
 The runtime says ``armed`` once at start-up (it will report the end of every
-invocation) and ``done <request id>`` after each invocation's data is in the
-spool. The extension waits for ``done`` before it uploads and lets Lambda
-freeze the environment. Sending never blocks the handler: with no extension
-listening, :meth:`RuntimeNotifier.send` returns False at once and the runtime
-delivers by itself.
+invocation), ``done <request id>`` after each invocation's data is in the
+spool, and ``disarmed`` if it stops recording after all. The extension waits
+for ``done`` before it uploads and lets Lambda freeze the environment.
+Sending never blocks the handler: with no extension listening,
+:meth:`RuntimeNotifier.send` returns False at once and the runtime delivers
+by itself.
 
 The extension binds its end before it registers with Lambda (so before the
 runtime starts and says ``armed``), and the runtime imports this module as it
@@ -24,6 +25,9 @@ import time
 
 ARMED = "armed"
 DONE = "done"
+# The runtime stopped recording after it said ``armed`` (SnapStart: left out by
+# COVERAGE_SAMPLE_RATE after the restore): no ``done`` will come.
+DISARMED = "disarmed"
 
 
 class RuntimeNotifier:

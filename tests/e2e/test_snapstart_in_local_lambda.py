@@ -98,3 +98,61 @@ def test_a_function_measured_with_the_context_manager_makes_no_id_before_the_sna
     assert "environment-id" not in made_at_init
     keys = data_keys(s3, bucket)
     assert len(keys) == 1 and ENVIRONMENT_ID.search(keys[0]), keys
+
+
+@pytest.mark.parametrize(("rate", "sampled"), [("0.000000001", False), ("0.999999999", True)])
+def test_the_sample_is_drawn_in_each_restored_environment_not_at_init(
+    host_layer: Path,
+    moto_endpoint: str,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    rate: str,
+    sampled: bool,
+) -> None:
+    events = json.loads((ORDERS / "events.json").read_text())[:3]
+    env = {
+        **WRAPPER,
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_SAMPLE_RATE": rate,
+        "COVERAGE_DEBUG": "true",
+    }
+    with LocalLambda(
+        ORDERS,
+        "app.handler",
+        layer=host_layer,
+        env=env,
+        function_name="sampled",
+        snap_start=True,
+        timeout=5,
+    ) as function:
+        results = [function.invoke(event) for event in events]
+        function.shutdown()
+        lines = [line.text for line in function.logs]
+
+    assert all(result.ok for result in results)
+    # Recording starts at init whatever the rate (a draw there would be in the snapshot,
+    # the same for every environment restored from it); the draw comes with the first
+    # invocation's checkpoint, after the restore.
+    started = [n for n, text in enumerate(lines) if "Initializing coverage tracking" in text]
+    left_out = [n for n, text in enumerate(lines) if "drawn after the restore" in text]
+    assert len(started) == 1
+    # The extension is told, and does not wait for the end of later invocations.
+    assert not any("did not report the end of the invocation" in text for text in lines)
+    keys = data_keys(s3, bucket)
+    if not sampled:
+        first_response = next(n for n, text in enumerate(lines) if text.startswith("END "))
+        assert len(left_out) == 1 and started[0] < left_out[0] < first_response
+        assert keys == []
+        return
+    assert left_out == [] and len(keys) == 1
+    path = tmp_path / "sampled.coverage"
+    s3.download_file(bucket, keys[0], str(path))
+    data = coverage.CoverageData(basename=str(path))
+    data.read()
+    events_file = tmp_path / "events.json"
+    events_file.write_text(json.dumps(events))
+    (tmp_path / "oracle").mkdir()
+    expected, _ = run_oracle(ORDERS, events_file, tmp_path / "oracle")
+    assert measured(data, ORDERS, branch=False) == expected
