@@ -35,15 +35,14 @@ import os
 import re
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from coverage_wrapper import identity
 
@@ -53,6 +52,8 @@ Kind = Literal["lines", "arcs"]
 Arc = tuple[int, int]
 PackedArc = str  # see pack_arc
 Slot = tuple[str, str]  # (measured file, context)
+# The default of a mapping nobody filled: shared, so it cannot be changed.
+_NOTHING: Mapping[Any, Any] = MappingProxyType({})
 
 #: Where Lambda puts the function's code; a file recorded under another task root
 #: (the local emulator's folder) is read as if it had run here.
@@ -111,20 +112,23 @@ class InvalidDataFileError(Exception):
     """A file that is not a readable coverage.py data file; the message says why."""
 
 
-@dataclass(frozen=True)
-class DataFile:
-    """What one coverage data file holds: line numbits or arcs per (file, context)."""
+class DataFile(NamedTuple):
+    """What one coverage data file holds: line numbits or arcs per (file, context).
+
+    A named tuple, not a dataclass: the layer's extension reads and writes these, and
+    ``dataclasses`` (with ``inspect``, ``ast`` and ``dis``) would be a megabyte of its memory.
+    """
 
     kind: Kind | None  # None: the file measured nothing
-    lines: Mapping[Slot, int] = field(default_factory=dict)
-    arcs: Mapping[Slot, frozenset[PackedArc]] = field(default_factory=dict)
-    tracers: Mapping[str, str] = field(default_factory=dict)
+    lines: Mapping[Slot, int] = _NOTHING
+    arcs: Mapping[Slot, frozenset[PackedArc]] = _NOTHING
+    tracers: Mapping[str, str] = _NOTHING
     # Where it was recorded: identity.FUNCTION, FUNCTION_VERSION and TASK_ROOT.
-    origin: Mapping[str, str] = field(default_factory=dict)
+    origin: Mapping[str, str] = _NOTHING
     # A combined file's objects per versioned name (an object's own data counts once),
     # and the date of the newest.
-    objects: Mapping[str, int] = field(default_factory=dict)
-    newest: Mapping[str, str] = field(default_factory=dict)
+    objects: Mapping[str, int] = _NOTHING
+    newest: Mapping[str, str] = _NOTHING
 
 
 def versioned(path: str, digest: str) -> str:
@@ -563,16 +567,16 @@ _READ_ALL = (
 _Row = tuple[Any, Any, Any, Any, Any]
 
 
-@dataclass
 class _Rows:
     """:data:`_READ_ALL`'s rows sorted by table; line and arc rows are resolved last."""
 
-    version: int | None = None
-    files: dict[Any, Any] = field(default_factory=dict)
-    contexts: dict[Any, Any] = field(default_factory=dict)
-    meta: dict[Any, Any] = field(default_factory=dict)
-    tracers: list[tuple[Any, Any]] = field(default_factory=list)
-    data: list[_Row] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.files: dict[Any, Any] = {}
+        self.contexts: dict[Any, Any] = {}
+        self.meta: dict[Any, Any] = {}
+        self.tracers: list[tuple[Any, Any]] = []
+        self.data: list[_Row] = []
 
     @classmethod
     def sort(cls, rows: Iterable[_Row], limit: int) -> _Rows:
@@ -657,19 +661,19 @@ def _decode(rows: Iterable[_Row], connection: sqlite3.Connection, limit: int) ->
     )
 
 
-@dataclass
 class _IdentityRows:
     """The ``lambdacov:`` rows of a file's ``meta`` table, checked (see
     :mod:`coverage_wrapper.identity`)."""
 
-    origin: dict[str, str] = field(default_factory=dict)
-    digests: dict[str, str] = field(default_factory=dict)
-    paths: dict[str, str] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    dates: dict[str, str] = field(default_factory=dict)
-    # By the names the merge keeps (see rename).
-    objects: dict[str, int] = field(default_factory=dict)
-    newest: dict[str, str] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.origin: dict[str, str] = {}
+        self.digests: dict[str, str] = {}
+        self.paths: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
+        self.dates: dict[str, str] = {}
+        # By the names the merge keeps (see rename).
+        self.objects: dict[str, int] = {}
+        self.newest: dict[str, str] = {}
 
     def rename(self, files: dict[Any, Any]) -> dict[Any, Any]:
         """The measured names as the merge keeps them.
@@ -914,21 +918,47 @@ PathMap = Callable[[str], str | None]  # measured path -> combined path, or None
 Labeler = Callable[[str], str]  # a file's context -> the context in the combined data
 
 
-@dataclass(frozen=True)
 class Combined:
-    """The union of many data files, ready to write or to report on."""
+    """The union of many data files, ready to write or to report on (read-only)."""
 
-    kind: Kind | None
-    lines: Mapping[Slot, int]
-    # Branch data; with ``mixed``, the arcs of the branch files, whose lines join
-    # ``lines`` when the line data is written or reported.
-    arcs: Mapping[Slot, frozenset[Arc]]
-    tracers: Mapping[str, str]
-    mixed: bool  # line and branch files were mixed: combined as line data
-    # For each versioned name (see :func:`versioned`), the objects that recorded it and
-    # the date of the newest (YYYY/MM/DD, "" if unknown).
-    objects: Mapping[str, int] = field(default_factory=dict)
-    newest: Mapping[str, str] = field(default_factory=dict)
+    def __init__(
+        self,
+        kind: Kind | None,
+        lines: Mapping[Slot, int],
+        arcs: Mapping[Slot, frozenset[Arc]],
+        tracers: Mapping[str, str],
+        *,
+        mixed: bool,
+        objects: Mapping[str, int] = _NOTHING,
+        newest: Mapping[str, str] = _NOTHING,
+    ) -> None:
+        self.kind = kind
+        self.lines = lines
+        # Branch data; with ``mixed``, the arcs of the branch files, whose lines join
+        # ``lines`` when the line data is written or reported.
+        self.arcs = arcs
+        self.tracers = tracers
+        self.mixed = mixed  # line and branch files were mixed: combined as line data
+        # For each versioned name (see :func:`versioned`), the objects that recorded it
+        # and the date of the newest (YYYY/MM/DD, "" if unknown).
+        self.objects = objects
+        self.newest = newest
+
+    def replace(self, **changes: Any) -> Combined:
+        """A copy with ``changes`` (keyword arguments named as the constructor's)."""
+        fields: dict[str, Any] = {
+            "kind": self.kind,
+            "lines": self.lines,
+            "arcs": self.arcs,
+            "tracers": self.tracers,
+            "mixed": self.mixed,
+            "objects": self.objects,
+            "newest": self.newest,
+        }
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"Combined has no field {sorted(unknown)[0]!r}")
+        return Combined(**{**fields, **changes})
 
     def measured_files(self) -> list[str]:
         """The measured file names, sorted."""
@@ -992,10 +1022,10 @@ class Combined:
         """
         names = _stored_names({*self.measured_files(), *self.tracers})
         output.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            prefix=temporary_prefix(output), suffix=".tmp", dir=output.parent
-        )
-        os.close(handle)
+        temporary = output.parent / f"{temporary_prefix(output)}{os.urandom(6).hex()}.tmp"
+        # Created here, not found there (O_EXCL): as tempfile.mkstemp, without importing
+        # tempfile (with shutil, random, bz2 and lzma) into the layer's extension.
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             with contextlib.closing(sqlite3.connect(temporary)) as connection:
                 # Nothing to recover if this process dies: the file is renamed into
@@ -1235,8 +1265,7 @@ def as_in_lambda(data: DataFile) -> DataFile:
         path = f"{LAMBDA_TASK_ROOT}/{path.removeprefix(root)}"
         return versioned(path, digest) if digest else path
 
-    return replace(
-        data,
+    return data._replace(
         lines={(rename(name), context): bits for (name, context), bits in data.lines.items()},
         arcs={(rename(name), context): arcs for (name, context), arcs in data.arcs.items()},
         tracers={rename(name): tracer for name, tracer in data.tracers.items()},

@@ -25,7 +25,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,16 +49,24 @@ FIRST_BACKOFF = 5.0
 MAX_BACKOFF = 300.0
 
 
-@dataclass
 class DeliveryReport:
-    """What one delivery pass did."""
+    """What one delivery pass did. (No dataclass here: ``dataclasses`` and what it imports
+    would be a megabyte of the extension's memory, see :mod:`coverage_wrapper.datafiles`.)"""
 
-    uploaded: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)  # source snapshots uploaded
-    failed: list[S3UploadError] = field(default_factory=list)
-    corrupt: list[str] = field(default_factory=list)
-    merged: int = 0
-    deferred: bool = False  # out of time: work left for the next pass
+    def __init__(self) -> None:
+        self.uploaded: list[str] = []
+        self.sources: list[str] = []  # source snapshots uploaded
+        self.failed: list[S3UploadError] = []
+        self.corrupt: list[str] = []
+        self.merged = 0
+        self.deferred = False  # out of time: work left for the next pass
+
+    def __repr__(self) -> str:
+        return (
+            f"DeliveryReport(uploaded={self.uploaded!r}, sources={self.sources!r}, "
+            f"failed={self.failed!r}, corrupt={self.corrupt!r}, merged={self.merged!r}, "
+            f"deferred={self.deferred!r})"
+        )
 
 
 def _damaged(error: Exception) -> bool:

@@ -29,16 +29,14 @@ from __future__ import annotations
 import base64
 import http.client
 import os
-import random
 import re
 import ssl
 import time
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from coverage_wrapper._version import __version__
 from coverage_wrapper.credentials import (
@@ -110,8 +108,7 @@ class S3Error(Exception):
         }
 
 
-@dataclass(frozen=True)
-class _Origin:
+class _Origin(NamedTuple):
     scheme: str
     host: str
     port: int
@@ -123,8 +120,7 @@ class _Origin:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class _Answer:
+class _Answer(NamedTuple):
     status: int
     headers: Mapping[str, str]  # lower-case names
     body: bytes
@@ -434,7 +430,7 @@ class S3Client:
             if not failure.retryable or attempt >= self.attempts:
                 raise failure
             cap = min(_BACKOFF_CAP, self.backoff * 2 ** (attempt - 1))
-            time.sleep(random.uniform(0, cap))  # noqa: S311 - jitter, not a secret
+            time.sleep(cap * int.from_bytes(os.urandom(2)) / 0xFFFF)  # full jitter
             attempt += 1
 
     def _attempt(

@@ -15,10 +15,9 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coverage_wrapper._version import __version__
 from coverage_wrapper.errors import S3UploadError, error_code
@@ -210,8 +209,7 @@ class S3Uploader:
         return True
 
 
-@dataclass(frozen=True)
-class _Put:
+class _Put(NamedTuple):
     """One PutObject, sent with the layer's client or a boto3 client the caller gave."""
 
     bucket: str

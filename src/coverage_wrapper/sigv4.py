@@ -22,8 +22,8 @@ import hmac
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -31,8 +31,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     """An access key, its secret and the session token that goes with temporary keys.
 
     The secret and the token are left out of the repr: a credentials object in
@@ -40,8 +39,11 @@ class Credentials:
     """
 
     access_key: str
-    secret_key: str = field(repr=False)
-    token: str | None = field(default=None, repr=False)
+    secret_key: str
+    token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key={self.access_key!r})"
 
 
 def payload_hash(body: bytes) -> str:

@@ -33,7 +33,6 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +51,24 @@ FORMAT_VERSION = 1
 _CHANGED = frozenset({"BadDigest"})
 
 
-@dataclass
 class Ledger:
     """What ``sources.json`` holds: the files seen here and the versions settled."""
 
-    files: dict[str, str] = field(default_factory=dict)
-    settled: set[str] = field(default_factory=set)
+    def __init__(
+        self, files: dict[str, str] | None = None, settled: set[str] | None = None
+    ) -> None:
+        self.files: dict[str, str] = {} if files is None else files
+        self.settled: set[str] = set() if settled is None else settled
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ledger):
+            return NotImplemented
+        return (self.files, self.settled) == (other.files, other.settled)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.files!r}, {self.settled!r})"
 
     @classmethod
     def read(cls, path: Path) -> Ledger:
@@ -89,13 +100,13 @@ class Ledger:
             raise
 
 
-@dataclass
 class Outcome:
     """What one pass over the snapshots did."""
 
-    uploaded: list[str] = field(default_factory=list)
-    failed: S3UploadError | None = None
-    deferred: bool = False  # out of time: versions left for a later pass
+    def __init__(self) -> None:
+        self.uploaded: list[str] = []
+        self.failed: S3UploadError | None = None
+        self.deferred = False  # out of time: versions left for a later pass
 
 
 class Snapshots:

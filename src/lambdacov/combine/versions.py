@@ -31,7 +31,7 @@ import hashlib
 import os
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +238,7 @@ class _Resolver:
                 mapping = self._line_map(path, digest) or {}
                 arcs.setdefault(slot, set()).update(_moved_arcs(found, mapping))
         tracers = self.combined.tracers.items()
-        result = replace(
-            self.combined,
+        result = self.combined.replace(
             lines=lines,
             arcs={slot: frozenset(found) for slot, found in arcs.items()},
             tracers={self._shown_as(split_version(name)[0]): tracer for name, tracer in tracers},

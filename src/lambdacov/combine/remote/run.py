@@ -506,7 +506,7 @@ def combine_remote(
     everything = _merge_manifests(sources)
     combined = merger.result()
     if everything.mixed and not combined.mixed:
-        combined = replace(combined, mixed=True)
+        combined = combined.replace(mixed=True)
     reused = [day for day in days if day.kept is not None and not day.manifests]
     reused_inputs = sum(len(day.kept.inputs) for day in reused if day.kept)
     skipped = sorted(
