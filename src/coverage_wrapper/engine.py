@@ -46,8 +46,9 @@ class Engine:
         self._carry: Delta | None = None  # a delta the spool could not take yet
         # Whether the spool may hold data an earlier pass or process left behind.
         self._backlog = True
-        # SnapStart: COVERAGE_SAMPLE_RATE is drawn at the first checkpoint, after the restore.
+        # SnapStart: COVERAGE_SAMPLE_RATE is drawn at the first checkpoint after the restore.
         self._sample_after_restore = False
+        self._restored = False
         self._lock = threading.RLock()
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
 
@@ -72,7 +73,9 @@ class Engine:
             snapshot = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
             if reason := _not_recording(config, drawn=not snapshot):
                 return self._disable(reason, level="debug")
-            self._sample_after_restore = snapshot and 0.0 < config.sample_rate < 1.0
+            if snapshot and 0.0 < config.sample_rate < 1.0:
+                self._sample_after_restore = True
+                self._restored = _watch_restore(self._mark_restored)
             spool = SpoolDirectory(config.spool_dir)
             try:
                 # Before coverage starts: a spool that can never take data must not
@@ -127,6 +130,11 @@ class Engine:
         request_id = request_id or new_id()  # ids name S3 keys: never reuse one
         try:
             with self._lock:
+                if self._sample_after_restore and not self._restored:
+                    # Before the snapshot (a handler primed at init): keep the lines in
+                    # memory until the restore's draw says whether they are wanted.
+                    self._keep_back()
+                    return
                 if self._sample_after_restore and self._sampled_out(request_id):
                     return
                 wrote = self._spool_checkpoint(request_id)
@@ -141,6 +149,17 @@ class Engine:
                 extra={"data": {"request_id": request_id}},
             )
 
+    def _keep_back(self) -> None:
+        assert self.recorder is not None
+        delta = self.recorder.checkpoint()
+        if self._carry is None:
+            self._carry = delta
+        else:
+            self._carry.merge(delta)
+
+    def _mark_restored(self) -> None:
+        self._restored = True
+
     def _sampled_out(self, request_id: str) -> bool:
         """SnapStart: draw COVERAGE_SAMPLE_RATE for this restored environment; when it is
         left out, stop recording, drop what init and this invocation recorded, and tell
@@ -151,6 +170,7 @@ class Engine:
             return False
         self.recorder.pause()
         self.recorder = None
+        self._carry = None  # with what checkpoints before the restore kept back
         self.disabled_reason = NOT_SAMPLED
         if self._notifier is not None:
             self._notifier.send(DONE, request_id, "0")
@@ -215,6 +235,28 @@ def _not_recording(config: CoverageConfig, *, drawn: bool = True) -> str:
     if config.sample_rate <= 0.0 or (drawn and not _drawn(config.sample_rate)):
         return NOT_SAMPLED
     return ""
+
+
+def _watch_restore(on_restore: Any) -> bool:
+    """Have ``on_restore`` called after SnapStart's restore; True if it is already past.
+
+    A checkpoint can come before the snapshot (a handler primed at init, a
+    ``CoverageContext`` block at module level), so "the first checkpoint" is not
+    "after the restore": the runtime's after-restore hooks (``snapshot_restore_py``,
+    which Lambda's Python runtime runs) say when it is. Started during an invocation
+    (awslambdaric has taken a request), the restore is past.
+    """
+    import sys
+
+    bootstrap = sys.modules.get("awslambdaric.bootstrap")
+    if getattr(bootstrap, "_GLOBAL_AWS_REQUEST_ID", None) is not None:
+        return True
+    try:
+        from snapshot_restore_py import register_after_restore
+    except ImportError:  # no runtime hooks: nothing runs before a restore that could check
+        return True
+    register_after_restore(on_restore)
+    return False
 
 
 def _drawn(rate: float) -> bool:

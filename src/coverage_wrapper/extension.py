@@ -56,6 +56,9 @@ _MARGIN = 0.3
 # that invocations finishing together share one upload; and how often its threads look
 # for the end of the environment.
 GATHER_SECONDS = 1.0
+# Managed Instances: how long one of those uploads may take. SHUTDOWN's final pass waits
+# for a pass under way, and Lambda gives extensions 2 s for SHUTDOWN.
+PASS_SECONDS = 1.0
 _POLL_SECONDS = 0.2
 
 
@@ -316,8 +319,9 @@ class CoverageExtension:
         One thread reads the runtime processes' messages as they come (a datagram
         socket queues only a few, and a runtime process that finds the queue full
         uploads by itself, within its invocation); another delivers once the
-        messages settle (:data:`GATHER_SECONDS` after the first ``done``). This one
-        waits for SHUTDOWN, stops both, and delivers what is left.
+        messages settle (:data:`GATHER_SECONDS` after the first ``done``), in passes of
+        at most :data:`PASS_SECONDS`, again while work is left. This one waits for
+        SHUTDOWN, stops both, and delivers what is left.
         """
         import threading
 
@@ -337,10 +341,9 @@ class CoverageExtension:
                 break
         stop.set()
         reader.join()
-        # A delivery under way finishes within its own budget, bounded by the deadline.
+        # A pass under way ends within PASS_SECONDS. The final pass comes after it even
+        # if it has not ended by then: the spool's lock makes it wait, up to the deadline.
         sender.join(max(0.0, _seconds_left(event) - _MARGIN))
-        if sender.is_alive():
-            return  # still delivering: what it has not taken stays spooled
         try:
             self.on_shutdown(event)
         except Exception as error:  # noqa: BLE001 - as in run()
@@ -359,7 +362,17 @@ class CoverageExtension:
             if stop.wait(GATHER_SECONDS):
                 return  # SHUTDOWN delivers it
             done.clear()
-            self._deliver(self.config.upload_timeout)
+            self._deliver(min(self.config.upload_timeout, PASS_SECONDS))
+            if self._work_left():
+                # Out of time, or failed: another pass soon (after a failure the
+                # deliverer's backoff keeps passes to merging until it is time to retry).
+                done.set()
+
+    def _work_left(self) -> bool:
+        try:
+            return bool(self.deliverer.has_pending())
+        except Exception:  # noqa: BLE001 - reported by the next pass
+            return False
 
 
 def idle(api: ExtensionsApi) -> None:

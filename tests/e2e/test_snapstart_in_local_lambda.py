@@ -156,3 +156,44 @@ def test_the_sample_is_drawn_in_each_restored_environment_not_at_init(
     (tmp_path / "oracle").mkdir()
     expected, _ = run_oracle(ORDERS, events_file, tmp_path / "oracle")
     assert measured(data, ORDERS, branch=False) == expected
+
+
+PRIMED_FUNCTION = """\
+from coverage_wrapper import coverage_handler
+
+LIMIT = 2
+
+
+@coverage_handler
+def handler(event, context):
+    return {"big": event["n"] > LIMIT}
+
+
+handler({"n": 0}, None)  # primed at init, as SnapStart guides suggest
+"""
+
+
+def test_a_handler_primed_at_init_does_not_draw_the_sample_before_the_snapshot(
+    host_layer: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    code = tmp_path / "function"
+    code.mkdir()
+    (code / "app.py").write_text(PRIMED_FUNCTION)
+    env = {
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_SAMPLE_RATE": "0.000000001",
+        "COVERAGE_DEBUG": "true",
+    }
+    with LocalLambda(
+        code, "app.handler", layer=host_layer, env=env, function_name="primed", snap_start=True
+    ) as function:
+        results = [function.invoke({"n": n}) for n in (1, 5)]
+        function.shutdown()
+        lines = [line.text for line in function.logs]
+
+    assert [result.payload for result in results] == [{"big": False}, {"big": True}]
+    restore = next(n for n, text in enumerate(lines) if text.startswith("RESTORE_START"))
+    left_out = [n for n, text in enumerate(lines) if "drawn after the restore" in text]
+    assert len(left_out) == 1 and left_out[0] > restore  # not at the priming call
+    assert data_keys(s3, bucket) == []

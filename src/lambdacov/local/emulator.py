@@ -543,6 +543,7 @@ class LocalLambda(Closing):
         shutil.copytree(self.tmp_dir, snapshot, symlinks=True, ignore=_sockets)
         self.snapshot_tmp = snapshot
         self.restored_at = time.monotonic()
+        self._platform_log(f"RESTORE_START Runtime Version: python:{self.config.python_version}")
 
     def _init_extensions(
         self, environment: Environment, env: dict[str, str], deadline: float
