@@ -40,6 +40,10 @@ _ECS_HOST = "169.254.170.2"
 _TRUSTED_HOSTS = frozenset({"169.254.170.2", "169.254.170.23", "fd00:ec2::23"})
 # Keys this close to their expiry are asked for again.
 REFRESH_MARGIN_SECONDS = 300.0
+# After a failed refresh, keys valid for longer than this are kept, and the endpoint is
+# asked again after the other.
+_STILL_VALID_SECONDS = 10.0
+_RETRY_SECONDS = 30.0
 _MAX_ANSWER_BYTES = 64 * 1024
 
 
@@ -87,14 +91,27 @@ class ContainerCredentials:
         self._lock = threading.Lock()
         self._credentials: Credentials | None = None
         self._refresh_at = 0.0  # time.time()
+        self._expires = 0.0
 
     def get(self) -> Credentials:
+        """Keys good for now: asked for when there are none or they near their expiry.
+
+        A refresh that fails while the keys held are still valid keeps them (as
+        botocore does) and is tried again a little later, not at every request.
+        """
         with self._lock:
-            if self._credentials is None or time.time() >= self._refresh_at:
-                self._credentials, expires = self._fetch()
-                # Keys that expire sooner than the margin are kept for half their life.
-                left = expires - time.time()
-                self._refresh_at = expires - min(REFRESH_MARGIN_SECONDS, max(left, 0) / 2)
+            now = time.time()
+            if self._credentials is None or now >= self._refresh_at:
+                try:
+                    self._credentials, self._expires = self._fetch()
+                except CredentialsError:
+                    if self._credentials is None or now >= self._expires - _STILL_VALID_SECONDS:
+                        raise
+                    self._refresh_at = now + _RETRY_SECONDS
+                else:
+                    # Keys that expire sooner than the margin are kept for half their life.
+                    left = max(self._expires - now, 0.0)
+                    self._refresh_at = self._expires - min(REFRESH_MARGIN_SECONDS, left / 2)
             return self._credentials
 
     def _fetch(self) -> tuple[Credentials, float]:
@@ -105,6 +122,7 @@ class ContainerCredentials:
         token = self._read_token()
         if token:
             headers["Authorization"] = token
+        give_up = time.monotonic() + self.timeout
         connection: http.client.HTTPConnection
         if parts.scheme == "https":
             connection = http.client.HTTPSConnection(
@@ -120,7 +138,7 @@ class ContainerCredentials:
         try:
             connection.request("GET", path, headers=headers)
             answer = connection.getresponse()
-            body = answer.read(_MAX_ANSWER_BYTES + 1)
+            body = _read_until(answer, give_up)
         except (OSError, http.client.HTTPException) as error:
             raise _retrieval(f"{type(error).__name__}: {error}") from error
         finally:
@@ -141,6 +159,8 @@ class ContainerCredentials:
                 raise _retrieval(f"{TOKEN_FILE} cannot be read: {error}") from error
         if token is not None and ("\r" in token or "\n" in token):
             raise _retrieval("the authorization token holds a line break")
+        if token is not None and not token.isascii():
+            raise _retrieval("the authorization token is not ASCII")
         return token
 
 
@@ -172,14 +192,42 @@ def credential_source(environ: Mapping[str, str] | None = None) -> CredentialSou
 
 
 def _checked_uri(uri: str) -> str:
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme == "https" and parts.hostname:
-        return uri
-    if parts.scheme == "http" and parts.hostname and _trusted_host(parts.hostname):
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        _ = parts.port  # ValueError when it is not a port
+        host = parts.hostname or ""
+    except ValueError:
+        host = ""
+    if host and (parts.scheme == "https" or (parts.scheme == "http" and _trusted_host(host))):
         return uri
     raise ValueError(
-        f"{FULL_URI} must be an https URL, or http on a loopback address (not {uri[:80]!r})"
+        f"{FULL_URI} must be an https URL, or http on a loopback address (not {_shown(uri)!r})"
     )
+
+
+def _shown(uri: str) -> str:
+    """The URI as an error may show it: without a user and password, cut short."""
+    scheme, at, rest = uri.partition("://")
+    if at:
+        authority, slash, path = rest.partition("/")
+        uri = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+    return uri[:80]
+
+
+def _read_until(answer: object, give_up: float) -> bytes:
+    """The answer's body, at most _MAX_ANSWER_BYTES + 1 of it, read by ``give_up``
+    (``time.monotonic()``): an endpoint that sends a byte a second cannot hold us."""
+    chunks: list[bytes] = []
+    held = 0
+    while held <= _MAX_ANSWER_BYTES:
+        if time.monotonic() > give_up:
+            raise TimeoutError("the endpoint's answer is too slow")
+        chunk = answer.read1(4096)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        chunks.append(chunk)
+        held += len(chunk)
+    return b"".join(chunks)
 
 
 def _trusted_host(host: str) -> bool:
@@ -195,7 +243,7 @@ def _parse(body: bytes) -> tuple[Credentials, float]:
     """The keys in the endpoint's JSON answer, and when they expire (a POSIX time)."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError...
         raise _retrieval("the endpoint's answer is not JSON") from error
     if not isinstance(document, dict):
         raise _retrieval("the endpoint's answer is not a JSON object")
@@ -220,7 +268,10 @@ def _expiry(value: object) -> float:
         raise _retrieval(f"the endpoint's Expiration is not a time: {value[:40]!r}") from error
     if when.tzinfo is None:
         raise _retrieval(f"the endpoint's Expiration has no time zone: {value[:40]!r}")
-    return when.timestamp()
+    try:
+        return when.timestamp()
+    except (OverflowError, OSError, ValueError) as error:
+        raise _retrieval(f"the endpoint's Expiration is out of range: {value[:40]!r}") from error
 
 
 def _retrieval(reason: str) -> CredentialsError:

@@ -432,3 +432,66 @@ def test_cli_usage_errors_exit_2(args):
     assert done.returncode == 2
     assert done.stdout == ""
     assert "lambdacov: error [" in done.stderr
+
+
+# --- Managed Instances: several runtime processes, invocations side by side ----------------
+
+SLEEPER = """\
+import os
+import tempfile
+import time
+
+
+def handler(event, context):
+    time.sleep(event["sleep"])
+    open(os.path.join(tempfile.gettempdir(), f"ran-{event['n']}"), "w").close()
+    return {"n": event["n"], "pid": os.getpid(), "left_ms": context.get_remaining_time_in_millis()}
+"""
+
+
+@pytest.fixture
+def sleeper(tmp_path: Path) -> Path:
+    code = tmp_path / "sleeper"
+    code.mkdir()
+    (code / "app.py").write_text(SLEEPER)
+    return code
+
+
+def test_an_invocation_queued_behind_a_busy_process_gets_its_whole_timeout(sleeper: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with LocalLambda(sleeper, "app.handler", max_concurrency=1, timeout=3) as function:
+        assert function.invoke({"n": 0, "sleep": 0}).ok
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(function.invoke, {"n": 1, "sleep": 2})
+            time.sleep(0.2)
+            second = pool.submit(function.invoke, {"n": 2, "sleep": 2})
+            results = [first.result(), second.result()]
+
+    # The second waited about 2 s for the one process, then ran its 2 s within its own 3 s.
+    assert [result.error for result in results] == [None, None]
+    assert [result.payload["n"] for result in results] == [1, 2]
+    # Its deadline started when it was taken: about 1 s left after its 2 s, not less than 0.
+    assert results[1].payload["left_ms"] > 500
+
+
+def test_an_invocation_no_process_takes_fails_as_busy_and_is_not_run_later(
+    sleeper: Path,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with LocalLambda(sleeper, "app.handler", max_concurrency=1, timeout=1) as function:
+        assert function.invoke({"n": 0, "sleep": 0}).ok
+        with ThreadPoolExecutor(2) as pool:
+            stuck = pool.submit(function.invoke, {"n": 1, "sleep": 4})  # times out, runs on
+            time.sleep(0.2)
+            waiting = pool.submit(function.invoke, {"n": 2, "sleep": 0})
+            results = [stuck.result(), waiting.result()]
+        time.sleep(3.5)  # the stuck handler ends; the one given up must not run then
+        after = function.invoke({"n": 3, "sleep": 0})
+        ran = sorted(path.name for path in function.tmp_dir.glob("ran-*"))
+
+    assert results[0].error is not None and "timed out" in results[0].error["errorMessage"]
+    assert results[1].error is not None and results[1].error["errorType"] == "Runtime.Busy"
+    assert after.ok and after.payload["n"] == 3
+    assert ran == ["ran-0", "ran-1", "ran-3"]

@@ -40,6 +40,7 @@ from tests.support.unresponsive import SilentMode, silent_endpoint
 
 REGION = "us-east-1"
 TESTING = Credentials("testing", "testing")
+TOKEN_VAR = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
 KEYS = [
     "plain.coverage",
     "coverage/2024/01/15/fn-abc.coverage",
@@ -831,3 +832,76 @@ def test_a_silent_credentials_endpoint_fails_within_its_timeout() -> None:
             _ = ours.credentials
     assert failed.value.code == "CredentialRetrievalError"
     assert time.monotonic() - started < 10
+
+
+def test_a_failed_refresh_keeps_keys_that_are_still_valid_and_waits_to_ask_again(
+    key_server: KeyServer,
+) -> None:
+    key_server.serve(Credentials("FIRST", "secret"), expires_in=120)  # within the margin
+    ours = S3Client.from_environment({"AWS_CONTAINER_CREDENTIALS_FULL_URI": key_server.uri})
+    assert ours.credentials.access_key == "FIRST"
+    ours._credentials._refresh_at = 0  # type: ignore[attr-defined]  # time to refresh
+    key_server.reply = (500, b"")
+    assert ours.credentials.access_key == "FIRST"  # 2 minutes left: kept
+    assert ours.credentials.access_key == "FIRST"
+    assert len(key_server.requests) == 2  # the failed refresh is not repeated at once
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://user:pa55word@example.com/creds", "http://example.com/creds"),
+        ("http://127.0.0.1:99999/creds", "http://127.0.0.1:99999/creds"),  # not a port
+    ],
+)
+def test_a_bad_endpoint_is_named_without_its_password(uri: str, shown: str) -> None:
+    with pytest.raises(S3Error) as refused:
+        S3Client.from_environment({"AWS_CONTAINER_CREDENTIALS_FULL_URI": uri})
+    assert refused.value.code == "CredentialRetrievalError"
+    assert shown in refused.value.message and "pa55word" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "token"),
+    [
+        (b"1" * 5000, "t"),  # a number Python will not parse
+        (b"[" * 60_000, "t"),  # nesting deeper than the parser goes
+        (b'{"AccessKeyId": "A", "SecretAccessKey": "S"}', "t\u2019k"),  # not ASCII
+    ],
+)
+def test_odd_answers_and_tokens_are_one_clear_error(
+    key_server: KeyServer, body: bytes, token: str
+) -> None:
+    key_server.reply = (200, body)
+    environ = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": key_server.uri, TOKEN_VAR: token}
+    with pytest.raises(S3Error) as failed:
+        _ = S3Client.from_environment(environ).credentials
+    assert failed.value.code == "CredentialRetrievalError"
+
+
+def test_an_endpoint_that_drips_its_answer_is_given_up_in_bounded_time() -> None:
+    import socket as sockets
+
+    listener = sockets.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(30):
+                connection.sendall(b" ")
+                time.sleep(0.5)
+        connection.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    uri = f"http://127.0.0.1:{listener.getsockname()[1]}/creds"
+    ours = S3Client.from_environment({"AWS_CONTAINER_CREDENTIALS_FULL_URI": uri})
+    started = time.monotonic()
+    with pytest.raises(S3Error) as failed:
+        _ = ours.credentials
+    listener.close()
+    assert failed.value.code == "CredentialRetrievalError"
+    assert time.monotonic() - started < 5  # the timeout (2 s) bounds the whole answer

@@ -14,6 +14,7 @@ can never take an invocation meant for its successor.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import socket
@@ -50,6 +51,9 @@ class Invocation:
     deadline_ms: int
     function_arn: str
     trace_id: str
+    #: Managed Instances: the function's timeout, counted from when a runtime process takes
+    #: the invocation (``deadline_ms`` is then set as it is taken).
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class RuntimeApi:
         self._runtime_queue: deque[Invocation] = deque()
         self._outcomes: dict[str, RuntimeOutcome] = {}
         self._in_flight: set[str] = set()
+        # When each invocation was taken by a runtime process, and the latest such time.
+        self._taken: dict[str, float] = {}
+        self.last_taken_at = 0.0
         self._extensions: dict[str, _Extension] = {}
         self.init_error: dict[str, Any] | None = None
         #: False on Managed Instances, where extensions get no INVOKE (see emulator.py).
@@ -296,11 +303,36 @@ class RuntimeApi:
             try:
                 while not self._closed and connected():
                     if self._runtime_queue:
-                        return self._runtime_queue.popleft()
+                        return self._take(self._runtime_queue.popleft())
                     self._cond.wait(_POLL_SECONDS)
                 return None
             finally:
                 self._runtime_waiters -= 1
+
+    def _take(self, invocation: Invocation) -> Invocation:
+        now = time.monotonic()
+        self._taken[invocation.request_id] = self.last_taken_at = now
+        self._cond.notify_all()
+        if invocation.timeout is None:
+            return invocation
+        deadline_ms = int((time.time() + invocation.timeout) * 1000)
+        return dataclasses.replace(invocation, deadline_ms=deadline_ms)
+
+    def taken_at(self, request_id: str) -> float | None:
+        """When a runtime process took ``request_id`` (``time.monotonic()``), if it has."""
+        with self._cond:
+            return self._taken.get(request_id)
+
+    def withdraw(self, request_id: str) -> bool:
+        """Take ``request_id`` back if no runtime process has taken it yet."""
+        with self._cond:
+            for invocation in self._runtime_queue:
+                if invocation.request_id == request_id:
+                    self._runtime_queue.remove(invocation)
+                    self._in_flight.discard(request_id)
+                    self._cond.notify_all()
+                    return True
+            return False
 
     def _runtime_result(
         self,

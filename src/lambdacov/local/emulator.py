@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import secrets
 import shutil
@@ -443,25 +444,48 @@ class LocalLambda(Closing):
             environment = self._environment
         api, runtime = environment.api, environment.runtime
         assert runtime is not None
-        started = time.monotonic()
+        timeout = self.config.timeout
+        queued = time.monotonic()
         api.deliver_invocation(
             Invocation(
                 request_id=request_id,
                 event=body,
-                deadline_ms=int((time.time() + self.config.timeout) * 1000),
+                deadline_ms=0,  # set when a runtime process takes it
                 function_arn=self.config.function_arn,
                 trace_id=_trace_id(),
+                timeout=timeout,
             )
         )
+        # It waits while every process is busy, and gives up when none has taken any
+        # invocation for a whole timeout (they are all stuck).
+        api.wait_until(
+            lambda: (
+                api.taken_at(request_id) is not None
+                or not runtime.running
+                or time.monotonic() - max(api.last_taken_at, queued) > timeout
+            ),
+            math.inf,
+        )
+        if api.taken_at(request_id) is None and api.withdraw(request_id):
+            waited = _ms_since(queued)
+            failure = _error(
+                "Runtime.Busy" if runtime.running else "Runtime.ExitError",
+                f"no runtime process took the invocation in {waited / 1000:.2f} seconds"
+                if runtime.running
+                else f"Runtime exited with error: {_status(runtime.exit_code)}",
+            )
+            result = InvocationResult(request_id, None, failure, waited, waited, init_ms, ())
+            return self._concurrent_result(result, mark)
+        started = api.taken_at(request_id) or queued
         api.wait_until(
             lambda: api.outcome(request_id) is not None or not runtime.running,
-            self.config.timeout,
+            started + timeout - time.monotonic(),
         )
         outcome = api.outcome(request_id)
         elapsed = _ms_since(started)
         if outcome is None:
             if runtime.running:
-                failure = _timeout_error(request_id, self.config.timeout)
+                failure = _timeout_error(request_id, timeout)
             else:
                 failure = _exit_error(request_id, runtime.exit_code)
                 with self._lock:
