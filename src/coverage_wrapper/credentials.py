@@ -107,7 +107,9 @@ class ContainerCredentials:
                 except CredentialsError:
                     if self._credentials is None or now >= self._expires - _STILL_VALID_SECONDS:
                         raise
-                    self._refresh_at = now + _RETRY_SECONDS
+                    self._refresh_at = min(
+                        now + _RETRY_SECONDS, self._expires - _STILL_VALID_SECONDS
+                    )
                 else:
                     # Keys that expire sooner than the margin are kept for half their life.
                     left = max(self._expires - now, 0.0)
@@ -206,11 +208,11 @@ def _checked_uri(uri: str) -> str:
 
 
 def _shown(uri: str) -> str:
-    """The URI as an error may show it: without a user and password, cut short."""
-    scheme, at, rest = uri.partition("://")
-    if at:
-        authority, slash, path = rest.partition("/")
-        uri = f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+    """The URI as an error may show it: nothing before its last ``@`` (where a user and
+    password would be, however malformed the URI), cut short."""
+    scheme, separator, rest = uri.partition("://")
+    if "@" in uri:
+        uri = f"{scheme}://{rest.rpartition('@')[2]}" if separator else uri.rpartition("@")[2]
     return uri[:80]
 
 

@@ -38,10 +38,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from coverage_wrapper import identity
@@ -52,8 +51,29 @@ Kind = Literal["lines", "arcs"]
 Arc = tuple[int, int]
 PackedArc = str  # see pack_arc
 Slot = tuple[str, str]  # (measured file, context)
-# The default of a mapping nobody filled: shared, so it cannot be changed.
-_NOTHING: Mapping[Any, Any] = MappingProxyType({})
+
+
+class _Nothing(Mapping[Any, Any]):
+    """The empty mapping a field nobody filled holds: shared, so it cannot be changed,
+    and pickled as a reference to the one instance."""
+
+    def __getitem__(self, key: Any) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "_NOTHING"
+
+
+_NOTHING: Mapping[Any, Any] = _Nothing()
 
 #: Where Lambda puts the function's code; a file recorded under another task root
 #: (the local emulator's folder) is read as if it had run here.
@@ -943,6 +963,31 @@ class Combined:
         # and the date of the newest (YYYY/MM/DD, "" if unknown).
         self.objects = objects
         self.newest = newest
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.kind,
+            self.lines,
+            self.arcs,
+            self.tracers,
+            self.mixed,
+            self.objects,
+            self.newest,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Combined):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # its mappings are not hashable
+
+    def __repr__(self) -> str:
+        return (
+            f"Combined(kind={self.kind!r}, lines={self.lines!r}, arcs={self.arcs!r}, "
+            f"tracers={self.tracers!r}, mixed={self.mixed!r}, objects={self.objects!r}, "
+            f"newest={self.newest!r})"
+        )
 
     def replace(self, **changes: Any) -> Combined:
         """A copy with ``changes`` (keyword arguments named as the constructor's)."""

@@ -23,7 +23,6 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -31,16 +30,33 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class Credentials(NamedTuple):
+class Credentials:
     """An access key, its secret and the session token that goes with temporary keys.
 
     The secret and the token are left out of the repr: a credentials object in
-    a log line or a traceback must not leak them.
+    a log line or a traceback must not leak them. Not a tuple either (no dataclass
+    here, see :mod:`coverage_wrapper.datafiles`): ``json.dumps`` and ``%`` would
+    spell a tuple's items out.
     """
 
-    access_key: str
-    secret_key: str
-    token: str | None = None
+    __slots__ = ("access_key", "secret_key", "token")
+
+    def __init__(self, access_key: str, secret_key: str, token: str | None = None) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.token = token
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Credentials):
+            return NotImplemented
+        return (self.access_key, self.secret_key, self.token) == (
+            other.access_key,
+            other.secret_key,
+            other.token,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.access_key, self.secret_key, self.token))
 
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r})"

@@ -495,3 +495,32 @@ def test_an_invocation_no_process_takes_fails_as_busy_and_is_not_run_later(
     assert results[1].error is not None and results[1].error["errorType"] == "Runtime.Busy"
     assert after.ok and after.payload["n"] == 3
     assert ran == ["ran-0", "ran-1", "ran-3"]
+
+
+EXITER = """\
+import os
+import threading
+
+
+def handler(event, context):
+    if event.get("exit"):
+        threading.Timer(0.3, os._exit, (3,)).start()  # after the response is out
+    return {"pid": os.getpid()}
+"""
+
+
+def test_a_runtime_gone_between_invocations_is_replaced_by_a_new_environment(
+    tmp_path: Path,
+) -> None:
+    code = tmp_path / "exiter"
+    code.mkdir()
+    (code / "app.py").write_text(EXITER)
+    with LocalLambda(code, "app.handler", max_concurrency=1, timeout=3) as function:
+        first = function.invoke({"exit": True})
+        time.sleep(1.5)  # the only runtime process, and so the runtime, is gone
+        gone = function.invoke({})
+        again = function.invoke({})
+
+    assert first.ok
+    assert gone.error is not None and gone.error["errorType"] == "Runtime.ExitError"
+    assert again.ok and again.payload["pid"] != first.payload["pid"]

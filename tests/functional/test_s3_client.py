@@ -905,3 +905,26 @@ def test_an_endpoint_that_drips_its_answer_is_given_up_in_bounded_time() -> None
     listener.close()
     assert failed.value.code == "CredentialRetrievalError"
     assert time.monotonic() - started < 5  # the timeout (2 s) bounds the whole answer
+
+
+def test_a_failed_refresh_is_tried_again_before_the_keys_expire(key_server: KeyServer) -> None:
+    key_server.serve(Credentials("SHORT", "secret"), expires_in=30)
+    ours = S3Client.from_environment({"AWS_CONTAINER_CREDENTIALS_FULL_URI": key_server.uri})
+    assert ours.credentials.access_key == "SHORT"
+    source = ours._credentials
+    source._refresh_at = 0  # type: ignore[attr-defined]
+    key_server.reply = (500, b"")
+    assert ours.credentials.access_key == "SHORT"
+    # Not 30 s from now (after the keys expire): while they are still good.
+    assert source._refresh_at <= source._expires - 10  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["https://user:pa/ss@169.254.170.2/creds", "//admin:hunter2@127.0.0.1/x", "ftp://u:p@w@h/"],
+)
+def test_a_password_in_a_malformed_endpoint_is_not_shown(uri: str) -> None:
+    with pytest.raises(S3Error) as refused:
+        S3Client.from_environment({"AWS_CONTAINER_CREDENTIALS_FULL_URI": uri})
+    text = str(refused.value)
+    assert "pa/ss" not in text and "hunter2" not in text and "u:p" not in text

@@ -323,3 +323,15 @@ def test_numbits_helpers_agree_with_coverage() -> None:
     nums = [1, 7, 8, 63, 64, 65, 1000]
     bits = int.from_bytes(nums_to_numbits(nums), "little")
     assert datafiles.bits_to_lines(bits) == nums
+
+
+def test_a_data_file_with_its_defaults_survives_pickle_and_copy() -> None:
+    import copy
+    import pickle
+
+    from coverage_wrapper.datafiles import DataFile
+
+    data = DataFile("lines", {("a.py", ""): 6})
+    assert pickle.loads(pickle.dumps(data)) == data
+    assert copy.deepcopy(data) == data
+    assert data.arcs == {} and len(data.tracers) == 0

@@ -257,3 +257,21 @@ def test_the_secret_and_token_stay_out_of_the_repr() -> None:
     assert "AKIDEXAMPLE" in repr(credentials)
     assert "the-secret-key" not in repr(credentials)
     assert "the-session-token" not in repr(credentials)
+
+
+def test_credentials_never_spell_out_the_secret_or_the_token() -> None:
+    import json as jsonlib
+
+    keys = Credentials("AKIDEXAMPLE", "the-secret-key", "the-session-token")
+    shown = [
+        repr(keys),
+        str(keys),
+        f"{keys}",
+        "%s" % (keys,),  # noqa: UP031 - the old style that spells out a tuple's items
+        jsonlib.dumps({"keys": keys}, default=str),
+    ]
+    for text in shown:
+        assert "AKIDEXAMPLE" in text
+        assert "the-secret-key" not in text and "the-session-token" not in text
+    assert keys == Credentials("AKIDEXAMPLE", "the-secret-key", "the-session-token")
+    assert len({keys, Credentials("AKIDEXAMPLE", "the-secret-key", "the-session-token")}) == 1

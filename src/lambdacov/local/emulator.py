@@ -468,12 +468,16 @@ class LocalLambda(Closing):
         )
         if api.taken_at(request_id) is None and api.withdraw(request_id):
             waited = _ms_since(queued)
-            failure = _error(
-                "Runtime.Busy" if runtime.running else "Runtime.ExitError",
-                f"no runtime process took the invocation in {waited / 1000:.2f} seconds"
-                if runtime.running
-                else f"Runtime exited with error: {_status(runtime.exit_code)}",
-            )
+            if runtime.running:
+                failure = _error(
+                    "Runtime.Busy",
+                    f"no runtime process took the invocation in {waited / 1000:.2f} seconds",
+                )
+            else:
+                failure = _exit_error(request_id, runtime.exit_code)
+                with self._lock:
+                    if self._environment is environment:
+                        self._reset("failure")  # the next invocation starts a new one
             result = InvocationResult(request_id, None, failure, waited, waited, init_ms, ())
             return self._concurrent_result(result, mark)
         started = api.taken_at(request_id) or queued
