@@ -172,6 +172,8 @@ def test_events_on_managed_instances_cover_what_coverage_run_covers(
         str(events_file),
         "--max-concurrency",
         "3",
+        "--memory",
+        "2048",
         "--function-name",
         "orders-lmi",
         "--env",

@@ -128,8 +128,10 @@ def test_every_runtime_process_delivers_and_no_version_loses_lines(
         env=env,
         function_name=name,
         max_concurrency=PROCESSES,
+        memory_mb=2048,  # Managed Instances give an environment gigabytes, not 128 MB
     ) as function:
-        function.invoke({"n": 0})  # INIT: the runtime forks its processes
+        started = function.invoke({"n": 0})  # INIT: the runtime forks its processes
+        assert started.ok, started.error
         api = function.environment.api  # type: ignore[union-attr]
         assert api.wait_until(lambda: api.waiting_runtime_processes == PROCESSES, 10)
         assert api.extension_names() == ["lambdacov"]
