@@ -12,8 +12,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -66,10 +67,30 @@ class Deliverer:
             self.lock.release()
 
 
+class Running(NamedTuple):
+    """An extension serving in a thread, its events, its deliverer, the runtime's end."""
+
+    events: Events
+    deliverer: Deliverer
+    runtime: RuntimeNotifier
+    serving: threading.Thread
+
+    def done(self, request_id: str) -> None:
+        """A runtime process spooled a delta and says so."""
+        self.deliverer.pending += 1
+        assert self.runtime.send("done", request_id, "1")
+
+    def shut_down(self) -> float:
+        """SHUTDOWN with Lambda's 2 s; how long the extension took to return."""
+        started = time.monotonic()
+        self.events.events.put({"eventType": "SHUTDOWN", "deadlineMs": (time.time() + 2) * 1000})
+        self.serving.join(10)
+        assert not self.serving.is_alive()
+        return time.monotonic() - started
+
+
 @pytest.fixture
-def running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[CoverageExtension, Events, Deliverer, RuntimeNotifier]:
+def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
     monkeypatch.setenv("COVERAGE_S3_BUCKET", "bucket")
     monkeypatch.setenv("COVERAGE_SPOOL_DIR", str(tmp_path / "spool"))
     config = CoverageConfig.from_environment()
@@ -78,43 +99,31 @@ def running(
     ours = CoverageExtension(events, config, listener)  # type: ignore[arg-type]
     deliverer = Deliverer(snapshots=10)  # a first pass of 3 s, if nothing cut it short
     ours._deliverer = deliverer
-    return ours, events, deliverer, RuntimeNotifier(listener.path)
-
-
-def test_data_spooled_during_a_long_first_pass_goes_out_at_shutdown(
-    running: tuple[CoverageExtension, Events, Deliverer, RuntimeNotifier],
-) -> None:
-    ours, events, deliverer, runtime = running
     serving = threading.Thread(target=ours.serve_concurrently)
     serving.start()
-    deliverer.pending += 1
-    assert runtime.send("done", "first", "1")
+    started = Running(events, deliverer, RuntimeNotifier(listener.path), serving)
+    yield started
+    if serving.is_alive():
+        started.shut_down()
+
+
+def test_data_spooled_during_a_long_first_pass_goes_out_at_shutdown(running: Running) -> None:
+    running.done("first")
     time.sleep(extension.GATHER_SECONDS + 0.2)  # the first pass is under way
-    deliverer.pending += 1  # a second invocation's delta, spooled meanwhile
-    assert runtime.send("done", "second", "1")
-    shutdown_at = time.monotonic()
-    events.events.put({"eventType": "SHUTDOWN", "deadlineMs": (time.time() + 2.0) * 1000})
-    serving.join(10)
+    running.done("second")  # a second invocation's delta, spooled meanwhile
+    took = running.shut_down()
 
-    assert not serving.is_alive()
-    assert time.monotonic() - shutdown_at < 2.0  # within Lambda's SHUTDOWN window
-    assert deliverer.passes[-1] is True  # the final pass ran
-    assert deliverer.delivered == 2  # both invocations' data in the last upload
+    assert took < 2.0  # within Lambda's SHUTDOWN window
+    assert running.deliverer.passes[-1] is True  # the final pass ran
+    assert running.deliverer.delivered == 2  # both invocations' data in the last upload
 
 
-def test_work_left_by_a_pass_gets_another_pass_before_any_new_done(
-    running: tuple[CoverageExtension, Events, Deliverer, RuntimeNotifier],
-) -> None:
-    ours, events, deliverer, runtime = running
-    serving = threading.Thread(target=ours.serve_concurrently)
-    serving.start()
-    deliverer.pending += 1
-    assert runtime.send("done", "only", "1")
+def test_work_left_by_a_pass_gets_another_pass_before_any_new_done(running: Running) -> None:
+    running.done("only")
     give_up = time.monotonic() + 15
-    while deliverer.snapshots and time.monotonic() < give_up:
+    while running.deliverer.snapshots and time.monotonic() < give_up:
         time.sleep(0.1)
-    events.events.put({"eventType": "SHUTDOWN", "deadlineMs": (time.time() + 2.0) * 1000})
-    serving.join(10)
+    running.shut_down()
 
-    assert deliverer.snapshots == 0 and deliverer.delivered == 1
-    assert deliverer.passes.count(False) >= 3  # 10 snapshots at most 3 to a pass
+    assert running.deliverer.snapshots == 0 and running.deliverer.delivered == 1
+    assert running.deliverer.passes.count(False) >= 3  # 10 snapshots at most 3 to a pass

@@ -354,17 +354,25 @@ class LocalLambda(Closing):
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def _warm(self, request_id: str) -> tuple[Environment, float | None] | InvocationResult:
+        """The initialised environment, initialising one first if there is none, and INIT's
+        duration then; the result of the invocation ``request_id`` when INIT fails."""
+        if self._environment is not None:
+            return self._environment, None
+        started = time.monotonic()
+        environment, init_error = self._init()
+        init_ms = _ms_since(started)
+        if init_error is not None:
+            self._teardown(environment, "failure")
+            return InvocationResult(request_id, None, init_error, 0.0, 0.0, init_ms, ())
+        self._environment = environment
+        return environment, init_ms
+
     def _invoke(self, request_id: str, body: bytes) -> InvocationResult:
-        init_ms: float | None = None
-        if self._environment is None:
-            started = time.monotonic()
-            environment, init_error = self._init()
-            init_ms = _ms_since(started)
-            if init_error is not None:
-                self._teardown(environment, "failure")
-                return InvocationResult(request_id, None, init_error, 0.0, 0.0, init_ms, ())
-            self._environment = environment
-        environment = self._environment
+        warm = self._warm(request_id)
+        if isinstance(warm, InvocationResult):
+            return warm
+        environment, init_ms = warm
         api, runtime = environment.api, environment.runtime
         assert runtime is not None
         environment.thaw()
@@ -426,22 +434,13 @@ class LocalLambda(Closing):
         invocations running meanwhile too.
         """
         request_id = str(uuid.uuid4())
-        init_ms: float | None = None
         with self._lock:
             mark = self._logs.mark()
             self._platform_log(f"START RequestId: {request_id} Version: {FUNCTION_VERSION}")
-            if self._environment is None:
-                started = time.monotonic()
-                environment, init_error = self._init()
-                init_ms = _ms_since(started)
-                if init_error is not None:
-                    self._teardown(environment, "failure")
-                    return self._concurrent_result(
-                        InvocationResult(request_id, None, init_error, 0.0, 0.0, init_ms, ()),
-                        mark,
-                    )
-                self._environment = environment
-            environment = self._environment
+            warm = self._warm(request_id)
+        if isinstance(warm, InvocationResult):
+            return self._concurrent_result(warm, mark)
+        environment, init_ms = warm
         api, runtime = environment.api, environment.runtime
         assert runtime is not None
         timeout = self.config.timeout
