@@ -93,13 +93,25 @@ def orders_coverage(s3: Any, bucket: str, workdir: Path) -> tuple[int, dict[str,
     return len(keys), measured(combined, ORDERS, branch=False)
 
 
-def test_events_in_two_environments_cover_what_coverage_run_covers(
+@pytest.mark.parametrize(
+    ("how", "environments"),
+    [
+        # two environments, one after the other: events 1-4, then 5-7
+        (["--environments", "2"], [1, 1, 1, 1, 2, 2, 2]),
+        # Managed Instances: one environment, three runtime processes, three events at a time
+        (["--max-concurrency", "3", "--memory", "2048"], [1] * 7),
+    ],
+    ids=["two-environments", "managed-instances"],
+)
+def test_events_cover_what_coverage_run_covers(
     host_layer: Path,
     moto_endpoint: str,
     s3: Any,
     bucket: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    how: list[str],
+    environments: list[int],
 ) -> None:
     events_file = ORDERS / "events.json"
     events = json.loads(events_file.read_text())
@@ -121,8 +133,7 @@ def test_events_in_two_environments_cover_what_coverage_run_covers(
         str(host_layer),
         "--events",
         str(events_file),
-        "--environments",
-        "2",
+        *how,
         "--function-name",
         "orders",
         "--env-file",
@@ -138,64 +149,14 @@ def test_events_in_two_environments_cover_what_coverage_run_covers(
 
     assert failures == 1  # events.json has one crashing event: exit 1, as documented
     assert code == 1, err
-    assert [result["environment"] for result in results] == [1, 1, 1, 1, 2, 2, 2]
+    assert [result["environment"] for result in results] == environments
+    # In the order of the events, also when they ran three at a time.
     assert [result["error"] is not None for result in results] == [
         "raised" in outcome for outcome in oracle_results
     ]
     assert len(results) == len(events)
     objects, lines = orders_coverage(s3, bucket, tmp_path)
-    assert objects == 2  # one per environment, each delivered (the last at SHUTDOWN)
-    assert lines == expected
-
-
-def test_events_on_managed_instances_cover_what_coverage_run_covers(
-    host_layer: Path,
-    moto_endpoint: str,
-    s3: Any,
-    bucket: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    events_file = ORDERS / "events.json"
-    events = json.loads(events_file.read_text())
-    code, out, err = run_cli(
-        capsys,
-        "local",
-        "invoke",
-        "--function-dir",
-        str(ORDERS),
-        "--handler",
-        "app.handler",
-        "--layer",
-        str(host_layer),
-        "--events",
-        str(events_file),
-        "--max-concurrency",
-        "3",
-        "--memory",
-        "2048",
-        "--function-name",
-        "orders-lmi",
-        "--env",
-        f"COVERAGE_S3_BUCKET={bucket}",
-        "--env",
-        "AWS_LAMBDA_EXEC_WRAPPER=/opt/lambdacov-wrapper",
-        "--env",
-        f"AWS_ENDPOINT_URL={moto_endpoint}",
-        "--json",
-    )
-    results = result_of(out, "local invoke")
-    (tmp_path / "oracle").mkdir()
-    expected, oracle_results = run_oracle(ORDERS, events_file, tmp_path / "oracle")
-
-    assert code == 1, err  # events.json's one crashing event
-    assert len(results) == len(events)
-    # In the order of the events, though they ran three at a time.
-    assert [result["error"] is not None for result in results] == [
-        "raised" in outcome for outcome in oracle_results
-    ]
-    objects, lines = orders_coverage(s3, bucket, tmp_path)
-    assert objects == 1  # one environment, however many runtime processes
+    assert objects == max(environments)  # one per environment, each delivered
     assert lines == expected
 
 
