@@ -53,12 +53,12 @@ _SHUTDOWN_ONLY = b'{"events": ["SHUTDOWN"]}'
 # Time kept back from a deadline so the extension asks for its next event in time.
 _MARGIN = 0.3
 # Managed Instances: how long the deliverer waits after a ``done`` before it uploads, so
-# that invocations finishing together share one upload; and how often its threads look
-# for the end of the environment.
+# that invocations finishing together share one upload;
 GATHER_SECONDS = 1.0
-# Managed Instances: how long one of those uploads may take. SHUTDOWN's final pass waits
-# for a pass under way, and Lambda gives extensions 2 s for SHUTDOWN.
+# how long one such pass may take (SHUTDOWN's final pass waits for a pass under way, and
+# Lambda gives extensions 2 s for SHUTDOWN);
 PASS_SECONDS = 1.0
+# and how often its threads look for the end of the environment.
 _POLL_SECONDS = 0.2
 
 
