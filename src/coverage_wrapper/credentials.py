@@ -125,15 +125,9 @@ class ContainerCredentials:
         if token:
             headers["Authorization"] = token
         give_up = time.monotonic() + self.timeout
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=self.timeout
-            )
-        else:
-            connection = http.client.HTTPConnection(
-                parts.hostname or "", parts.port, timeout=self.timeout
-            )
+        secure = parts.scheme == "https"
+        kind = http.client.HTTPSConnection if secure else http.client.HTTPConnection
+        connection = kind(parts.hostname or "", parts.port, timeout=self.timeout)
         path = parts.path or "/"
         if parts.query:
             path += f"?{parts.query}"

@@ -964,16 +964,10 @@ class Combined:
         self.objects = objects
         self.newest = newest
 
-    def _fields(self) -> tuple[Any, ...]:
-        return (
-            self.kind,
-            self.lines,
-            self.arcs,
-            self.tracers,
-            self.mixed,
-            self.objects,
-            self.newest,
-        )
+    _FIELDS = ("kind", "lines", "arcs", "tracers", "mixed", "objects", "newest")
+
+    def _fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._FIELDS}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Combined):
@@ -983,27 +977,15 @@ class Combined:
     __hash__ = None  # type: ignore[assignment]  # its mappings are not hashable
 
     def __repr__(self) -> str:
-        return (
-            f"Combined(kind={self.kind!r}, lines={self.lines!r}, arcs={self.arcs!r}, "
-            f"tracers={self.tracers!r}, mixed={self.mixed!r}, objects={self.objects!r}, "
-            f"newest={self.newest!r})"
-        )
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._fields().items())
+        return f"Combined({shown})"
 
     def replace(self, **changes: Any) -> Combined:
         """A copy with ``changes`` (keyword arguments named as the constructor's)."""
-        fields: dict[str, Any] = {
-            "kind": self.kind,
-            "lines": self.lines,
-            "arcs": self.arcs,
-            "tracers": self.tracers,
-            "mixed": self.mixed,
-            "objects": self.objects,
-            "newest": self.newest,
-        }
-        unknown = set(changes) - set(fields)
+        unknown = set(changes) - set(self._FIELDS)
         if unknown:
             raise TypeError(f"Combined has no field {sorted(unknown)[0]!r}")
-        return Combined(**{**fields, **changes})
+        return Combined(**{**self._fields(), **changes})
 
     def measured_files(self) -> list[str]:
         """The measured file names, sorted."""

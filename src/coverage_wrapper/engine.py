@@ -150,12 +150,7 @@ class Engine:
             )
 
     def _keep_back(self) -> None:
-        assert self.recorder is not None
-        delta = self.recorder.checkpoint()
-        if self._carry is None:
-            self._carry = delta
-        else:
-            self._carry.merge(delta)
+        self._carry = self._delta()
 
     def _mark_restored(self) -> None:
         self._restored = True
@@ -178,12 +173,18 @@ class Engine:
         log.debug(f"Coverage is off: {NOT_SAMPLED}, drawn after the restore")
         return True
 
-    def _spool_checkpoint(self, request_id: str) -> bool:
-        assert self.recorder is not None and self.spool is not None
+    def _delta(self) -> Delta:
+        """What was recorded since the last checkpoint, with what earlier ones kept back."""
+        assert self.recorder is not None
         delta = self.recorder.checkpoint()
         if self._carry is not None:
             self._carry.merge(delta)
             delta, self._carry = self._carry, None
+        return delta
+
+    def _spool_checkpoint(self, request_id: str) -> bool:
+        assert self.spool is not None
+        delta = self._delta()
         if not delta:
             return False
         try:

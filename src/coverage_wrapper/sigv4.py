@@ -46,17 +46,16 @@ class Credentials:
         self.secret_key = secret_key
         self.token = token
 
+    def _key(self) -> tuple[str, str, str | None]:
+        return (self.access_key, self.secret_key, self.token)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Credentials):
             return NotImplemented
-        return (self.access_key, self.secret_key, self.token) == (
-            other.access_key,
-            other.secret_key,
-            other.token,
-        )
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.access_key, self.secret_key, self.token))
+        return hash(self._key())
 
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r})"

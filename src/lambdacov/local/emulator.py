@@ -473,10 +473,7 @@ class LocalLambda(Closing):
                     f"no runtime process took the invocation in {waited / 1000:.2f} seconds",
                 )
             else:
-                failure = _exit_error(request_id, runtime.exit_code)
-                with self._lock:
-                    if self._environment is environment:
-                        self._reset("failure")  # the next invocation starts a new one
+                failure = self._exited(environment, request_id)
             result = InvocationResult(request_id, None, failure, waited, waited, init_ms, ())
             return self._concurrent_result(result, mark)
         started = api.taken_at(request_id) or queued
@@ -490,15 +487,21 @@ class LocalLambda(Closing):
             if runtime.running:
                 failure = _timeout_error(request_id, timeout)
             else:
-                failure = _exit_error(request_id, runtime.exit_code)
-                with self._lock:
-                    if self._environment is environment:
-                        self._reset("failure")
+                failure = self._exited(environment, request_id)
             result = InvocationResult(request_id, None, failure, elapsed, elapsed, init_ms, ())
         else:
             payload, error = _parse_outcome(outcome.kind, outcome.body, outcome.error_type)
             result = InvocationResult(request_id, payload, error, elapsed, elapsed, init_ms, ())
         return self._concurrent_result(result, mark)
+
+    def _exited(self, environment: Environment, request_id: str) -> dict[str, Any]:
+        """Managed Instances: the runtime is gone, every process of it. The invocation's
+        error; the environment is reset, so the next invocation starts a new one."""
+        assert environment.runtime is not None
+        with self._lock:
+            if self._environment is environment:
+                self._reset("failure")
+        return _exit_error(request_id, environment.runtime.exit_code)
 
     def _concurrent_result(self, result: InvocationResult, mark: int) -> InvocationResult:
         if self._memory is not None:
