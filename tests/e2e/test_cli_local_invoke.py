@@ -324,3 +324,20 @@ def test_usage_errors_exit_2_with_one_line(
     assert message in err
     if "BAD_ENV" in args:
         assert str(tmp_path / "bad.env") in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--snap-start"], "--max-concurrency runs a function given by --function-dir"),
+        (["--max-concurrency", "65"], "65 is not in the range 1<=x<=64"),
+    ],
+)
+def test_managed_instances_options_that_cannot_be_are_refused_in_one_line(
+    function_dir: Path, capsys: pytest.CaptureFixture[str], extra: list[str], said: str
+) -> None:
+    concurrency = [] if "--max-concurrency" in extra else ["--max-concurrency", "2"]
+    code, out, err = invoke(capsys, "--function-dir", str(function_dir), *concurrency, *extra)
+    assert code == 2 and out == ""
+    assert err.startswith("lambdacov: error [usage]: ") and said in err
+    assert "Traceback" not in err
