@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coverage_wrapper import credentials as credential_endpoint
 from lambdacov.errors import UsageError
 
 #: Passed through from the caller when set, so a function can reach a local S3.
@@ -118,8 +117,8 @@ def lambda_environment(
         # snapshot, stale after a restore): the AWS SDKs' container provider asks an endpoint.
         for name in CREDENTIALS:
             env.pop(name, None)
-        env[credential_endpoint.FULL_URI] = credentials_uri
-        env[credential_endpoint.TOKEN] = credentials_token
+        env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = credentials_uri
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = credentials_token
     for name in PASSED_THROUGH:
         if host_env.get(name):
             env[name] = host_env[name]
