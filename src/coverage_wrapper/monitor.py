@@ -106,12 +106,63 @@ def source_name(filename: str) -> str:
     return filename
 
 
-class LineMonitor:
-    """Records which lines of the measured files ran, as coverage.py's sysmon core does."""
+class Scope:
+    """Which files are measured, decided as coverage.py's ``should_trace`` decides.
+
+    Shared by the layer's two recorders: :class:`LineMonitor` (``sys.monitoring``) and
+    :class:`coverage_wrapper.ctracer.TraceMonitor` (coverage.py's C tracer).
+    """
 
     def __init__(self, include: Iterable[str], omit: Iterable[str]) -> None:
         self._include = glob_regex(absolute_patterns(include))
         self._omit = glob_regex(absolute_patterns(omit))
+
+    def measured_name(self, filename: str, frame: FrameType | None) -> str | None:
+        """The canonical name of ``filename`` if it is measured, else None."""
+        name = self.canonical(filename, frame)
+        return name if name is not None and self.measures(name) else None
+
+    @staticmethod
+    def canonical(filename: str, frame: FrameType | None) -> str | None:
+        """The file ``filename`` (a code object's, run in ``frame``) is, as coverage.py names
+        it; None for names that are not files."""
+        if not filename or filename.startswith("<"):
+            return None
+        # A .pyc compiled elsewhere names its source where it was compiled; the
+        # module's __file__ says where it was loaded from (unless it was renamed).
+        dunder = frame.f_globals.get("__file__") if frame is not None else None
+        if dunder:
+            loaded = source_name(str(dunder))
+            if os.path.basename(loaded) == os.path.basename(filename):
+                filename = loaded
+        if not filename or filename.startswith(("<", "memory:")):
+            return None
+        if not os.path.isabs(filename):
+            for folder in [os.curdir, *sys.path]:
+                candidate = os.path.join(folder, filename)
+                if os.path.exists(candidate):
+                    filename = candidate
+                    break
+        return os.path.abspath(os.path.realpath(filename))
+
+    def measures(self, name: str) -> bool:
+        """True when the canonical name ``name`` is measured."""
+        if self._include is not None and not self._include.match(name):
+            return False
+        if self._omit is not None and self._omit.match(name):
+            return False
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+
+
+class LineMonitor:
+    """Records which lines of the measured files ran, as coverage.py's sysmon core does."""
+
+    def __init__(self, include: Iterable[str], omit: Iterable[str]) -> None:
+        self._scope = Scope(include, omit)
         # Canonical file name -> its executed lines; the callbacks add to these sets.
         self.data: dict[str, set[int]] = {}
         # A code object's file name -> its set in ``data``, or None when not measured.
@@ -177,45 +228,13 @@ class LineMonitor:
 
     def _decide(self, filename: str, frame: FrameType | None) -> set[int] | None:
         """The set to record ``filename``'s lines in, or None if it is not measured."""
-        name = self._canonical(filename, frame)
+        name = self._scope.measured_name(filename, frame)
         lines = None
-        if name is not None and self._measured(name):
+        if name is not None:
             with self._lock:
                 lines = self.data.setdefault(name, set())
         self._files[filename] = lines
         return lines
-
-    @staticmethod
-    def _canonical(filename: str, frame: FrameType | None) -> str | None:
-        if not filename or filename.startswith("<"):
-            return None
-        # A .pyc compiled elsewhere names its source where it was compiled; the
-        # module's __file__ says where it was loaded from (unless it was renamed).
-        dunder = frame.f_globals.get("__file__") if frame is not None else None
-        if dunder:
-            loaded = source_name(str(dunder))
-            if os.path.basename(loaded) == os.path.basename(filename):
-                filename = loaded
-        if not filename or filename.startswith(("<", "memory:")):
-            return None
-        if not os.path.isabs(filename):
-            for folder in [os.curdir, *sys.path]:
-                candidate = os.path.join(folder, filename)
-                if os.path.exists(candidate):
-                    filename = candidate
-                    break
-        return os.path.abspath(os.path.realpath(filename))
-
-    def _measured(self, name: str) -> bool:
-        if self._include is not None and not self._include.match(name):
-            return False
-        if self._omit is not None and self._omit.match(name):
-            return False
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
 
 
 _UNSEEN: Any = object()

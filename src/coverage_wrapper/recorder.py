@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from coverage_wrapper.ctracer import TraceMonitor, load_tracer_module, unpack_arcs
 from coverage_wrapper.errors import CoverageInitializationError
 from coverage_wrapper.models import CoverageConfig
 from coverage_wrapper.monitor import LineMonitor
@@ -119,7 +120,7 @@ class Recorder:
         self.task_root = task_root
         self.kind: Kind = "arcs" if config.branch else "lines"
         self._cov: coverage.Coverage | None = None
-        self._monitor: LineMonitor | None = None
+        self._monitor: LineMonitor | TraceMonitor | None = None
         self._seen: Measured = {}
         self._fast = False
         self._paused = False
@@ -131,10 +132,13 @@ class Recorder:
 
     @property
     def core(self) -> str:
-        """The core in use: ``lambdacov-sysmon`` (:mod:`coverage_wrapper.monitor`), or
-        coverage.py's ``sysmon``, ``ctrace`` or ``pytrace``."""
-        if self._monitor is not None:
+        """The core in use: ``lambdacov-sysmon`` (:mod:`coverage_wrapper.monitor`),
+        ``lambdacov-ctrace`` (:mod:`coverage_wrapper.ctracer`), or coverage.py's
+        ``sysmon``, ``ctrace`` or ``pytrace``."""
+        if isinstance(self._monitor, LineMonitor):
             return "lambdacov-sysmon"
+        if self._monitor is not None:
+            return "lambdacov-ctrace"
         if self._cov is None:
             return "none"
         collector = getattr(self._cov, "_collector", None)
@@ -149,28 +153,35 @@ class Recorder:
     def start(self) -> None:
         """Start measuring; raise CoverageInitializationError if coverage cannot start.
 
-        Line coverage on 3.12+ needs no coverage.py in this process: the same
-        ``sys.monitoring`` events, recorded by :class:`LineMonitor`, at a fraction
-        of the start-up time and memory. ``COVERAGE_CORE`` set by the user, branch
-        coverage and 3.11 go through coverage.py.
+        No coverage.py is imported into this process where the layer can record
+        what coverage.py would with the same events at a fraction of the start-up
+        time and memory: line coverage on 3.12+ with ``sys.monitoring``
+        (:class:`LineMonitor`), and where coverage.py would use its C tracer (3.11,
+        branch coverage before 3.14) with that tracer alone (:class:`TraceMonitor`).
+        A ``COVERAGE_CORE`` set by the user goes through coverage.py.
         """
         if self.started:
             return
         include, omit = measurement_scope(self.config, self.task_root)
-        if _monitor_applies(self.config):
-            try:
+        try:
+            if _monitor_applies(self.config):
                 monitor = LineMonitor(include, omit)
-            except ValueError as error:  # a pattern coverage.py would refuse too
-                raise CoverageInitializationError(
-                    f"COVERAGE_INCLUDE_PATTERNS or COVERAGE_EXCLUDE_PATTERNS: {error}"
-                ) from error
-            try:
-                monitor.start()
-            except ValueError:  # the tool id is taken (coverage.py runs the process)
-                pass
-            else:
-                self._monitor = monitor
+                try:
+                    monitor.start()
+                except ValueError:  # the tool id is taken (coverage.py runs the process)
+                    pass
+                else:
+                    self._monitor = monitor
+                    return
+            elif _tracer_applies(self.config) and (module := load_tracer_module()):
+                tracer = TraceMonitor(include, omit, arcs=self.config.branch, module=module)
+                tracer.start()
+                self._monitor = tracer
                 return
+        except ValueError as error:  # a pattern coverage.py would refuse too
+            raise CoverageInitializationError(
+                f"COVERAGE_INCLUDE_PATTERNS or COVERAGE_EXCLUDE_PATTERNS: {error}"
+            ) from error
         self._start_coverage(include, omit)
 
     def _start_coverage(self, include: list[str], omit: list[str]) -> None:
@@ -259,7 +270,7 @@ class Recorder:
             # does: the tracer keeps adding to the same set objects.
             snapshot = live.copy()
             live.difference_update(snapshot)
-            yield name, (_unpack_arcs(snapshot) if packed else snapshot)
+            yield name, (unpack_arcs(snapshot) if packed else snapshot)
 
     def _collect_public(self) -> Iterable[tuple[str, Iterable[Any]]]:
         assert self._cov is not None
@@ -279,15 +290,8 @@ def _monitor_applies(config: CoverageConfig) -> bool:
     return sys.version_info >= (3, 12) and not config.branch and not os.environ.get("COVERAGE_CORE")
 
 
-def _unpack_arcs(packed: Iterable[int]) -> list[tuple[int, int]]:
-    """Decode the C tracer's packed arcs (coverage/ctracer/tracer.c: CTracer_record_pair)."""
-    arcs = []
-    for value in packed:
-        first = value & 0xFFFFFFF
-        second = (value >> 28) & 0xFFFFFFF
-        if value & (1 << 56):
-            first = -first
-        if value & (1 << 57):
-            second = -second
-        arcs.append((first, second))
-    return arcs
+def _tracer_applies(config: CoverageConfig) -> bool:
+    """True where coverage.py would measure with its C tracer: :class:`TraceMonitor`."""
+    return (
+        sys.version_info < (3, 12) or (config.branch and sys.version_info < (3, 14))
+    ) and not os.environ.get("COVERAGE_CORE")

@@ -1,7 +1,9 @@
-"""The layer's own line recorder (sys.monitoring) against coverage.py, its oracle.
+"""The layer's own recorders against coverage.py, their oracle.
 
 The same patterns must select the same files, and the same program must give the
-same lines as `coverage run` with the same --include and --omit.
+same lines (and arcs) as `coverage run` with the same --include and --omit: the
+sys.monitoring recorder against coverage.py's sysmon core, the C tracer driven
+alone against coverage.py driving it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from coverage.exceptions import ConfigError
@@ -87,6 +90,7 @@ PROGRAM = {
     "app/__init__.py": "",
     "app/main.py": """
         import asyncio
+        import threading
         from app import helpers
         from app.skipped import never_measured
 
@@ -125,7 +129,14 @@ PROGRAM = {
             finally:
                 pass
 
+        def in_thread(box):
+            box.append(helpers.helper(0))
+
         def main():
+            box = []
+            worker = threading.Thread(target=in_thread, args=(box,))
+            worker.start()
+            worker.join()
             total = sum(numbers(7))
             squares = [Square(n).area for n in range(3)]
             double = lambda v: v * 2  # noqa: E731
@@ -137,6 +148,7 @@ PROGRAM = {
                 helpers.helper(2),
                 asyncio.run(waited(1)),
                 never_measured(),
+                box,
             )
             if total > 1000:
                 print("never")
@@ -170,38 +182,59 @@ runpy.run_module("app.main", run_name="__main__")
 print(json.dumps({name: sorted(lines) for name, lines in monitor.take()}))
 """
 
+RUN_TRACER = """
+import json, runpy, sys
+from coverage_wrapper.ctracer import TraceMonitor, load_tracer_module
+module = load_tracer_module()
+assert module is not None
+arcs = sys.argv[2] == "arcs"
+tracer = TraceMonitor(
+    [sys.argv[1] + "/*"], [sys.argv[1] + "/app/skipped.py"], arcs=arcs, module=module
+)
+tracer.start()
+runpy.run_module("app.main", run_name="__main__")
+print(json.dumps({name: sorted(items) for name, items in tracer.take()}))
+print("coverage imported:", "coverage" in sys.modules)
+"""
+
 
 def test_the_recorder_uses_it_for_line_coverage_on_3_12_and_later_only() -> None:
     from coverage_wrapper.models import CoverageConfig
-    from coverage_wrapper.recorder import _monitor_applies
+    from coverage_wrapper.recorder import _monitor_applies, _tracer_applies
 
     lines = CoverageConfig(s3_bucket="b")
     branches = CoverageConfig(s3_bucket="b", branch=True)
     assert _monitor_applies(lines) is (sys.version_info >= (3, 12))
     assert _monitor_applies(branches) is False
+    # Where coverage.py would use its C tracer, the layer drives that tracer alone.
+    assert _tracer_applies(lines) is (sys.version_info < (3, 12))
+    assert _tracer_applies(branches) is (sys.version_info < (3, 14))
 
 
-def test_a_program_gives_the_lines_coverage_run_gives(tmp_path: Path) -> None:
-    if sys.version_info < (3, 12):  # no sys.monitoring: coverage.py records (test above)
-        with pytest.raises(AttributeError):
-            sys.monitoring  # noqa: B018
-        return
-    root = tmp_path / "proj"
+def _write_program(root: Path) -> dict[str, str]:
     for name, text in PROGRAM.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text), encoding="utf-8")
-    env = {"PYTHONPATH": f"{root}:{Path(__file__).resolve().parents[2] / 'src'}"}
+    return {"PYTHONPATH": f"{root}:{Path(__file__).resolve().parents[2] / 'src'}"}
+
+
+def _run(script: str, root: Path, env: dict[str, str], *args: str) -> tuple[dict[str, Any], str]:
     ours = subprocess.run(
-        [sys.executable, "-c", RUN_MONITOR, str(root)],
+        [sys.executable, "-c", script, str(root), *args],
         capture_output=True,
         text=True,
         check=True,
         cwd=root,
         env=env,
     )
-    measured = json.loads(ours.stdout.strip().splitlines()[-1])
-    data_file = tmp_path / "oracle.coverage"
+    output = ours.stdout.strip().splitlines()
+    measured = next(json.loads(line) for line in reversed(output) if line.startswith("{"))
+    return measured, ours.stdout
+
+
+def _oracle(root: Path, env: dict[str, str], core: str, *, branch: bool) -> dict[str, Any]:
+    data_file = root.parent / f"oracle-{core}-{branch}.coverage"
     subprocess.run(
         [
             sys.executable,
@@ -211,19 +244,67 @@ def test_a_program_gives_the_lines_coverage_run_gives(tmp_path: Path) -> None:
             f"--data-file={data_file}",
             f"--include={root}/*",
             f"--omit={root}/app/skipped.py",
+            *(["--branch"] if branch else []),
             "-m",
             "app.main",
         ],
         capture_output=True,
         check=True,
         cwd=root,
-        env={**env, "COVERAGE_CORE": "sysmon"},
+        env={**env, "COVERAGE_CORE": core},
     )
     import coverage
 
     oracle = coverage.CoverageData(basename=str(data_file))
     oracle.read()
-    expected = {name: sorted(oracle.lines(name) or []) for name in oracle.measured_files()}
+    if branch:
+        arcs = {name: oracle.arcs(name) or [] for name in oracle.measured_files()}
+        return {name: sorted(map(list, items)) for name, items in arcs.items()}
+    return {name: sorted(oracle.lines(name) or []) for name in oracle.measured_files()}
+
+
+def test_a_program_gives_the_lines_coverage_run_gives(tmp_path: Path) -> None:
+    if sys.version_info < (3, 12):  # no sys.monitoring: the C tracer records (below)
+        with pytest.raises(AttributeError):
+            sys.monitoring  # noqa: B018
+        return
+    root = tmp_path / "proj"
+    env = _write_program(root)
+    measured, output = _run(RUN_MONITOR, root, env)
+    assert measured == _oracle(root, env, "sysmon", branch=False)
+    assert set(measured) == {str(root / f"app/{n}.py") for n in ("__init__", "main", "helpers")}
+    assert re.search(r"'omitted'", output)
+    # The line only the thread runs.
+    assert 7 in measured[str(root / "app/helpers.py")]
+
+
+@pytest.mark.parametrize("kind", ["lines", "arcs"])
+def test_the_c_tracer_alone_gives_what_coverage_run_gives(tmp_path: Path, kind: str) -> None:
+    root = tmp_path / "proj"
+    env = _write_program(root)
+    measured, output = _run(RUN_TRACER, root, env, kind)
+    expected = _oracle(root, env, "ctrace", branch=kind == "arcs")
     assert measured == expected
     assert set(measured) == {str(root / f"app/{n}.py") for n in ("__init__", "main", "helpers")}
-    assert re.search(r"'omitted'", ours.stdout)
+    assert "coverage imported: False" in output
+    helpers = measured[str(root / "app/helpers.py")]
+    if kind == "lines":
+        assert 7 in helpers  # the line only the thread runs
+    else:
+        assert [5, 7] in helpers and [7, -2] in helpers  # the thread's only
+
+
+def test_the_c_tracer_is_not_driven_for_a_coverage_py_it_was_not_checked_against(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coverage_wrapper import ctracer
+
+    package = tmp_path / "coverage"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "version.py").write_text("version_info = (8, 0, 0, 'final', 0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert ctracer.load_tracer_module() is None
+    (package / "version.py").write_text("version_info = (7, 17, 5, 'final', 0)\n")
+    # A checked version without its compiled tracer (a pure-Python wheel): not driven either.
+    assert ctracer.load_tracer_module() is None
