@@ -49,7 +49,7 @@ import io
 import os
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 FUNCTION = "lambdacov:function"
@@ -63,6 +63,9 @@ NEWEST = "lambdacov:newest:"
 PREFIX = "lambdacov:"
 # Where the source snapshots live, under the data's prefix: PREFIX + SOURCES + digest.
 SOURCES = "sources/"
+# Markers of sets of versions all in S3 (see coverage_wrapper.sources): PREFIX + SOURCE_SETS +
+# the sha256 of the sorted digests, one a line.
+SOURCE_SETS = f"{SOURCES}sets/"
 
 # Each origin key, and the variable Lambda sets for it.
 _ORIGIN = {
@@ -102,6 +105,13 @@ def file_digest(path: str | os.PathLike[str]) -> str | None:
 def source_key(prefix: str, digest: str) -> str:
     """The key of the source snapshot of ``digest`` under a (normalised) key prefix."""
     return f"{prefix}{SOURCES}{digest}"
+
+
+def source_set_key(prefix: str, digests: Iterable[str]) -> str:
+    """The key of the marker saying that every snapshot of ``digests`` is in S3: one HEAD
+    instead of one per file, for the next environment that runs the same versions."""
+    joined = "\n".join(sorted(set(digests))).encode("utf-8")
+    return f"{prefix}{SOURCE_SETS}{hashlib.sha256(joined).hexdigest()}"
 
 
 def _connect(data_file: Path, mode: str) -> sqlite3.Connection:

@@ -15,10 +15,11 @@ with the same decision and the same events, so the data is the same:
   omit pattern, with coverage.py's glob rules (:func:`glob_regex`);
 - names that are not files (``<string>``, ``memory:``...) never are.
 
-Branch coverage, Python 3.11, and a ``COVERAGE_CORE`` chosen by the user still
-go through coverage.py (:class:`coverage_wrapper.recorder.Recorder`). The tests
-hold this module to coverage.py: the same patterns match the same paths, and
-functions run under both give the same lines.
+Python 3.11 and branch coverage use coverage.py's C tracer alone
+(:mod:`coverage_wrapper.ctracer`, with the same :class:`Scope`); a ``COVERAGE_CORE``
+chosen by the user goes through coverage.py (:class:`coverage_wrapper.recorder.Recorder`).
+The tests hold this module to coverage.py: the same patterns match the same paths,
+and functions run under both give the same lines.
 """
 
 # ruff: noqa: PTH100, PTH110, PTH117, PTH118, PTH119 - coverage.py's rules on path strings

@@ -8,6 +8,12 @@ the old ones. So delivery also uploads each file version to
 * once per fleet: a HEAD first, and a version already there is not sent again.
   A HEAD refused with 403 (a role allowed to write but not to read) is answered
   with a PUT: the same bytes under the same key;
+* one HEAD for a whole set: once every version an environment was waiting to
+  send is in S3, an empty marker ``PREFIX/sources/sets/<sha256 of the sorted
+  digests>`` says so (:func:`coverage_wrapper.identity.source_set_key`). The next
+  environment waiting for the same versions (the same code, the same path through
+  it) asks for the marker alone: one request on its first delivery where there
+  were one per file;
 * once per execution environment: the versions settled (uploaded, found in S3,
   or not to be uploaded) are remembered in the spool's state directory, which
   the runtime and the extension share;
@@ -149,25 +155,10 @@ class Snapshots:
             if digest not in ledger.settled:
                 waiting.setdefault(digest, name)
         try:
-            for digest, name in sorted(waiting.items()):
-                if time.monotonic() >= deadline:
-                    outcome.deferred = True
-                    return outcome
-                try:
-                    key = self._send(digest, name, deadline)
-                except S3UploadError as error:
-                    if error.code not in _CHANGED:
-                        outcome.failed = error
-                        return outcome
-                    # The file is no longer the bytes that ran: those are gone.
-                    log.debug(
-                        "Source not uploaded: changed since it was hashed",
-                        extra={"data": {"path": name, "sha256": digest}},
-                    )
-                    key = None
-                if key:
-                    outcome.uploaded.append(key)
-                ledger.settled.add(digest)
+            if len(waiting) > 1 and self._set_in_s3(waiting, deadline):
+                ledger.settled.update(waiting)
+            elif self._send_each(waiting, ledger, outcome, deadline) is None:
+                return outcome  # failed or out of time: a later pass goes on
             with contextlib.suppress(FileNotFoundError):
                 self.marker.unlink()
         finally:
@@ -177,14 +168,72 @@ class Snapshots:
                     ledger.write(self.path)
         return outcome
 
-    def _send(self, digest: str, name: str, deadline: float) -> str | None:
-        """Upload one version; its key, or None when it is not to be (or need not be) sent."""
+    def _send_each(
+        self, waiting: Mapping[str, str], ledger: Ledger, outcome: Outcome, deadline: float
+    ) -> bool | None:
+        """Send the versions one by one; None when a failure or the deadline stopped it,
+        else whether every one is in S3 now (its set then marked as such)."""
+        all_there = True
+        for digest, name in sorted(waiting.items()):
+            if time.monotonic() >= deadline:
+                outcome.deferred = True
+                return None
+            try:
+                key, there = self._send(digest, name, deadline)
+            except S3UploadError as error:
+                if error.code not in _CHANGED:
+                    outcome.failed = error
+                    return None
+                # The file is no longer the bytes that ran: those are gone.
+                log.debug(
+                    "Source not uploaded: changed since it was hashed",
+                    extra={"data": {"path": name, "sha256": digest}},
+                )
+                key, there = None, False
+            if key:
+                outcome.uploaded.append(key)
+            ledger.settled.add(digest)
+            all_there = all_there and there
+        if all_there and len(waiting) > 1:
+            self._mark_set(waiting, deadline)
+        return all_there
+
+    def _set_in_s3(self, waiting: Mapping[str, str], deadline: float) -> bool:
+        """True when the marker of this set of versions says they are all in S3 already.
+
+        Any failure reads as "not known": each version is then asked for by itself.
+        """
+        key = identity.source_set_key(self.prefix, waiting)
+        try:
+            return self.uploader.head(key, within=deadline - time.monotonic())
+        except S3UploadError:
+            return False
+
+    def _mark_set(self, waiting: Mapping[str, str], deadline: float) -> None:
+        """Leave the marker of this set, every version of which is now in S3."""
+        if time.monotonic() >= deadline:
+            return
+        key = identity.source_set_key(self.prefix, waiting)
+        try:
+            self.uploader.put(
+                key,
+                b"",
+                {"lambdacov-version": __version__, "versions": str(len(waiting))},
+                within=deadline - time.monotonic(),
+                content_type="text/plain",
+            )
+        except S3UploadError as error:  # costs the next environment HEADs, nothing more
+            log.debug(f"Source set not marked: {error}", extra={"data": {"key": key}})
+
+    def _send(self, digest: str, name: str, deadline: float) -> tuple[str | None, bool]:
+        """Upload one version: its key (None when it is not sent), and whether it is in S3
+        now (False when it is not to be uploaded)."""
         body = _contents(name)
         if body is None:
-            return None
+            return None, False
         key = identity.source_key(self.prefix, digest)
         if self.uploader.head(key, within=deadline - time.monotonic()):
-            return None
+            return None, True
         self.uploader.put(
             key,
             body,
@@ -193,7 +242,7 @@ class Snapshots:
             content_type="text/x-python" if name.endswith(".py") else "application/octet-stream",
             sha256=digest,
         )
-        return key
+        return key, True
 
 
 def _contents(name: str) -> bytes | None:

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 
 WRAPPER = {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/lambdacov-wrapper"}
 SOURCES = "coverage/sources/"
+SETS = SOURCES + "sets/"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,11 @@ def listed(s3: Any, bucket: str, prefix: str = "") -> list[str]:
 
 def data_objects(s3: Any, bucket: str) -> list[str]:
     return [key for key in listed(s3, bucket) if key.endswith(".coverage")]
+
+
+def versions(keys: list[str]) -> list[str]:
+    """The keys of source snapshots among ``keys``, without the markers of sets."""
+    return [key for key in keys if not key.startswith(SETS)]
 
 
 def fetch(s3: Any, bucket: str, key: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -105,12 +111,34 @@ def test_the_object_says_which_code_ran_where_and_reads_as_before(
     }
 
     # Each file's bytes, once, encrypted as the data is.
-    assert listed(s3, bucket, SOURCES) == sorted(SOURCES + sha256(name) for name in names)
+    snapshots = listed(s3, bucket, SOURCES)
+    assert versions(snapshots) == sorted(SOURCES + sha256(name) for name in names)
+    assert any(key.startswith(SETS) for key in snapshots)  # each set marked once all were in
     for name in names:
         source = SOURCES + sha256(name)
         assert s3.get_object(Bucket=bucket, Key=source)["Body"].read() == Path(name).read_bytes()
         assert s3.head_object(Bucket=bucket, Key=source)["ServerSideEncryption"] == "AES256"
-    assert len(proxy.sent("PUT", SOURCES)) == len(names)
+    assert len(versions(proxy.sent("PUT", SOURCES))) == len(names)
+
+
+def test_an_environment_running_known_versions_asks_once_per_set_not_per_file(
+    host_layer: Path, proxy: S3Proxy, s3: Any, bucket: str, events: list[dict[str, Any]]
+) -> None:
+    env = {**WRAPPER, "COVERAGE_S3_BUCKET": bucket, "AWS_ENDPOINT_URL": proxy.endpoint}
+    run_environment(ORDERS, host_layer, env, events)
+    first_heads = proxy.sent("HEAD", SOURCES)
+    first_puts = proxy.sent("PUT", SOURCES)
+    assert len(versions(first_heads)) > 1  # the first environment asks for each file
+    marked = [key for key in first_puts if key.startswith(SETS)]
+    assert marked and all(proxy.headers_of("PUT", key) for key in marked)
+
+    # The same code, the same events, another environment: each of its deliveries finds
+    # its set marked, so it asks for no version by itself and sends none.
+    count = len(proxy.requests)
+    run_environment(ORDERS, host_layer, env, events)
+    second = [(method, key) for method, key in proxy.requests[count:] if key.startswith(SOURCES)]
+    assert second and all(method == "HEAD" and key in marked for method, key in second), second
+    assert len(data_objects(s3, bucket)) == 2
 
 
 def test_each_file_version_is_uploaded_once_across_environments_and_deploys(
@@ -136,8 +164,10 @@ def test_each_file_version_is_uploaded_once_across_environments_and_deploys(
     new_app = sha256(code / "app.py")
     run_environment(code, host_layer, env, events)
 
-    assert set(listed(s3, bucket, SOURCES)) == first_deploy | {SOURCES + new_app}
-    puts = proxy.sent("PUT", SOURCES)
+    assert set(versions(listed(s3, bucket, SOURCES))) == set(versions(list(first_deploy))) | {
+        SOURCES + new_app
+    }
+    puts = versions(proxy.sent("PUT", SOURCES))
     assert sorted(puts) == sorted(set(puts))  # no version sent twice, fleet-wide
     assert (
         s3.get_object(Bucket=bucket, Key=SOURCES + new_app)["Body"]

@@ -100,9 +100,65 @@ def downloaded(s3: Any, bucket: str, key: str, tmp_path: Path) -> Path:
     return path
 
 
-def source_keys(s3: Any, bucket: str) -> list[str]:
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix="coverage/sources/").get("Contents", [])
-    return sorted(item["Key"] for item in listed)
+SETS = "coverage/sources/sets/"
+
+
+def source_keys(s3: Any, bucket: str, prefix: str = "coverage/sources/") -> list[str]:
+    """The source snapshots in the bucket (without the markers of sets, unless asked)."""
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    keys = sorted(item["Key"] for item in listed)
+    return keys if prefix == SETS else versions(keys)
+
+
+def versions(keys: list[str]) -> list[str]:
+    """The keys of source snapshots among ``keys``, without the markers of sets."""
+    return [key for key in keys if not key.startswith(SETS)]
+
+
+def test_a_set_is_marked_once_every_version_is_in_s3_and_then_asked_for_alone(
+    tmp_path: Path, proxy: S3Proxy, s3: Any, bucket: str
+) -> None:
+    handler, util = app(tmp_path), app(tmp_path, "util.py", "X = 1\n")
+    delta = Delta("lines", {str(handler): {1}, str(util): {1}})
+    marker = identity.source_set_key("coverage/", [sha256(handler), sha256(util)])
+
+    # A version that cannot be sent (deleted after it ran): its set is not marked.
+    gone = app(tmp_path, "gone.py", "Y = 2\n")
+    first = deliverer(tmp_path / "a", bucket, proxy.endpoint)
+    first.spool.write(Delta("lines", {**delta.files, str(gone): {1}}), "r1")
+    first.snapshots.note({str(gone): sha256(gone)})
+    gone.unlink()
+    assert first.deliver(deadline=float("inf")).failed == []
+    assert source_keys(s3, bucket, SETS) == []
+
+    # Every version in S3 (sent, or found): the set is marked, after them.
+    second = deliverer(tmp_path / "b", bucket, proxy.endpoint)
+    second.spool.write(delta, "r1")
+    assert second.deliver(deadline=float("inf")).failed == []
+    assert source_keys(s3, bucket, SETS) == [marker]
+    assert proxy.sent("PUT", SETS) == [marker] and proxy.sent("HEAD", SETS)[-1] == marker
+
+    # The next environment with those versions: one HEAD, no version asked for by itself.
+    count = len(proxy.requests)
+    third = deliverer(tmp_path / "c", bucket, proxy.endpoint)
+    third.spool.write(delta, "r1")
+    report = third.deliver(deadline=float("inf"))
+    assert report.failed == [] and report.sources == [] and not third.has_pending()
+    asked = [request for request in proxy.requests[count:] if "/sources/" in request[1]]
+    assert asked == [("HEAD", marker)]
+
+    # A marker S3 will not show (403: a role that may write but not read) is no answer:
+    # each version is asked for by itself, as before markers.
+    proxy.refusals[("HEAD", SETS)] = (403, "AccessDenied")
+    count = len(proxy.requests)
+    fourth = deliverer(tmp_path / "d", bucket, proxy.endpoint)
+    fourth.spool.write(delta, "r1")
+    assert fourth.deliver(deadline=float("inf")).failed == []
+    asked = [request for request in proxy.requests[count:] if "/sources/" in request[1]]
+    assert sorted(key for method, key in asked if method == "HEAD" and SETS not in key) == sorted(
+        identity.source_key("coverage/", sha256(path)) for path in (handler, util)
+    )
+    assert not fourth.has_pending()
 
 
 def test_the_object_carries_its_identity_and_each_version_is_uploaded_once(
@@ -143,7 +199,7 @@ def test_the_object_carries_its_identity_and_each_version_is_uploaded_once(
         checksum = proxy.headers_of("PUT", key)["x-amz-checksum-sha256"]
         assert checksum == base64.b64encode(bytes.fromhex(sha256(path))).decode()
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == path.read_bytes()
-    assert proxy.sent("PUT", "coverage/sources/") == expected  # HEAD first, then one PUT each
+    assert versions(proxy.sent("PUT", "coverage/sources/")) == expected  # HEAD, then a PUT each
 
     # More lines in the same files: the data object is rewritten, no version is sent again,
     # by this process or by the other one sharing the spool (the extension).
@@ -151,8 +207,8 @@ def test_the_object_carries_its_identity_and_each_version_is_uploaded_once(
     extension.spool.write(Delta("lines", {str(handler): {3}}), "r2")
     again = extension.deliver(deadline=float("inf"))
     assert again.uploaded == report.uploaded and again.sources == []
-    assert proxy.sent("PUT", "coverage/sources/") == expected
-    assert proxy.sent("HEAD", "coverage/sources/") == expected  # nor asked about again
+    assert versions(proxy.sent("PUT", "coverage/sources/")) == expected
+    assert versions(proxy.sent("HEAD", "coverage/sources/")) == expected  # nor asked again
     assert not extension.has_pending()
 
 

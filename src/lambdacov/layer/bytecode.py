@@ -132,11 +132,11 @@ def compile_tree(interpreter: Path, root: Path, runtime_root: str) -> int:
 #: What a layer without .pyc adds to each cold start, measured on CPython 3.12
 #: (docs/where-it-runs.md#building-without-pyc): the wrapper and the extension each compile
 #: the runtime package again, and importing and starting coverage.py itself
-#: (3.11, branch coverage, or COVERAGE_CORE set) takes 1.7x as long.
+#: (with a COVERAGE_CORE set, or branch coverage on 3.14) takes 1.7x as long.
 NO_PYC_COST = (
     "about +20 ms per cold start (measured on 3.12: the wrapper +10 ms, the extension +7 ms "
     "before it registers, more after), "
-    "+80 ms where coverage.py itself is imported (3.11, branch coverage, COVERAGE_CORE)"
+    "+80 ms where coverage.py itself is imported (a COVERAGE_CORE set, branch coverage on 3.14)"
 )
 
 
