@@ -119,9 +119,17 @@ class Scope:
         self._omit = glob_regex(absolute_patterns(omit))
 
     def measured_name(self, filename: str, frame: FrameType | None) -> str | None:
-        """The canonical name of ``filename`` if it is measured, else None."""
-        name = self.canonical(filename, frame)
-        return name if name is not None and self.measures(name) else None
+        """The canonical name of ``filename`` if it is measured, else None.
+
+        Asked from inside the function's own calls: nothing it raises may reach them
+        (a module whose ``__file__`` cannot be made a string, a name with a NUL byte).
+        Such a file is not measured; coverage.py would raise into the program there.
+        """
+        try:
+            name = self.canonical(filename, frame)
+            return name if name is not None and self.measures(name) else None
+        except Exception:  # noqa: BLE001 - see above
+            return None
 
     @staticmethod
     def canonical(filename: str, frame: FrameType | None) -> str | None:

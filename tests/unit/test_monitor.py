@@ -308,3 +308,45 @@ def test_the_c_tracer_is_not_driven_for_a_coverage_py_it_was_not_checked_against
     (package / "version.py").write_text("version_info = (7, 17, 5, 'final', 0)\n")
     # A checked version without its compiled tracer (a pure-Python wheel): not driven either.
     assert ctracer.load_tracer_module() is None
+
+
+HOSTILE = """
+import sys
+from coverage_wrapper.ctracer import TraceMonitor, load_tracer_module
+from coverage_wrapper.monitor import LineMonitor
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("no name")
+
+root = sys.argv[1]
+if sys.argv[2] == "monitor":
+    recorder = LineMonitor([root + "/*"], [])
+else:
+    recorder = TraceMonitor([root + "/*"], [], arcs=False, module=load_tracer_module())
+recorder.start()
+code = compile("def g():\\n    return 2\\nresult = g()\\n", root + "/odd.py", "exec")
+namespace = {"__file__": Unprintable()}
+exec(code, namespace)
+print("result", namespace["result"], sorted(name for name, _ in recorder.take()))
+"""
+
+
+@pytest.mark.parametrize("recorder", ["monitor", "tracer"])
+def test_a_file_that_cannot_be_named_is_not_measured_and_the_program_runs_on(
+    tmp_path: Path, recorder: str
+) -> None:
+    if recorder == "monitor" and sys.version_info < (3, 12):
+        with pytest.raises(AttributeError):
+            sys.monitoring  # noqa: B018
+        return
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    ran = subprocess.run(
+        [sys.executable, "-c", HOSTILE, str(tmp_path), recorder],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "result 2 []"
