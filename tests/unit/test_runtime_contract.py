@@ -191,23 +191,49 @@ def test_importing_any_runtime_module_loads_no_cli_or_aws_library() -> None:
     assert {name: heavy for name, heavy in loaded.items() if heavy} == {}
 
 
-@pytest.mark.parametrize("value", ["false", "FALSE", "No", " off ", "0", "Off"])
-def test_the_exec_wrapper_reads_the_kill_switch_as_the_runtime_does(value: str) -> None:
+# Lambda's /bin/sh is bash; this machine's may be dash: the wrapper is run by both.
+SHELLS = [shell for shell in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(shell).exists()]
+KILL_SWITCH = ["false", "FALSE", "No", " off ", "0", "Off", "\tfalse\n", " \t OFF\r\n"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("value", [*KILL_SWITCH, "true", " yes ", "", "falsey", "f alse"])
+def test_the_exec_wrapper_reads_the_kill_switch_as_the_runtime_does(value: str, shell: str) -> None:
     wrapper = Path(__file__).resolve().parents[2] / "src/lambdacov/layer/files/lambdacov-wrapper"
-    assert (
-        CoverageConfig.from_environment(
+    try:
+        enabled = CoverageConfig.from_environment(
             {"COVERAGE_S3_BUCKET": "bucket", "COVERAGE_ENABLED": value}
         ).enabled
-        is False
-    )
+    except ValueError:  # not a flag: the runtime reports it and records nothing
+        enabled = True
+    assert enabled is (value not in KILL_SWITCH)
     done = subprocess.run(
-        [str(wrapper), "sh", "-c", 'printf %s "$_HANDLER"'],
+        [shell, str(wrapper), "sh", "-c", 'printf %s "$_HANDLER"'],
         env={"PATH": "/usr/bin:/bin", "_HANDLER": "app.handler", "COVERAGE_ENABLED": value},
         capture_output=True,
         text=True,
         check=True,
     )
-    assert done.stdout == "app.handler"  # not redirected: the function runs untouched
+    # Off: not redirected, the function runs untouched; otherwise the runtime decides.
+    expected = "coverage_wrapper.handler.lambda_handler" if enabled else "app.handler"
+    assert done.stdout == expected
+
+
+def test_the_exec_wrapper_starts_no_process_of_its_own(tmp_path: Path) -> None:
+    wrapper = Path(__file__).resolve().parents[2] / "src/lambdacov/layer/files/lambdacov-wrapper"
+    # A PATH with nothing on it but the command the wrapper hands over to.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "runtime").write_text('#!/bin/sh\nprintf %s "$_HANDLER"\n')
+    (bin_dir / "runtime").chmod(0o755)
+    done = subprocess.run(
+        ["/bin/sh", str(wrapper), "runtime"],
+        env={"PATH": str(bin_dir), "_HANDLER": "app.handler", "COVERAGE_ENABLED": " Off "},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "app.handler", "")
 
 
 def test_the_exec_wrapper_redirects_when_enabled() -> None:
