@@ -28,43 +28,93 @@ from collections.abc import Iterable, Iterator
 from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec, PathFinder
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import Any
+from typing import Any, cast
 
-from coverage_wrapper.monitor import Scope
+from coverage_wrapper.monitor import Scope, Undecided
 
 # coverage.py versions whose C tracer interface (its attributes, packed arcs) this
 # module was checked against, lowest and highest (major, minor).
 CHECKED_VERSIONS = ((7, 10), (7, 99))
 
+_NAME = "coverage.tracer"
 _VERSION = re.compile(r"^version_info\s*=\s*\((\d+),\s*(\d+)", re.MULTILINE)
 
 
 def load_tracer_module() -> ModuleType | None:
     """coverage.py's ``coverage.tracer`` extension module, loaded without the package;
-    None when coverage.py, its compiled tracer, or a checked version is not there."""
+    None when coverage.py, its compiled tracer, or a checked version is not there.
+
+    The module can be set up once per process (coverage.py's C code registers its types
+    once): loaded again, it would be empty. So the one already loaded is used, and a later
+    ``import coverage`` (the function's own, or the recorder's fallback) is handed the one
+    loaded here (:class:`_Handover`).
+    """
+    loaded = sys.modules.get(_NAME)
+    if loaded is not None:
+        package = sys.modules.get("coverage")
+        version = getattr(package, "version_info", (0, 0))[:2]
+        return loaded if _usable(loaded) and _checked(version) else None
     spec = PathFinder.find_spec("coverage")
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    for folder in map(Path, folders):
+    for folder in map(Path, (spec.submodule_search_locations or []) if spec else []):
         try:
             found = _VERSION.search((folder / "version.py").read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):
             continue
-        if found is None or not (
-            CHECKED_VERSIONS[0] <= (int(found[1]), int(found[2])) <= CHECKED_VERSIONS[1]
-        ):
+        if found is None or not _checked((int(found[1]), int(found[2]))):
             return None
-        for suffix in EXTENSION_SUFFIXES:
-            path = str(folder / f"tracer{suffix}")
-            if Path(path).exists():
-                loader = ExtensionFileLoader("coverage.tracer", path)
-                try:
-                    module = loader.create_module(ModuleSpec(loader.name, loader, origin=path))
-                    loader.exec_module(module)
-                except ImportError:  # built for another Python or machine: coverage.py says so
-                    return None
-                return module
-        return None
+        return _load_from(folder)
     return None
+
+
+def _load_from(folder: Path) -> ModuleType | None:
+    """The tracer module in coverage.py's ``folder``, left in ``sys.modules``."""
+    for suffix in EXTENSION_SUFFIXES:
+        path = str(folder / f"tracer{suffix}")
+        if Path(path).exists():
+            loader = ExtensionFileLoader(_NAME, path)
+            spec = ModuleSpec(_NAME, loader, origin=path)
+            try:
+                module = loader.create_module(spec)
+                loader.exec_module(module)
+            except ImportError:  # built for another Python or machine: coverage.py says so
+                return None
+            if not _usable(module):
+                return None
+            module.__file__, module.__spec__, module.__loader__ = path, spec, loader
+            sys.meta_path.insert(0, _Handover(module))
+            return module
+    return None
+
+
+class _Handover:
+    """Finds ``coverage.tracer`` for the import system: the module this process loaded.
+
+    Imported through it, the module is bound to its package as any submodule is (coverage.py
+    reads ``coverage.tracer.__file__``).
+    """
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        if name != _NAME or name in sys.modules:
+            return None
+        # A loader by what it does (create_module, exec_module): importlib.abc costs imports.
+        return ModuleSpec(name, cast(Any, self), origin=self.module.__file__)
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
+        return self.module
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing to run: the module was set up when it was loaded."""
+
+
+def _checked(version: tuple[int, ...]) -> bool:
+    return CHECKED_VERSIONS[0] <= tuple(version) <= CHECKED_VERSIONS[1]
+
+
+def _usable(module: ModuleType) -> bool:
+    return hasattr(module, "CTracer") and hasattr(module, "CFileDisposition")
 
 
 class TraceMonitor:
@@ -82,6 +132,7 @@ class TraceMonitor:
         self._cache: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._tracers: list[Any] = []
+        self._undecided: set[str] = set()
         self.running = False
 
     def start(self) -> None:
@@ -99,15 +150,21 @@ class TraceMonitor:
             self.running = False
 
     def resume(self) -> None:
-        """Record again after :meth:`pause`."""
+        """Record again after :meth:`pause`: with new tracers, as ``Coverage.start`` does.
+
+        A stopped tracer keeps the frames it was in when it stopped, and starting one
+        installs it on the calling thread whichever thread it was made for: restarting
+        the old ones would credit lines to the wrong files.
+        """
         if not self.running:
-            for tracer in self._tracers:
-                tracer.start()
-            threading.settrace(self._install)
-            self.running = True
+            self._tracers = []
+            self.start()
 
     def take(self) -> Iterator[tuple[str, Iterable[Any]]]:
         """What was recorded since the last call, per file (removed from the live sets)."""
+        # Files whose decision could not be made (see _should_trace): asked again.
+        while self._undecided:
+            self._cache.pop(self._undecided.pop(), None)
         for name, live in list(self.data.items()):
             if live:
                 # Copy, then remove exactly what was copied: the tracers keep adding.
@@ -148,7 +205,13 @@ class TraceMonitor:
         disposition.canonical_filename = filename
         disposition.file_tracer = None
         disposition.has_dynamic_filename = False
-        name = self._scope.measured_name(filename, frame)
+        try:
+            name = self._scope.measured_name(filename, frame)
+        except Undecided:
+            # The tracer keeps every answer in its cache: this one is taken out of it at
+            # the next checkpoint, and the file decided when it runs again.
+            self._undecided.add(filename)
+            name = None
         disposition.source_filename = name
         disposition.trace = name is not None
         disposition.reason = "" if name is not None else "not measured"

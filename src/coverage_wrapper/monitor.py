@@ -107,6 +107,14 @@ def source_name(filename: str) -> str:
     return filename
 
 
+# Frames lent to a decision made near the recursion limit (it needs about a dozen).
+_FRAMES_LENT = 100
+
+
+class Undecided(Exception):  # noqa: N818 - a state, not an error
+    """The file's decision could not be made now (the stack or the memory ran out)."""
+
+
 class Scope:
     """Which files are measured, decided as coverage.py's ``should_trace`` decides.
 
@@ -121,14 +129,35 @@ class Scope:
     def measured_name(self, filename: str, frame: FrameType | None) -> str | None:
         """The canonical name of ``filename`` if it is measured, else None.
 
-        Asked from inside the function's own calls: nothing it raises may reach them
-        (a module whose ``__file__`` cannot be made a string, a name with a NUL byte).
-        Such a file is not measured; coverage.py would raise into the program there.
+        Asked from inside the function's own calls: nothing it raises may reach them.
+        A file that cannot be named (a module whose ``__file__`` cannot be made a
+        string, a name with a NUL byte) is not measured; coverage.py would raise into
+        the program there. Running out of stack or memory while deciding says nothing
+        about the file: :class:`Undecided`, for the caller to ask again later.
         """
+        try:
+            return self._decide(filename, frame)
+        except RecursionError:
+            # The first call of a file's code near the recursion limit: the decision takes
+            # a few frames more than the function's own call, lent for it.
+            limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(limit + _FRAMES_LENT)
+            try:
+                return self._decide(filename, frame)
+            except (RecursionError, MemoryError) as error:
+                raise Undecided from error
+            finally:
+                sys.setrecursionlimit(limit)
+        except MemoryError as error:
+            raise Undecided from error
+
+    def _decide(self, filename: str, frame: FrameType | None) -> str | None:
         try:
             name = self.canonical(filename, frame)
             return name if name is not None and self.measures(name) else None
-        except Exception:  # noqa: BLE001 - see above
+        except (RecursionError, MemoryError):
+            raise
+        except Exception:  # noqa: BLE001 - see measured_name
             return None
 
     @staticmethod
@@ -224,7 +253,10 @@ class LineMonitor:
             return _monitoring.DISABLE
         lines = self._files.get(code.co_filename, _UNSEEN)
         if lines is _UNSEEN:
-            lines = self._decide(code.co_filename, sys._getframe(1))
+            try:
+                lines = self._decide(code.co_filename, sys._getframe(1))
+            except Undecided:
+                return None  # PY_START stays on for this code: decided when it runs again
         if lines is not None:
             _monitoring.set_local_events(TOOL_ID, code, _monitoring.events.LINE)
         return _monitoring.DISABLE

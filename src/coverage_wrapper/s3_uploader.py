@@ -135,7 +135,12 @@ class S3Uploader:
         then, the same bytes under the same key. Any other failure raises
         S3UploadError.
         """
-        found: list[bool] = []
+        return self.modified(key, within=within) is not None
+
+    def modified(self, key: str, *, within: float | None = None) -> datetime | None:
+        """When the object was last written; None when there is none, or S3 will not
+        say (as :meth:`head`)."""
+        found: list[datetime | None] = []
         self._bounded(key, within, lambda: found.append(self._head(key)))
         return found[0]
 
@@ -193,20 +198,25 @@ class S3Uploader:
         except Exception as error:
             raise _upload_error(error, put.bucket, key) from error
 
-    def _head(self, key: str) -> bool:
+    def _head(self, key: str) -> datetime | None:
         bucket = self.config.s3_bucket
         try:
             with self._calls:
                 client = self.client()
                 if isinstance(client, S3Client):
-                    return client.head_object(bucket, key) is not None
-                client.head_object(Bucket=bucket, Key=key)
+                    found = client.head_object(bucket, key)
+                else:
+                    found = client.head_object(Bucket=bucket, Key=key)
         except Exception as error:
             # A HEAD's answer has no body: its error is named by the HTTP status.
             if error_code(error) in ABSENT:
-                return False
+                return None
             raise _upload_error(error, bucket, key) from error
-        return True
+        if found is None:
+            return None
+        # An object S3 shows without a date (never, but a stand-in might) is there all the same.
+        modified = found.get("LastModified")
+        return modified if isinstance(modified, datetime) else datetime.now(UTC)
 
 
 class _Put(NamedTuple):

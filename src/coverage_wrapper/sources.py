@@ -13,7 +13,9 @@ the old ones. So delivery also uploads each file version to
   digests>`` says so (:func:`coverage_wrapper.identity.source_set_key`). The next
   environment waiting for the same versions (the same code, the same path through
   it) asks for the marker alone: one request on its first delivery where there
-  were one per file;
+  were one per file. A marker is believed for a day (:data:`SET_TRUSTED_SECONDS`):
+  a version deleted or expired meanwhile is missed until then, and sent again by
+  the first environment that finds the marker older;
 * once per execution environment: the versions settled (uploaded, found in S3,
   or not to be uploaded) are remembered in the spool's state directory, which
   the runtime and the extension share;
@@ -52,6 +54,9 @@ log = get_logger("coverage_wrapper.sources")
 
 # Source files are kilobytes; a file this large is generated or data, not worth a copy.
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
+# How long a set's marker is taken at its word; after that, its versions are asked for one by
+# one again (a version deleted since comes back within this time).
+SET_TRUSTED_SECONDS = 24 * 3600
 FORMAT_VERSION = 1
 # S3's answer to a body whose sha256 is not the checksum sent with it.
 _CHANGED = frozenset({"BadDigest"})
@@ -199,15 +204,19 @@ class Snapshots:
         return all_there
 
     def _set_in_s3(self, waiting: Mapping[str, str], deadline: float) -> bool:
-        """True when the marker of this set of versions says they are all in S3 already.
+        """True when the marker of this set of versions, written within the last
+        :data:`SET_TRUSTED_SECONDS`, says they are all in S3 already.
 
-        Any failure reads as "not known": each version is then asked for by itself.
+        An older marker may have outlived a version it vouches for (deleted, or expired by
+        a lifecycle rule): each version is then asked for by itself, and the marker written
+        anew. Any failure reads as "not known" too.
         """
         key = identity.source_set_key(self.prefix, waiting)
         try:
-            return self.uploader.head(key, within=deadline - time.monotonic())
+            written = self.uploader.modified(key, within=deadline - time.monotonic())
         except S3UploadError:
             return False
+        return written is not None and time.time() - written.timestamp() < SET_TRUSTED_SECONDS
 
     def _mark_set(self, waiting: Mapping[str, str], deadline: float) -> None:
         """Leave the marker of this set, every version of which is now in S3."""

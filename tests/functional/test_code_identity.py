@@ -110,6 +110,35 @@ def source_keys(s3: Any, bucket: str, prefix: str = "coverage/sources/") -> list
     return keys if prefix == SETS else versions(keys)
 
 
+def test_a_marker_older_than_a_day_is_checked_again_and_a_lost_version_sent_again(
+    tmp_path: Path, proxy: S3Proxy, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler, util = app(tmp_path), app(tmp_path, "util.py", "X = 1\n")
+    delta = Delta("lines", {str(handler): {1}, str(util): {1}})
+    lost = identity.source_key("coverage/", sha256(util))
+    first = deliverer(tmp_path / "a", bucket, proxy.endpoint)
+    first.spool.write(delta, "r1")
+    assert first.deliver(deadline=float("inf")).failed == []
+    s3.delete_object(Bucket=bucket, Key=lost)  # expired, or deleted by hand
+
+    # Within the day the marker is believed: the lost version is not missed yet.
+    second = deliverer(tmp_path / "b", bucket, proxy.endpoint)
+    second.spool.write(delta, "r1")
+    assert second.deliver(deadline=float("inf")).sources == []
+
+    # A marker older than that is not: each version is asked for, the lost one sent again,
+    # and the marker written anew.
+    monkeypatch.setattr(sources, "SET_TRUSTED_SECONDS", 0)
+    marker = identity.source_set_key("coverage/", [sha256(handler), sha256(util)])
+    before = s3.head_object(Bucket=bucket, Key=marker)["LastModified"]
+    time.sleep(1.1)  # S3 dates objects to the second
+    third = deliverer(tmp_path / "c", bucket, proxy.endpoint)
+    third.spool.write(delta, "r1")
+    assert third.deliver(deadline=float("inf")).sources == [lost]
+    assert s3.get_object(Bucket=bucket, Key=lost)["Body"].read() == util.read_bytes()
+    assert s3.head_object(Bucket=bucket, Key=marker)["LastModified"] > before
+
+
 def versions(keys: list[str]) -> list[str]:
     """The keys of source snapshots among ``keys``, without the markers of sets."""
     return [key for key in keys if not key.startswith(SETS)]

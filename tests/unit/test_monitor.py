@@ -304,6 +304,9 @@ def test_the_c_tracer_is_not_driven_for_a_coverage_py_it_was_not_checked_against
     (package / "__init__.py").write_text("", encoding="utf-8")
     (package / "version.py").write_text("version_info = (8, 0, 0, 'final', 0)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    # This process's own coverage.py (the tests') is not the one on the path now.
+    for name in ("coverage", "coverage.tracer"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
     assert ctracer.load_tracer_module() is None
     (package / "version.py").write_text("version_info = (7, 17, 5, 'final', 0)\n")
     # A checked version without its compiled tracer (a pure-Python wheel): not driven either.
@@ -350,3 +353,161 @@ def test_a_file_that_cannot_be_named_is_not_measured_and_the_program_runs_on(
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "result 2 []"
+
+
+# The layer's Recorder, driven as the engine drives it; with COVERAGE_CORE=ctrace the same
+# Recorder runs coverage.py itself, the oracle for what the C tracer alone must give.
+RUN_RECORDER = """
+import json, sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper.recorder import Recorder
+recorder = Recorder(CoverageConfig(s3_bucket="b", branch=sys.argv[2] == "arcs"), Path(sys.argv[1]))
+import early  # imported before measuring starts, as a handler module is before @coverage_handler
+recorder.start()
+import app
+app.main(recorder)
+recorder.pause()
+print(recorder.core)
+print(json.dumps({Path(k).name: sorted(v) for k, v in recorder.checkpoint().files.items()}))
+"""
+
+RECORDER_PROGRAM = {
+    "app.py": """
+        import queue
+        import threading
+        import early
+        import helper
+
+        jobs = queue.Queue()
+
+        def worker():
+            while True:
+                job = jobs.get()
+                if job is None:
+                    return
+                job()
+
+        def main(recorder):
+            helper.stop(recorder)  # paused one frame deeper than it resumes
+            recorder.resume()
+            thread = threading.Thread(target=worker)
+            thread.start()  # started while recording, then paused and resumed around
+            recorder.pause()
+            recorder.resume()
+            jobs.put(helper.job)
+            jobs.put(None)
+            thread.join()
+            early.deep()  # its first call near the recursion limit, then an ordinary one
+            early.other()
+            return 1
+    """,
+    "helper.py": """
+        def stop(recorder):
+            recorder.pause()
+
+        def job():
+            return "done"
+    """,
+    "early.py": """
+        import sys
+
+        def plain(n):
+            return 0 if n == 0 else plain(n - 1)
+
+        def down(n):
+            if n == 0:
+                return leaf()
+            return down(n - 1)
+
+        def deep():
+            top = sys.getrecursionlimit()
+            for depth in range(top, 0, -1):
+                try:
+                    plain(depth)
+                    break
+                except RecursionError:
+                    continue
+            for near in range(depth + 1, 0, -1):
+                try:
+                    return down(near)
+                except RecursionError:
+                    continue
+
+        def other():
+            value = 2
+            return value
+    """,
+    "leafmod.py": "",
+}
+RECORDER_PROGRAM["early.py"] = RECORDER_PROGRAM["early.py"].replace(
+    "import sys\n", "import sys\n        from leafmod import leaf\n"
+)
+RECORDER_PROGRAM["leafmod.py"] = "def leaf():\n    return 1\n"
+
+
+# Where the C tracer records: arcs before 3.14, lines too on 3.11 (sys.monitoring's after).
+TRACED = ["arcs", *(["lines"] if sys.version_info < (3, 12) else [])]
+
+
+@pytest.mark.parametrize("kind", TRACED)
+def test_pausing_resuming_threads_and_deep_first_calls_record_what_coverage_py_records(
+    tmp_path: Path, kind: str
+) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    for name, text in RECORDER_PROGRAM.items():
+        (root / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    runs = {}
+    for core in ("", "ctrace"):
+        env = {"PYTHONPATH": src, **({"COVERAGE_CORE": core} if core else {})}
+        ran = subprocess.run(
+            [sys.executable, "-c", RUN_RECORDER, str(root), kind],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=root,
+        )
+        name, data = ran.stdout.strip().splitlines()[-2:]
+        runs[name] = json.loads(data)
+    assert set(runs) == {"lambdacov-ctrace", "ctrace"}
+    assert runs["lambdacov-ctrace"] == runs["ctrace"]
+    recorded = runs["ctrace"]
+    assert "leafmod.py" in recorded and "helper.py" in recorded  # a deep first call; a thread
+
+
+COVERAGE_PY_TOO = """
+import sys
+from pathlib import Path
+from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper.recorder import Recorder
+if sys.argv[2] == "before":
+    import coverage
+recorder = Recorder(CoverageConfig(s3_bucket="b", branch=True), Path(sys.argv[1]))
+recorder.start()
+import coverage  # the function's own use of coverage.py, after the layer loaded its tracer
+theirs = coverage.Coverage(data_file=None, config_file=False)
+theirs.start()
+theirs.stop()
+print(recorder.core, type(theirs._collector.tracers[0]).__name__)
+"""
+
+
+# Branch coverage goes through the C tracer alone before 3.14 (sys.monitoring's after).
+@pytest.mark.parametrize("imported", ["before", "after"] if sys.version_info < (3, 14) else [])
+def test_the_functions_own_coverage_py_works_beside_the_layers_tracer(
+    tmp_path: Path, imported: str
+) -> None:
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    ran = subprocess.run(
+        [sys.executable, "-c", COVERAGE_PY_TOO, str(tmp_path), imported],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["lambdacov-ctrace", "CTracer"]
