@@ -20,18 +20,27 @@ The table shows medians over the rounds (bare -> layered, the difference and
 the ratio), then their ranges. The first use of a Python builds the emulator's
 runtime venv for it (see lambdacov.local.runtime_env).
 
-    python benchmarks/cold_start.py [--rounds 7] [--calls 200] [--pythons 3.11,3.12,3.13] [--json]
+--against REV adds a third environment to each round: the layer as the git revision REV
+builds it (its src/ exported with `git archive`), so a change is measured against what
+it changes, side by side in one run; a last table shows what each layer adds to the bare
+function.
+
+    python benchmarks/cold_start.py [--rounds 7] [--calls 200] [--pythons 3.11,3.12,3.13]
+                                    [--against REV] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
+import os
 import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -51,7 +60,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from workload import write_workload  # noqa: E402
 
 BUCKET = "lambdacov-cold-start"
-VARIANTS = ("bare", "layered")
+VARIANTS = ("bare", "layered", "baseline")
+# Builds a layer with the lambdacov on PYTHONPATH (the baseline's tree): version, target.
+BUILD = (
+    "import sys; from pathlib import Path; from lambdacov.layer import build_layer; "
+    "from lambdacov.layer.targets import host_arch; "
+    "build_layer(sys.argv[1], host_arch(), Path(sys.argv[2]))"
+)
 # (key, column title, decimals, whether a ratio means something: a bare environment
 # has nothing to deliver, so its first delivery is ~0)
 METRICS = (
@@ -132,8 +147,30 @@ def one_environment(
         }
 
 
-def measure(version: str, rounds: int, calls: int, endpoint: str, scratch: Path) -> dict[str, Any]:
-    """Both variants of one Python, interleaved over ``rounds`` fresh environments."""
+def baseline_layer(revision: str, version: str, scratch: Path) -> Path:
+    """The layer for ``version`` as the git revision ``revision`` builds it."""
+    tree = scratch / "baseline-tree"
+    if not tree.exists():
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "src"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tree, filter="data")
+    target = scratch / f"baseline-{version}.zip"
+    subprocess.run(
+        [sys.executable, "-c", BUILD, version, str(target)],
+        env={**os.environ, "PYTHONPATH": str(tree / "src")},
+        check=True,
+    )
+    return target
+
+
+def measure(
+    version: str, rounds: int, calls: int, endpoint: str, scratch: Path, against: str | None
+) -> dict[str, Any]:
+    """The variants of one Python, interleaved over ``rounds`` fresh environments."""
     function_dir = write_workload(scratch / "function")
     events = json.loads((function_dir / "events.json").read_text())
     layer = build_layer(version, host_arch(), scratch / f"layer-{version}.zip").path
@@ -142,13 +179,18 @@ def measure(version: str, rounds: int, calls: int, endpoint: str, scratch: Path)
         "COVERAGE_S3_BUCKET": BUCKET,
         "AWS_ENDPOINT_URL": endpoint,
     }
-    samples: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
+    layers: dict[str, Path | None] = {"bare": None, "layered": layer}
+    if against:
+        layers["baseline"] = baseline_layer(against, version, scratch)
+    samples: dict[str, list[dict[str, float]]] = {variant: [] for variant in layers}
     for number in range(rounds):
         print(f"python {version}: round {number + 1}/{rounds}", file=sys.stderr)
-        samples["bare"].append(one_environment(version, function_dir, events, calls, None, {}))
-        samples["layered"].append(
-            one_environment(version, function_dir, events, calls, layer, layered_env)
-        )
+        for variant, used in layers.items():
+            samples[variant].append(
+                one_environment(
+                    version, function_dir, events, calls, used, layered_env if used else {}
+                )
+            )
     return {
         variant: {key: summary([run[key] for run in runs]) for key in runs[0]}
         for variant, runs in samples.items()
@@ -184,7 +226,7 @@ def markdown(results: dict[str, dict[str, Any]], rounds: int, calls: int) -> str
     ranges_head = head.replace("Python", "Python, variant")
     lines += ["", "Ranges (min-max over the rounds):", "", ranges_head, rule]
     for version, variants in results.items():
-        for variant in VARIANTS:
+        for variant in [v for v in VARIANTS if v in variants]:
             cells = [
                 f"{variants[variant][key]['min']:.{digits}f}-{variants[variant][key]['max']:.{digits}f}"
                 for key, _, digits, _ in METRICS
@@ -193,11 +235,32 @@ def markdown(results: dict[str, dict[str, Any]], rounds: int, calls: int) -> str
     return "\n".join(lines)
 
 
+def added(results: dict[str, dict[str, Any]], against: str) -> str:
+    """What each layer adds to the bare function, the baseline's and this one's (medians)."""
+    head = "| Python | " + " | ".join(title for _, title, _, _ in METRICS) + " |"
+    lines = [
+        f"Added to the bare function: the layer of {against} → this layer (medians).",
+        "",
+        head,
+        "|---" * (len(METRICS) + 1) + "|",
+    ]
+    for version, variants in results.items():
+        cells = []
+        for key, _, digits, _ in METRICS:
+            bare = variants["bare"][key]["median"]
+            before = variants["baseline"][key]["median"] - bare
+            after = variants["layered"][key]["median"] - bare
+            cells.append(f"{before:+.{digits}f} → {after:+.{digits}f}")
+        lines.append(f"| {version} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--pythons", default="3.11,3.12,3.13")
+    parser.add_argument("--against", help="a git revision whose layer runs beside this one")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
@@ -217,11 +280,15 @@ def main() -> None:
                 print(f"python {version}: not found, skipped", file=sys.stderr)
                 continue
             workdir = Path(scratch) / version
-            results[version] = measure(version, args.rounds, args.calls, endpoint, workdir)
+            results[version] = measure(
+                version, args.rounds, args.calls, endpoint, workdir, args.against
+            )
     if args.json:
         print(json.dumps({"rounds": args.rounds, "calls": args.calls, "results": results}))
     else:
         print(markdown(results, args.rounds, args.calls))
+        if args.against:
+            print("\n" + added(results, args.against))
 
 
 if __name__ == "__main__":

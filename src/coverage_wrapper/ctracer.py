@@ -37,6 +37,7 @@ from coverage_wrapper.monitor import Scope, Undecided
 CHECKED_VERSIONS = ((7, 10), (7, 99))
 
 _NAME = "coverage.tracer"
+_handed: _Handover | None = None  # the module loaded here, once
 _VERSION = re.compile(r"^version_info\s*=\s*\((\d+),\s*(\d+)", re.MULTILINE)
 
 
@@ -49,6 +50,8 @@ def load_tracer_module() -> ModuleType | None:
     ``import coverage`` (the function's own, or the recorder's fallback) is handed the one
     loaded here (:class:`_Handover`).
     """
+    if _handed is not None:
+        return _handed.module
     loaded = sys.modules.get(_NAME)
     if loaded is not None:
         package = sys.modules.get("coverage")
@@ -81,7 +84,9 @@ def _load_from(folder: Path) -> ModuleType | None:
             if not _usable(module):
                 return None
             module.__file__, module.__spec__, module.__loader__ = path, spec, loader
-            sys.meta_path.insert(0, _Handover(module))
+            global _handed  # noqa: PLW0603 - one per process, as the module itself
+            _handed = _Handover(module, folder)
+            sys.meta_path.insert(0, _handed)
             return module
     return None
 
@@ -90,14 +95,16 @@ class _Handover:
     """Finds ``coverage.tracer`` for the import system: the module this process loaded.
 
     Imported through it, the module is bound to its package as any submodule is (coverage.py
-    reads ``coverage.tracer.__file__``).
+    reads ``coverage.tracer.__file__``). Only for the coverage.py it came from: another
+    coverage.py (the function's own) has a tracer of its own.
     """
 
-    def __init__(self, module: ModuleType) -> None:
+    def __init__(self, module: ModuleType, folder: Path) -> None:
         self.module = module
+        self.folder = str(folder)
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
-        if name != _NAME or name in sys.modules:
+        if name != _NAME or name in sys.modules or self.folder not in list(path or []):
             return None
         # A loader by what it does (create_module, exec_module): importlib.abc costs imports.
         return ModuleSpec(name, cast(Any, self), origin=self.module.__file__)
@@ -205,6 +212,8 @@ class TraceMonitor:
         disposition.canonical_filename = filename
         disposition.file_tracer = None
         disposition.has_dynamic_filename = False
+        while self._undecided:  # asked again now that a file's first call is deciding
+            self._cache.pop(self._undecided.pop(), None)
         try:
             name = self._scope.measured_name(filename, frame)
         except Undecided:

@@ -107,8 +107,19 @@ def source_name(filename: str) -> str:
     return filename
 
 
-# Frames lent to a decision made near the recursion limit (it needs about a dozen).
-_FRAMES_LENT = 100
+# A decision takes about a dozen frames: a RecursionError this close to the limit is the
+# function's depth, not the file's.
+_DECISION_FRAMES = 50
+
+
+def _near_recursion_limit() -> bool:
+    """True when this thread's stack is within :data:`_DECISION_FRAMES` of the limit."""
+    depth = 0
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth + _DECISION_FRAMES >= sys.getrecursionlimit()
 
 
 class Undecided(Exception):  # noqa: N818 - a state, not an error
@@ -129,35 +140,23 @@ class Scope:
     def measured_name(self, filename: str, frame: FrameType | None) -> str | None:
         """The canonical name of ``filename`` if it is measured, else None.
 
-        Asked from inside the function's own calls: nothing it raises may reach them.
-        A file that cannot be named (a module whose ``__file__`` cannot be made a
-        string, a name with a NUL byte) is not measured; coverage.py would raise into
-        the program there. Running out of stack or memory while deciding says nothing
-        about the file: :class:`Undecided`, for the caller to ask again later.
+        Asked from inside the function's own calls, nothing it raises may reach them. A
+        file that cannot be named (a module whose ``__file__`` cannot be made a string, a
+        name with a NUL byte) is not measured; coverage.py would raise into the program
+        there. Running out of memory, or of stack near the recursion limit, says nothing
+        about the file: :class:`Undecided`, for the caller to ask again later. (The limit
+        is never raised for the decision: it is shared by every thread.)
         """
-        try:
-            return self._decide(filename, frame)
-        except RecursionError:
-            # The first call of a file's code near the recursion limit: the decision takes
-            # a few frames more than the function's own call, lent for it.
-            limit = sys.getrecursionlimit()
-            sys.setrecursionlimit(limit + _FRAMES_LENT)
-            try:
-                return self._decide(filename, frame)
-            except (RecursionError, MemoryError) as error:
-                raise Undecided from error
-            finally:
-                sys.setrecursionlimit(limit)
-        except MemoryError as error:
-            raise Undecided from error
-
-    def _decide(self, filename: str, frame: FrameType | None) -> str | None:
         try:
             name = self.canonical(filename, frame)
             return name if name is not None and self.measures(name) else None
-        except (RecursionError, MemoryError):
-            raise
-        except Exception:  # noqa: BLE001 - see measured_name
+        except RecursionError as error:
+            if _near_recursion_limit():
+                raise Undecided from error
+            return None  # naming the file recurses by itself (its __file__'s __str__)
+        except MemoryError as error:
+            raise Undecided from error
+        except Exception:  # noqa: BLE001 - see above
             return None
 
     @staticmethod

@@ -291,7 +291,13 @@ def _monitor_applies(config: CoverageConfig) -> bool:
 
 
 def _tracer_applies(config: CoverageConfig) -> bool:
-    """True where coverage.py would measure with its C tracer: :class:`TraceMonitor`."""
+    """True where coverage.py would measure with its C tracer: :class:`TraceMonitor`.
+
+    Not when something traces this thread already (coverage.py measuring the process, a
+    debugger): coverage.py itself then starts, and stacks on it as it does.
+    """
     return (
-        sys.version_info < (3, 12) or (config.branch and sys.version_info < (3, 14))
-    ) and not os.environ.get("COVERAGE_CORE")
+        (sys.version_info < (3, 12) or (config.branch and sys.version_info < (3, 14)))
+        and not os.environ.get("COVERAGE_CORE")
+        and sys.gettrace() is None
+    )

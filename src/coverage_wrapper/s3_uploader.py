@@ -214,9 +214,12 @@ class S3Uploader:
             raise _upload_error(error, bucket, key) from error
         if found is None:
             return None
-        # An object S3 shows without a date (never, but a stand-in might) is there all the same.
+        # An object shown without a date (S3 never does; a stand-in might) is there all the
+        # same, as old as can be; a date without a zone is UTC, as S3's are.
         modified = found.get("LastModified")
-        return modified if isinstance(modified, datetime) else datetime.now(UTC)
+        if not isinstance(modified, datetime):
+            return datetime.fromtimestamp(0, UTC)
+        return modified if modified.tzinfo else modified.replace(tzinfo=UTC)
 
 
 class _Put(NamedTuple):

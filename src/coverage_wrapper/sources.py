@@ -216,7 +216,9 @@ class Snapshots:
             written = self.uploader.modified(key, within=deadline - time.monotonic())
         except S3UploadError:
             return False
-        return written is not None and time.time() - written.timestamp() < SET_TRUSTED_SECONDS
+        # A date ahead of this clock by as much is no better than one as far behind it.
+        age = abs(time.time() - written.timestamp()) if written is not None else None
+        return age is not None and age < SET_TRUSTED_SECONDS
 
     def _mark_set(self, waiting: Mapping[str, str], deadline: float) -> None:
         """Leave the marker of this set, every version of which is now in S3."""

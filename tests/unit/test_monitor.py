@@ -369,7 +369,7 @@ recorder.start()
 import app
 app.main(recorder)
 recorder.pause()
-print(recorder.core)
+print(recorder.core, sys.getrecursionlimit())
 print(json.dumps({Path(k).name: sorted(v) for k, v in recorder.checkpoint().files.items()}))
 """
 
@@ -399,7 +399,6 @@ RECORDER_PROGRAM = {
             jobs.put(helper.job)
             jobs.put(None)
             thread.join()
-            early.deep()  # its first call near the recursion limit, then an ordinary one
             early.other()
             return 1
     """,
@@ -411,39 +410,12 @@ RECORDER_PROGRAM = {
             return "done"
     """,
     "early.py": """
-        import sys
-
-        def plain(n):
-            return 0 if n == 0 else plain(n - 1)
-
-        def down(n):
-            if n == 0:
-                return leaf()
-            return down(n - 1)
-
-        def deep():
-            top = sys.getrecursionlimit()
-            for depth in range(top, 0, -1):
-                try:
-                    plain(depth)
-                    break
-                except RecursionError:
-                    continue
-            for near in range(depth + 1, 0, -1):
-                try:
-                    return down(near)
-                except RecursionError:
-                    continue
-
         def other():
             value = 2
             return value
     """,
     "leafmod.py": "",
 }
-RECORDER_PROGRAM["early.py"] = RECORDER_PROGRAM["early.py"].replace(
-    "import sys\n", "import sys\n        from leafmod import leaf\n"
-)
 RECORDER_PROGRAM["leafmod.py"] = "def leaf():\n    return 1\n"
 
 
@@ -452,7 +424,7 @@ TRACED = ["arcs", *(["lines"] if sys.version_info < (3, 12) else [])]
 
 
 @pytest.mark.parametrize("kind", TRACED)
-def test_pausing_resuming_threads_and_deep_first_calls_record_what_coverage_py_records(
+def test_pausing_resuming_and_threads_record_what_coverage_py_records(
     tmp_path: Path, kind: str
 ) -> None:
     root = tmp_path / "proj"
@@ -471,12 +443,12 @@ def test_pausing_resuming_threads_and_deep_first_calls_record_what_coverage_py_r
             check=True,
             cwd=root,
         )
-        name, data = ran.stdout.strip().splitlines()[-2:]
-        runs[name] = json.loads(data)
-    assert set(runs) == {"lambdacov-ctrace", "ctrace"}
-    assert runs["lambdacov-ctrace"] == runs["ctrace"]
-    recorded = runs["ctrace"]
-    assert "leafmod.py" in recorded and "helper.py" in recorded  # a deep first call; a thread
+        which, data = ran.stdout.strip().splitlines()[-2:]
+        runs[which] = json.loads(data)
+    # The recursion limit is the process's, shared by its threads: never changed.
+    assert set(runs) == {"lambdacov-ctrace 1000", "ctrace 1000"}
+    assert runs["lambdacov-ctrace 1000"] == runs["ctrace 1000"]
+    assert "helper.py" in runs["ctrace 1000"]  # run by the thread only
 
 
 COVERAGE_PY_TOO = """
@@ -511,3 +483,132 @@ def test_the_functions_own_coverage_py_works_beside_the_layers_tracer(
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["lambdacov-ctrace", "CTracer"]
+
+
+OWN_COVERAGE = """
+import sys
+from pathlib import Path
+from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper.recorder import Recorder
+recorder = Recorder(CoverageConfig(s3_bucket="b", branch=True), Path(sys.argv[1]))
+recorder.start()
+sys.path.insert(0, sys.argv[1])  # the function ships a coverage package of its own
+import coverage
+print(coverage.tracer.WHOSE)
+"""
+
+
+def test_a_coverage_py_the_function_ships_itself_keeps_its_own_tracer(tmp_path: Path) -> None:
+    if not sys.version_info < (3, 14):
+        return  # branch coverage is sys.monitoring's there: no tracer is loaded
+    package = tmp_path / "coverage"
+    package.mkdir()
+    (package / "__init__.py").write_text("from coverage import tracer\n", encoding="utf-8")
+    (package / "tracer.py").write_text('WHOSE = "the function\'s"\n', encoding="utf-8")
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    ran = subprocess.run(
+        [sys.executable, "-c", OWN_COVERAGE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert (ran.returncode, ran.stdout.strip()) == (0, "the function's"), ran.stderr
+
+
+RECURSIVE_NAME = """
+import sys
+from coverage_wrapper.ctracer import TraceMonitor, load_tracer_module
+from coverage_wrapper.monitor import LineMonitor
+root, kind = sys.argv[1], sys.argv[2]
+asked = [0]
+
+class Endless:
+    def __str__(self):
+        asked[0] += 1
+        return str(self)
+
+if kind == "monitor":
+    recorder = LineMonitor([root + "/*"], [])
+else:
+    recorder = TraceMonitor([root + "/*"], [], arcs=False, module=load_tracer_module())
+recorder.start()
+namespace = {"__file__": Endless()}
+exec(compile("def g():\\n    return 2\\n", root + "/odd.py", "exec"), namespace)
+for _ in range(50):
+    namespace["g"]()
+    list(recorder.take())
+print(asked[0], sys.getrecursionlimit())
+"""
+
+
+@pytest.mark.parametrize("recorder", ["monitor", "tracer"])
+def test_a_file_whose_name_recurses_is_decided_once_not_at_every_call(
+    tmp_path: Path, recorder: str
+) -> None:
+    if recorder == "monitor" and sys.version_info < (3, 12):
+        with pytest.raises(AttributeError):
+            sys.monitoring  # noqa: B018
+        return
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    ran = subprocess.run(
+        [sys.executable, "-c", RECURSIVE_NAME, str(tmp_path), recorder],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    asked, limit = map(int, ran.stdout.split())
+    # One decision runs __str__ until the stack is full (about the limit's worth of times);
+    # asked again at each of the 50 calls it would be 50 times that.
+    assert 0 < asked < 3 * limit and limit == 1000, ran.stdout
+
+
+AT_THE_LIMIT = """
+import sys
+from coverage_wrapper.ctracer import TraceMonitor, load_tracer_module
+from coverage_wrapper.monitor import LineMonitor
+root, kind = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root)
+import leafmod, later  # imported first: their first calls are the leaf's and f's
+if kind == "monitor":
+    recorder = LineMonitor([root + "/*"], [])
+else:
+    recorder = TraceMonitor([root + "/*"], [], arcs=False, module=load_tracer_module())
+recorder.start()
+
+def down(n):
+    return leafmod.leaf() if n == 0 else down(n - 1)
+
+for depth in range(sys.getrecursionlimit(), 0, -1):  # the deepest first call that returns
+    try:
+        down(depth)
+        break
+    except RecursionError:
+        continue
+later.f()  # another file's first call
+leafmod.leaf()  # the leaf again, at an ordinary depth
+lines = {name.rsplit("/", 1)[-1]: sorted(items) for name, items in recorder.take()}
+print(lines.get("leafmod.py"), sys.getrecursionlimit())
+"""
+
+
+@pytest.mark.parametrize("recorder", ["monitor", "tracer"])
+def test_a_file_first_called_at_the_recursion_limit_is_measured_when_it_runs_again(
+    tmp_path: Path, recorder: str
+) -> None:
+    if recorder == "monitor" and sys.version_info < (3, 12):
+        with pytest.raises(AttributeError):
+            sys.monitoring  # noqa: B018
+        return
+    (tmp_path / "leafmod.py").write_text("def leaf():\n    return 1\n", encoding="utf-8")
+    (tmp_path / "later.py").write_text("def f():\n    return 2\n", encoding="utf-8")
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    ran = subprocess.run(
+        [sys.executable, "-c", AT_THE_LIMIT, str(tmp_path), recorder],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert ran.stdout.split() == ["[2]", "1000"], ran.stdout + ran.stderr
