@@ -86,6 +86,24 @@ def test_several_patterns_match_any_of_them() -> None:
     assert glob_regex([]) is None
 
 
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+# The layer's recorders on this Python: sys.monitoring's from 3.12, the C tracer's on all.
+RECORDERS = [*(["monitor"] if sys.version_info >= (3, 12) else []), "tracer"]
+
+
+def run_script(
+    script: str, *args: str, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter with the runtime package importable."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": SRC, **env},
+        check=check,
+    )
+
+
 PROGRAM = {
     "app/__init__.py": "",
     "app/main.py": """
@@ -335,22 +353,11 @@ print("result", namespace["result"], sorted(name for name, _ in recorder.take())
 """
 
 
-@pytest.mark.parametrize("recorder", ["monitor", "tracer"])
+@pytest.mark.parametrize("recorder", RECORDERS)
 def test_a_file_that_cannot_be_named_is_not_measured_and_the_program_runs_on(
     tmp_path: Path, recorder: str
 ) -> None:
-    if recorder == "monitor" and sys.version_info < (3, 12):
-        with pytest.raises(AttributeError):
-            sys.monitoring  # noqa: B018
-        return
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    ran = subprocess.run(
-        [sys.executable, "-c", HOSTILE, str(tmp_path), recorder],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    ran = run_script(HOSTILE, str(tmp_path), recorder, check=False)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "result 2 []"
 
@@ -431,18 +438,9 @@ def test_pausing_resuming_and_threads_record_what_coverage_py_records(
     root.mkdir()
     for name, text in RECORDER_PROGRAM.items():
         (root / name).write_text(textwrap.dedent(text), encoding="utf-8")
-    src = str(Path(__file__).resolve().parents[2] / "src")
     runs = {}
     for core in ("", "ctrace"):
-        env = {"PYTHONPATH": src, **({"COVERAGE_CORE": core} if core else {})}
-        ran = subprocess.run(
-            [sys.executable, "-c", RUN_RECORDER, str(root), kind],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-            cwd=root,
-        )
+        ran = run_script(RUN_RECORDER, str(root), kind, **({"COVERAGE_CORE": core} if core else {}))
         which, data = ran.stdout.strip().splitlines()[-2:]
         runs[which] = json.loads(data)
     # The recursion limit is the process's, shared by its threads: never changed.
@@ -473,14 +471,7 @@ print(recorder.core, type(theirs._collector.tracers[0]).__name__)
 def test_the_functions_own_coverage_py_works_beside_the_layers_tracer(
     tmp_path: Path, imported: str
 ) -> None:
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    ran = subprocess.run(
-        [sys.executable, "-c", COVERAGE_PY_TOO, str(tmp_path), imported],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    ran = run_script(COVERAGE_PY_TOO, str(tmp_path), imported, check=False)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["lambdacov-ctrace", "CTracer"]
 
@@ -505,14 +496,7 @@ def test_a_coverage_py_the_function_ships_itself_keeps_its_own_tracer(tmp_path: 
     package.mkdir()
     (package / "__init__.py").write_text("from coverage import tracer\n", encoding="utf-8")
     (package / "tracer.py").write_text('WHOSE = "the function\'s"\n', encoding="utf-8")
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    ran = subprocess.run(
-        [sys.executable, "-c", OWN_COVERAGE, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    ran = run_script(OWN_COVERAGE, str(tmp_path), check=False)
     assert (ran.returncode, ran.stdout.strip()) == (0, "the function's"), ran.stderr
 
 
@@ -542,22 +526,11 @@ print(asked[0], sys.getrecursionlimit())
 """
 
 
-@pytest.mark.parametrize("recorder", ["monitor", "tracer"])
+@pytest.mark.parametrize("recorder", RECORDERS)
 def test_a_file_whose_name_recurses_is_decided_once_not_at_every_call(
     tmp_path: Path, recorder: str
 ) -> None:
-    if recorder == "monitor" and sys.version_info < (3, 12):
-        with pytest.raises(AttributeError):
-            sys.monitoring  # noqa: B018
-        return
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    ran = subprocess.run(
-        [sys.executable, "-c", RECURSIVE_NAME, str(tmp_path), recorder],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    ran = run_script(RECURSIVE_NAME, str(tmp_path), recorder)
     asked, limit = map(int, ran.stdout.split())
     # One decision runs __str__ until the stack is full (about the limit's worth of times);
     # asked again at each of the 50 calls it would be 50 times that.
@@ -593,22 +566,11 @@ print(lines.get("leafmod.py"), sys.getrecursionlimit())
 """
 
 
-@pytest.mark.parametrize("recorder", ["monitor", "tracer"])
+@pytest.mark.parametrize("recorder", RECORDERS)
 def test_a_file_first_called_at_the_recursion_limit_is_measured_when_it_runs_again(
     tmp_path: Path, recorder: str
 ) -> None:
-    if recorder == "monitor" and sys.version_info < (3, 12):
-        with pytest.raises(AttributeError):
-            sys.monitoring  # noqa: B018
-        return
     (tmp_path / "leafmod.py").write_text("def leaf():\n    return 1\n", encoding="utf-8")
     (tmp_path / "later.py").write_text("def f():\n    return 2\n", encoding="utf-8")
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    ran = subprocess.run(
-        [sys.executable, "-c", AT_THE_LIMIT, str(tmp_path), recorder],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    ran = run_script(AT_THE_LIMIT, str(tmp_path), recorder)
     assert ran.stdout.split() == ["[2]", "1000"], ran.stdout + ran.stderr
