@@ -101,10 +101,12 @@ class _Handover:
 
     def __init__(self, module: ModuleType, folder: Path) -> None:
         self.module = module
-        self.folder = str(folder)
+        self.folder = folder.resolve()  # the same folder however a path names it
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
-        if name != _NAME or name in sys.modules or self.folder not in list(path or []):
+        if name != _NAME or name in sys.modules:
+            return None
+        if not any(Path(entry).resolve() == self.folder for entry in path or []):
             return None
         # A loader by what it does (create_module, exec_module): importlib.abc costs imports.
         return ModuleSpec(name, cast(Any, self), origin=self.module.__file__)
@@ -169,9 +171,7 @@ class TraceMonitor:
 
     def take(self) -> Iterator[tuple[str, Iterable[Any]]]:
         """What was recorded since the last call, per file (removed from the live sets)."""
-        # Files whose decision could not be made (see _should_trace): asked again.
-        while self._undecided:
-            self._cache.pop(self._undecided.pop(), None)
+        self._retry()
         for name, live in list(self.data.items()):
             if live:
                 # Copy, then remove exactly what was copied: the tracers keep adding.
@@ -206,20 +206,31 @@ class TraceMonitor:
         trace = self._start_tracer()
         return trace(frame, event, arg) if trace else None
 
+    def _retry(self, frame: FrameType | None = None) -> None:
+        """Drop the undecided files' answers from the tracers' cache; the hook goes once
+        all are dropped (an answer not stored yet, by another thread, waits for the next)."""
+        for name in list(self._undecided):
+            if self._cache.pop(name, None) is not None:
+                self._undecided.discard(name)
+        if not self._undecided:
+            for tracer in self._tracers:
+                tracer.should_start_context = None
+
     def _should_trace(self, filename: str, frame: FrameType | None) -> Any:
         disposition = self._module.CFileDisposition()
         disposition.original_filename = filename
         disposition.canonical_filename = filename
         disposition.file_tracer = None
         disposition.has_dynamic_filename = False
-        while self._undecided:  # asked again now that a file's first call is deciding
-            self._cache.pop(self._undecided.pop(), None)
         try:
             name = self._scope.measured_name(filename, frame)
         except Undecided:
             # The tracer keeps every answer in its cache: this one is taken out of it at
-            # the next checkpoint, and the file decided when it runs again.
+            # the tracers' next call (through their context hook, unused otherwise), and
+            # the file decided again when it runs again.
             self._undecided.add(filename)
+            for tracer in self._tracers:
+                tracer.should_start_context = self._retry
             name = None
         disposition.source_filename = name
         disposition.trace = name is not None

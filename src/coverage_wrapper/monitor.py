@@ -107,21 +107,6 @@ def source_name(filename: str) -> str:
     return filename
 
 
-# A decision takes about a dozen frames: a RecursionError this close to the limit is the
-# function's depth, not the file's.
-_DECISION_FRAMES = 50
-
-
-def _near_recursion_limit() -> bool:
-    """True when this thread's stack is within :data:`_DECISION_FRAMES` of the limit."""
-    depth = 0
-    frame: FrameType | None = sys._getframe()
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back
-    return depth + _DECISION_FRAMES >= sys.getrecursionlimit()
-
-
 class Undecided(Exception):  # noqa: N818 - a state, not an error
     """The file's decision could not be made now (the stack or the memory ran out)."""
 
@@ -143,18 +128,15 @@ class Scope:
         Asked from inside the function's own calls, nothing it raises may reach them. A
         file that cannot be named (a module whose ``__file__`` cannot be made a string, a
         name with a NUL byte) is not measured; coverage.py would raise into the program
-        there. Running out of memory, or of stack near the recursion limit, says nothing
-        about the file: :class:`Undecided`, for the caller to ask again later. (The limit
-        is never raised for the decision: it is shared by every thread.)
+        there. Running out of memory or of stack (the function's own depth, counted by
+        3.11 in C calls too) says nothing about the file: :class:`Undecided`, for the
+        caller to ask again later. (The limit is never raised for the decision: it is
+        shared by every thread.)
         """
         try:
             name = self.canonical(filename, frame)
             return name if name is not None and self.measures(name) else None
-        except RecursionError as error:
-            if _near_recursion_limit():
-                raise Undecided from error
-            return None  # naming the file recurses by itself (its __file__'s __str__)
-        except MemoryError as error:
+        except (RecursionError, MemoryError) as error:
             raise Undecided from error
         except Exception:  # noqa: BLE001 - see above
             return None
@@ -168,8 +150,13 @@ class Scope:
         # A .pyc compiled elsewhere names its source where it was compiled; the
         # module's __file__ says where it was loaded from (unless it was renamed).
         dunder = frame.f_globals.get("__file__") if frame is not None else None
+        if dunder and not isinstance(dunder, str):
+            try:
+                dunder = str(dunder)  # the function's own code: anything may happen in it
+            except Exception:  # noqa: BLE001 - recursion included: no name, not measured
+                return None
         if dunder:
-            loaded = source_name(str(dunder))
+            loaded = source_name(dunder)
             if os.path.basename(loaded) == os.path.basename(filename):
                 filename = loaded
         if not filename or filename.startswith(("<", "memory:")):

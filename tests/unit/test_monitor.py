@@ -466,8 +466,8 @@ print(recorder.core, type(theirs._collector.tracers[0]).__name__)
 """
 
 
-# Branch coverage goes through the C tracer alone before 3.14 (sys.monitoring's after).
-@pytest.mark.parametrize("imported", ["before", "after"] if sys.version_info < (3, 14) else [])
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="branch coverage: sys.monitoring's")
+@pytest.mark.parametrize("imported", ["before", "after"])
 def test_the_functions_own_coverage_py_works_beside_the_layers_tracer(
     tmp_path: Path, imported: str
 ) -> None:
@@ -489,9 +489,8 @@ print(coverage.tracer.WHOSE)
 """
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="branch coverage: sys.monitoring's")
 def test_a_coverage_py_the_function_ships_itself_keeps_its_own_tracer(tmp_path: Path) -> None:
-    if not sys.version_info < (3, 14):
-        return  # branch coverage is sys.monitoring's there: no tracer is loaded
     package = tmp_path / "coverage"
     package.mkdir()
     (package / "__init__.py").write_text("from coverage import tracer\n", encoding="utf-8")
@@ -553,24 +552,52 @@ recorder.start()
 def down(n):
     return leafmod.leaf() if n == 0 else down(n - 1)
 
+if sys.argv[3] == "cached":  # C calls between the frames: 3.11 counts them to the limit
+    import functools
+    down = functools.lru_cache(maxsize=None)(down)
+
 for depth in range(sys.getrecursionlimit(), 0, -1):  # the deepest first call that returns
     try:
         down(depth)
         break
     except RecursionError:
         continue
-later.f()  # another file's first call
-leafmod.leaf()  # the leaf again, at an ordinary depth
+leafmod.leaf()  # the leaf again, at an ordinary depth, in the same invocation
+later.f()
 lines = {name.rsplit("/", 1)[-1]: sorted(items) for name, items in recorder.take()}
 print(lines.get("leafmod.py"), sys.getrecursionlimit())
 """
 
 
+@pytest.mark.parametrize("how", ["plain", "cached"])
 @pytest.mark.parametrize("recorder", RECORDERS)
 def test_a_file_first_called_at_the_recursion_limit_is_measured_when_it_runs_again(
-    tmp_path: Path, recorder: str
+    tmp_path: Path, recorder: str, how: str
 ) -> None:
     (tmp_path / "leafmod.py").write_text("def leaf():\n    return 1\n", encoding="utf-8")
     (tmp_path / "later.py").write_text("def f():\n    return 2\n", encoding="utf-8")
-    ran = run_script(AT_THE_LIMIT, str(tmp_path), recorder)
+    ran = run_script(AT_THE_LIMIT, str(tmp_path), recorder, how)
     assert ran.stdout.split() == ["[2]", "1000"], ran.stdout + ran.stderr
+
+
+VIA_A_LINK = """
+import sys
+from pathlib import Path
+from coverage_wrapper.models import CoverageConfig
+from coverage_wrapper.recorder import Recorder
+recorder = Recorder(CoverageConfig(s3_bucket="b", branch=True), Path(sys.argv[1]))
+recorder.start()
+sys.path.insert(0, sys.argv[2])  # the same coverage.py, named through a link
+import coverage
+print(coverage.__path__[0].startswith(sys.argv[2]), hasattr(coverage.tracer, "CTracer"))
+"""
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="branch coverage: sys.monitoring's")
+def test_the_same_coverage_py_named_through_a_link_gets_the_loaded_tracer(tmp_path: Path) -> None:
+    import coverage
+
+    link = tmp_path / "alias"
+    link.symlink_to(Path(coverage.__file__).resolve().parent.parent)
+    ran = run_script(VIA_A_LINK, str(tmp_path), str(link), check=False)
+    assert (ran.returncode, ran.stdout.split()) == (0, ["True", "True"]), ran.stderr
