@@ -70,7 +70,7 @@ def load_tracer_module() -> ModuleType | None:
 
 
 def _load_from(folder: Path) -> ModuleType | None:
-    """The tracer module in coverage.py's ``folder``, left in ``sys.modules``."""
+    """The tracer module in coverage.py's ``folder``, handed to later imports of it."""
     for suffix in EXTENSION_SUFFIXES:
         path = str(folder / f"tracer{suffix}")
         if Path(path).exists():
@@ -106,10 +106,16 @@ class _Handover:
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
         if name != _NAME or name in sys.modules:
             return None
-        if not any(Path(entry).resolve() == self.folder for entry in path or []):
+        if not any(self._names_the_folder(entry) for entry in path or []):
             return None
         # A loader by what it does (create_module, exec_module): importlib.abc costs imports.
         return ModuleSpec(name, cast(Any, self), origin=self.module.__file__)
+
+    def _names_the_folder(self, entry: Any) -> bool:
+        try:
+            return Path(entry).resolve() == self.folder
+        except (OSError, RuntimeError, TypeError, ValueError):  # a loop, a NUL: not it
+            return False
 
     def create_module(self, spec: ModuleSpec) -> ModuleType:
         return self.module

@@ -601,3 +601,21 @@ def test_the_same_coverage_py_named_through_a_link_gets_the_loaded_tracer(tmp_pa
     link.symlink_to(Path(coverage.__file__).resolve().parent.parent)
     ran = run_script(VIA_A_LINK, str(tmp_path), str(link), check=False)
     assert (ran.returncode, ran.stdout.split()) == (0, ["True", "True"]), ran.stderr
+
+
+ODD_PATHS = """
+import os, sys
+from coverage_wrapper import ctracer
+module = ctracer.load_tracer_module()
+loop = os.path.join(sys.argv[1], "loop")
+os.symlink(loop, loop)  # a link to itself
+for odd in ([loop], [loop + "\\0x"], [b"/bytes"], None):
+    assert ctracer._handed.find_spec("coverage.tracer", odd) is None, odd
+print("ok")
+"""
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="branch coverage: sys.monitoring's")
+def test_handing_the_tracer_over_never_fails_an_import_on_an_odd_path(tmp_path: Path) -> None:
+    ran = run_script(ODD_PATHS, str(tmp_path), check=False)
+    assert (ran.returncode, ran.stdout.strip()) == (0, "ok"), ran.stderr
