@@ -127,10 +127,13 @@ def test_runtime_stays_light_and_uses_the_layers_coverage(
         probe = function.invoke({}).payload
         probe_again = function.invoke({}).payload
         health = function.invoke({"action": "health_check"}).payload
+        after_health = function.invoke({}).payload
     # No coverage.py in the function's process: line coverage on 3.12+ is recorded with
-    # sys.monitoring alone, the rest with coverage.py's C tracer alone.
+    # sys.monitoring alone, the rest with coverage.py's C tracer alone; a health check
+    # finds coverage.py without importing it.
     core = "lambdacov-sysmon" if sys.version_info >= (3, 12) and not branch else "lambdacov-ctrace"
     assert probe["coverage_file"] is None and health["core"] == core, (probe, health)
+    assert after_health["coverage_file"] is None
     # The extension uploads: the runtime process never imports boto3 for lambdacov.
     assert probe["boto3_imported"] is False and probe_again["boto3_imported"] is False
     assert health["status"] == "healthy" and health["coverage_enabled"] is True
