@@ -151,8 +151,15 @@ class TraceMonitor:
         self.running = False
 
     def start(self) -> None:
-        """Trace this thread now and every thread started from now on."""
-        self._start_tracer()
+        """Trace this thread now and every thread started from now on; if the tracer will
+        not start, leave nothing of it behind and raise."""
+        try:
+            self._start_tracer()
+        except BaseException:
+            for tracer in self._tracers:
+                tracer.stop()
+            self._tracers = []
+            raise
         threading.settrace(self._install)
         self.running = True
 

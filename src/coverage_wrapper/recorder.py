@@ -175,14 +175,22 @@ class Recorder:
                     return
             elif _tracer_applies(self.config) and (module := load_tracer_module()):
                 tracer = TraceMonitor(include, omit, arcs=self.config.branch, module=module)
-                tracer.start()
-                self._monitor = tracer
-                return
+                if self._started(tracer):
+                    return
         except ValueError as error:  # a pattern coverage.py would refuse too
             raise CoverageInitializationError(
                 f"COVERAGE_INCLUDE_PATTERNS or COVERAGE_EXCLUDE_PATTERNS: {error}"
             ) from error
         self._start_coverage(include, omit)
+
+    def _started(self, tracer: TraceMonitor) -> bool:
+        """Start ``tracer``; False when the C tracer would not start (coverage.py then does)."""
+        try:
+            tracer.start()
+        except Exception:  # noqa: BLE001 - a tracer unlike the ones checked: coverage.py's way
+            return False
+        self._monitor = tracer
+        return True
 
     def _start_coverage(self, include: list[str], omit: list[str]) -> None:
         try:

@@ -619,3 +619,32 @@ print("ok")
 def test_handing_the_tracer_over_never_fails_an_import_on_an_odd_path(tmp_path: Path) -> None:
     ran = run_script(ODD_PATHS, str(tmp_path), check=False)
     assert (ran.returncode, ran.stdout.strip()) == (0, "ok"), ran.stderr
+
+
+UNLIKE_THE_CHECKED = """
+import sys
+from pathlib import Path
+from coverage_wrapper import ctracer, recorder
+from coverage_wrapper.models import CoverageConfig
+
+real = ctracer.load_tracer_module()
+
+class Unlike:  # a C tracer whose attributes are not the ones checked
+    def __setattr__(self, name, value):
+        raise AttributeError(name)
+
+class Module:
+    CTracer = Unlike
+    CFileDisposition = real.CFileDisposition
+
+recorder.load_tracer_module = lambda: Module
+measured = recorder.Recorder(CoverageConfig(s3_bucket="b", branch=True), Path(sys.argv[1]))
+measured.start()
+print(measured.core, type(sys.gettrace()).__name__)
+"""
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="branch coverage: sys.monitoring's")
+def test_a_c_tracer_that_will_not_start_leaves_coverage_py_to_measure(tmp_path: Path) -> None:
+    ran = run_script(UNLIKE_THE_CHECKED, str(tmp_path), check=False)
+    assert (ran.returncode, ran.stdout.split()) == (0, ["ctrace", "CTracer"]), ran.stderr
