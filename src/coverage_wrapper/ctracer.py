@@ -72,8 +72,9 @@ def load_tracer_module() -> ModuleType | None:
 def _load_from(folder: Path) -> ModuleType | None:
     """The tracer module in coverage.py's ``folder``, handed to later imports of it."""
     for suffix in EXTENSION_SUFFIXES:
-        path = str(folder / f"tracer{suffix}")
-        if Path(path).exists():
+        candidate = folder / f"tracer{suffix}"
+        if candidate.exists():
+            path = str(candidate)
             loader = ExtensionFileLoader(_NAME, path)
             spec = ModuleSpec(_NAME, loader, origin=path)
             try:

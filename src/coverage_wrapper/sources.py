@@ -159,10 +159,12 @@ class Snapshots:
         for name, digest in {**ledger.files, **(also or {})}.items():
             if digest not in ledger.settled:
                 waiting.setdefault(digest, name)
+        # A single version is asked for by itself: a marker would cost as much.
+        set_key = identity.source_set_key(self.prefix, waiting) if len(waiting) > 1 else None
         try:
-            if len(waiting) > 1 and self._set_in_s3(waiting, deadline):
+            if set_key and self._set_in_s3(set_key, deadline):
                 ledger.settled.update(waiting)
-            elif self._send_each(waiting, ledger, outcome, deadline) is None:
+            elif self._send_each(waiting, ledger, outcome, deadline, set_key) is None:
                 return outcome  # failed or out of time: a later pass goes on
             with contextlib.suppress(FileNotFoundError):
                 self.marker.unlink()
@@ -174,10 +176,15 @@ class Snapshots:
         return outcome
 
     def _send_each(
-        self, waiting: Mapping[str, str], ledger: Ledger, outcome: Outcome, deadline: float
+        self,
+        waiting: Mapping[str, str],
+        ledger: Ledger,
+        outcome: Outcome,
+        deadline: float,
+        set_key: str | None,
     ) -> bool | None:
         """Send the versions one by one; None when a failure or the deadline stopped it,
-        else whether every one is in S3 now (its set then marked as such)."""
+        else whether every one is in S3 now (their set, if any, then marked as such)."""
         all_there = True
         for digest, name in sorted(waiting.items()):
             if time.monotonic() >= deadline:
@@ -199,11 +206,11 @@ class Snapshots:
                 outcome.uploaded.append(key)
             ledger.settled.add(digest)
             all_there = all_there and there
-        if all_there and len(waiting) > 1:
-            self._mark_set(waiting, deadline)
+        if all_there and set_key:
+            self._mark_set(set_key, len(waiting), deadline)
         return all_there
 
-    def _set_in_s3(self, waiting: Mapping[str, str], deadline: float) -> bool:
+    def _set_in_s3(self, key: str, deadline: float) -> bool:
         """True when the marker of this set of versions, written within the last
         :data:`SET_TRUSTED_SECONDS`, says they are all in S3 already.
 
@@ -211,25 +218,24 @@ class Snapshots:
         a lifecycle rule): each version is then asked for by itself, and the marker written
         anew. Any failure reads as "not known" too.
         """
-        key = identity.source_set_key(self.prefix, waiting)
         try:
             written = self.uploader.modified(key, within=deadline - time.monotonic())
         except S3UploadError:
             return False
+        if written is None:
+            return False
         # A date ahead of this clock by as much is no better than one as far behind it.
-        age = abs(time.time() - written.timestamp()) if written is not None else None
-        return age is not None and age < SET_TRUSTED_SECONDS
+        return abs(time.time() - written.timestamp()) < SET_TRUSTED_SECONDS
 
-    def _mark_set(self, waiting: Mapping[str, str], deadline: float) -> None:
-        """Leave the marker of this set, every version of which is now in S3."""
+    def _mark_set(self, key: str, versions: int, deadline: float) -> None:
+        """Leave the marker ``key`` of a set of ``versions``, every one of which is in S3."""
         if time.monotonic() >= deadline:
             return
-        key = identity.source_set_key(self.prefix, waiting)
         try:
             self.uploader.put(
                 key,
                 b"",
-                {"lambdacov-version": __version__, "versions": str(len(waiting))},
+                {"lambdacov-version": __version__, "versions": str(versions)},
                 within=deadline - time.monotonic(),
                 content_type="text/plain",
             )
