@@ -147,6 +147,15 @@ def one_environment(
         }
 
 
+def _is_commit(revision: str) -> bool:
+    found = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    return found.returncode == 0
+
+
 def baseline_layer(revision: str, version: str, scratch: Path) -> Path:
     """The layer for ``version`` as the git revision ``revision`` builds it."""
     tree = scratch / "baseline-tree"
@@ -263,6 +272,8 @@ def main() -> None:
     parser.add_argument("--against", help="a git revision whose layer runs beside this one")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     args = parser.parse_args()
+    if args.against and not _is_commit(args.against):
+        parser.error(f"--against {args.against!r}: not a commit of this repository")
     results: dict[str, dict[str, Any]] = {}
     with moto_server() as endpoint, tempfile.TemporaryDirectory() as scratch:
         s3 = boto3.client(
