@@ -303,4 +303,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the environments and moto are stopped on the way out
+        sys.exit(130)
