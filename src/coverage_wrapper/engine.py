@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from coverage_wrapper.courier import Courier
 from coverage_wrapper.errors import CoverageInitializationError, CoverageWrapperError
 from coverage_wrapper.logging_utils import get_logger
 from coverage_wrapper.metrics import FAILURE, emit_metric
@@ -42,7 +43,11 @@ class Engine:
         self.mode: Mode | None = None
         self.disabled_reason = ""
         self._notifier: RuntimeNotifier | None = None
+        self._courier: Courier | None = None
+        # Lambda Managed Instances: several runtime processes, no freeze, no one to tell.
+        self._concurrent = bool(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY", "").strip())
         self._deliverer: Any = None
+        self._delivering = threading.Lock()  # the courier's thread and an inline upload
         self._carry: Delta | None = None  # a delta the spool could not take yet
         # Whether the spool may hold data an earlier pass or process left behind.
         self._backlog = True
@@ -92,8 +97,9 @@ class Engine:
             self.recorder = recorder
             self.mode = mode
             self.spool = spool
-            self._notifier = RuntimeNotifier(self.spool.socket_path)
-            if mode == "wrapper":
+            spool.date_environment()
+            self._notifier = RuntimeNotifier(spool.fifo_path)
+            if mode == "wrapper" and not self._concurrent:
                 self._notifier.send(ARMED, str(os.getpid()))
             log.debug(
                 "Initializing coverage tracking",
@@ -138,16 +144,20 @@ class Engine:
                 if self._sample_after_restore and self._sampled_out(request_id):
                     return
                 wrote = self._spool_checkpoint(request_id)
-                told_extension = False
-                if self._notifier is not None:
-                    told_extension = self._notifier.send(DONE, request_id, "1" if wrote else "0")
-                if not told_extension and (wrote or self._backlog):
+                if not wrote and not self._backlog:
+                    self._tell(DONE, request_id)  # nothing to deliver: freeze at once
+                elif self._notifier is not None and self._notifier.listening():
+                    self._courier_for().hand_over(
+                        None if self._concurrent else request_id, self._budget(context)
+                    )
+                else:  # no extension: upload now, within the invocation
                     self._deliver_inline(context)
         except Exception as error:  # noqa: BLE001 - the handler's result must not change
             log.error(
                 f"Coverage checkpoint failed: {type(error).__name__}: {error}",
                 extra={"data": {"request_id": request_id}},
             )
+            self._tell(DONE, request_id)  # the extension need not hold the freeze for it
 
     def _keep_back(self) -> None:
         self._carry = self._delta()
@@ -167,9 +177,8 @@ class Engine:
         self.recorder = None
         self._carry = None  # with what checkpoints before the restore kept back
         self.disabled_reason = NOT_SAMPLED
-        if self._notifier is not None:
-            self._notifier.send(DONE, request_id, "0")
-            self._notifier.send(DISARMED, str(os.getpid()))
+        self._tell(DONE, request_id)
+        self._tell(DISARMED, str(os.getpid()))
         log.debug(f"Coverage is off: {NOT_SAMPLED}, drawn after the restore")
         return True
 
@@ -200,17 +209,43 @@ class Engine:
             return False
         return True
 
-    def _deliver_inline(self, context: Any) -> None:
-        """No extension is listening: upload now, within the upload timeout."""
-        assert self.config is not None and self.spool is not None
+    def _tell(self, *words: str) -> None:
+        """Tell the extension, which reads nothing on Managed Instances."""
+        if self._notifier is not None and not self._concurrent:
+            self._notifier.send(*words)
+
+    def _budget(self, context: Any) -> float:
+        """The upload timeout, cut to what the invocation has left."""
+        assert self.config is not None
         budget = self.config.upload_timeout
         remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
         if callable(remaining_ms):
             budget = min(budget, remaining_ms() / 1000 - _DEADLINE_MARGIN)
-        if budget <= 0:
-            return
-        report = self.deliverer().deliver(time.monotonic() + budget)
+        return budget
+
+    def _courier_for(self) -> Courier:
+        if self._courier is None:
+            assert self._notifier is not None
+            self._courier = Courier(
+                self._deliver_pass,
+                self._notifier,
+                _delivery_failed,
+                concurrent=self._concurrent,
+            )
+        return self._courier
+
+    def _deliver_inline(self, context: Any) -> None:
+        """No extension is listening: upload now, within the upload timeout."""
+        budget = self._budget(context)
+        if budget > 0:
+            self._deliver_pass(time.monotonic() + budget)
+
+    def _deliver_pass(self, deadline: float) -> bool:
+        """One delivery pass; True when work is left for a later one."""
+        with self._delivering:
+            report = self.deliverer().deliver(deadline)
         self._backlog = bool(report.failed or report.deferred or self._carry is not None)
+        return self._backlog
 
     def deliverer(self) -> Any:
         """The Deliverer for this process, created on first use (what it imports waits)."""
@@ -223,6 +258,10 @@ class Engine:
                 self.config, self.spool, S3Uploader(self.config), self.function_name
             )
         return self._deliverer
+
+
+def _delivery_failed(error: Exception) -> None:
+    log.error(f"Coverage delivery failed: {type(error).__name__}: {error}")
 
 
 def _not_recording(config: CoverageConfig, *, drawn: bool = True) -> str:

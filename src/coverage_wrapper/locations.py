@@ -1,9 +1,8 @@
-"""Where the layer keeps its files: the spool's root and the extension's socket in it.
+"""Where the layer keeps its files: the spool's root and the extension's FIFO in it.
 
-The runtime and the extension agree on these through the environment alone.
-The extension reads them before it registers with Lambda, which starts the
-runtime only once every extension has registered: so this module imports
-nothing but ``os``.
+The runtime, the extension (a shell script that finds the same paths by the
+same rules) and its final pass agree on these through the environment alone.
+The runtime reads them as it starts: so this module imports nothing but ``os``.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SPOOL_NAME = "lambdacov"
-SOCKET_NAME = "extension.sock"
+FIFO_NAME = "extension.fifo"
 
 
 def spool_root(environ: Mapping[str, str]) -> str:
@@ -32,10 +31,10 @@ def spool_root(environ: Mapping[str, str]) -> str:
     return os.path.join(tmp, SPOOL_NAME)  # noqa: PTH118 - pathlib is not imported here
 
 
-def socket_path(environ: Mapping[str, str]) -> str | None:
-    """The extension's socket, or None when the spool is named by a relative path (a
+def fifo_path(environ: Mapping[str, str]) -> str | None:
+    """The extension's FIFO, or None when the spool is named by a relative path (a
     configuration error the runtime reports)."""
     root = spool_root(environ)
     if not os.path.isabs(root):  # noqa: PTH117 - as above
         return None
-    return os.path.join(root, SOCKET_NAME)  # noqa: PTH118 - as above
+    return os.path.join(root, FIFO_NAME)  # noqa: PTH118 - as above

@@ -1,125 +1,84 @@
-"""A datagram socket between the runtime process and the extension process.
+"""The runtime's messages to the extension: lines written to a FIFO in the spool.
 
-The runtime says ``armed`` once at start-up (it will report the end of every
-invocation), ``done <request id>`` after each invocation's data is in the
-spool, and ``disarmed`` if it stops recording after all. The extension waits
-for ``done`` before it uploads and lets Lambda freeze the environment.
-Sending never blocks the handler: with no extension listening,
-:meth:`RuntimeNotifier.send` returns False at once and the runtime delivers
-by itself.
+The extension (``/opt/extensions/lambdacov``, a shell script) makes the FIFO and
+holds it open before it registers with Lambda, so before the runtime starts. The
+runtime says ``armed <pid>`` once at start-up (it will report the end of every
+invocation), ``done <request id>`` once an invocation's data is delivered (or
+there was none to deliver), and ``disarmed <pid>`` if it stops recording after
+all (SnapStart: left out by COVERAGE_SAMPLE_RATE after the restore). The
+extension holds Lambda's freeze until the ``done`` of the invocation it was told
+of, or until the invocation's deadline.
 
-The extension binds its end before it registers with Lambda (so before the
-runtime starts and says ``armed``), and the runtime imports this module as it
-starts: both are on the path of every cold start. So the sockets are those of
-``_socket``, the C module under :mod:`socket`, whose own import (its enums and
-selectors) takes longer than Python's start without ``site``.
+Sending never blocks the handler: with no extension holding the FIFO open (none
+started, or it died), opening it fails at once, :meth:`RuntimeNotifier.send`
+returns False, and the runtime uploads within the invocation instead. A line is
+far below ``PIPE_BUF``, so it arrives whole, never mixed with another process's.
 """
 
 from __future__ import annotations
 
-import _socket
 import errno
 import os
 import stat
-import time
 
 ARMED = "armed"
 DONE = "done"
-# The runtime stopped recording after it said ``armed`` (SnapStart: left out by
-# COVERAGE_SAMPLE_RATE after the restore): no ``done`` will come.
 DISARMED = "disarmed"
 
 
 class RuntimeNotifier:
-    """The runtime's end of the channel."""
+    """The runtime's end of the FIFO."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._socket: _socket.socket | None = None
+        self._descriptor: int | None = None
+
+    def listening(self) -> bool:
+        """True if an extension holds the FIFO open (it will read what is sent)."""
+        if self._descriptor is None:
+            self._descriptor = _open_fifo(self.path)
+        return self._descriptor is not None
 
     def send(self, *words: str) -> bool:
-        """Send one message; True if an extension is listening."""
-        message = " ".join(words).encode("utf-8")
-        try:
-            if self._socket is None:
-                self._socket = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
-                self._socket.setblocking(False)
-            self._socket.sendto(message, self.path)
-        except OSError:
-            # No listener (ENOENT, ECONNREFUSED) or a full queue (EAGAIN): the
-            # caller falls back to delivering by itself.
-            return False
-        return True
-
-
-class ExtensionListener:
-    """The extension's end of the channel: a bound datagram socket."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)  # noqa: PTH103, PTH120 - no pathlib
-        # A socket left by an extension process that was killed goes; anything else
-        # there is not ours to remove.
-        try:
-            mode = os.lstat(self.path).st_mode
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(mode):
-                raise FileExistsError(errno.EEXIST, "in the way, and not a socket", self.path)
-            os.unlink(self.path)  # noqa: PTH108 - no pathlib (see the module's docstring)
-        self._socket = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
-        self._socket.bind(self.path)
-        # Request ids reported done before the extension asked: a fast handler can
-        # finish before the extension has even read its INVOKE event.
-        self._done: set[str] = set()
-
-    def receive(self, timeout: float) -> list[str] | None:
-        """Return the next message's words, or None when ``timeout`` seconds pass."""
-        self._socket.settimeout(timeout if timeout > 0 else 0.0)  # 0: non-blocking
-        try:
-            payload = self._socket.recv(4096)
-        except (TimeoutError, BlockingIOError):
-            return None
-        return payload.decode("utf-8", errors="replace").split()
-
-    def wait_for(self, request_id: str, deadline: float) -> tuple[bool, list[list[str]]]:
-        """Wait for ``done <request_id>`` until ``deadline`` (time.monotonic).
-
-        Returns whether it arrived, and every other message seen meanwhile.
-        """
-        others: list[list[str]] = []
-        if request_id in self._done:
-            self._done.discard(request_id)
-            return True, others
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False, others
-            words = self.receive(remaining)
-            if words is None:
-                return False, others
-            if words[:2] == [DONE, request_id]:
-                return True, others
-            others.append(words)
-
-    def drain(self) -> list[list[str]]:
-        """Every message already queued, without waiting (``done`` ones are remembered)."""
-        messages = []
-        while (words := self.receive(0)) is not None:
-            if words[:1] == [DONE] and len(words) > 1:
-                self._done.add(words[1])
-            messages.append(words)
-        return messages
-
-    def forget_done(self) -> None:
-        """Drop remembered ``done`` ids (called when a new invocation starts)."""
-        self._done.clear()
+        """Send one line; True if an extension holds the FIFO open to read it."""
+        line = (" ".join(words) + "\n").encode("utf-8", errors="replace")
+        for _ in range(2):  # once more after EPIPE: a new extension process may hold it now
+            if not self.listening():
+                return False
+            assert self._descriptor is not None
+            try:
+                return os.write(self._descriptor, line) == len(line)
+            except OSError as error:
+                self.close()
+                if error.errno != errno.EPIPE:
+                    return False  # EAGAIN: a pipe full of lines nobody reads
+        return False
 
     def close(self) -> None:
-        """Close and remove the socket."""
-        self._socket.close()
-        try:  # noqa: SIM105 - as in __init__
-            os.unlink(self.path)  # noqa: PTH108 - as in __init__
-        except OSError:
-            pass
+        """Close the FIFO (opened again by the next send)."""
+        if self._descriptor is not None:
+            descriptor, self._descriptor = self._descriptor, None
+            try:  # noqa: SIM105 - contextlib is not imported on the runtime's start
+                os.close(descriptor)
+            except OSError:
+                pass
+
+
+def _open_fifo(path: str) -> int | None:
+    """The FIFO opened for writing without ever blocking, or None without a reader.
+
+    O_NONBLOCK makes the open fail with ENXIO when no process has the FIFO open
+    for reading, instead of waiting for one. Anything but a FIFO is refused: a
+    regular file would collect the lines and no extension would read them.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISFIFO(os.fstat(descriptor).st_mode):
+            return descriptor
+    except OSError:
+        pass
+    os.close(descriptor)
+    return None

@@ -10,7 +10,7 @@ Layout under the spool root (``COVERAGE_SPOOL_DIR``, default ``/tmp/lambdacov``)
     state/lock            serialises delivery between the runtime and the extension
     state/sources.json    the source files hashed here and the snapshots settled (sources.py)
     state/sources-waiting present while a source snapshot waits to be uploaded
-    extension.sock        the extension's datagram socket (see notify.py)
+    extension.fifo        the FIFO the runtime tells the extension on (see notify.py)
 
 Every file appears whole or not at all, so a process killed at any moment
 (timeout, SIGKILL at shutdown) leaves nothing half-written behind.
@@ -32,13 +32,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from coverage_wrapper.errors import ConfigurationError
-from coverage_wrapper.locations import SOCKET_NAME
+from coverage_wrapper.locations import FIFO_NAME
 from coverage_wrapper.recorder import Delta
 
 FORMAT_VERSION = 1
 _sequence = itertools.count()
-# The longest path an AF_UNIX socket can be bound to on Linux (sun_path less its NUL).
-MAX_SOCKET_PATH_BYTES = 107
 # A full disk may empty again: deltas wait in memory meanwhile (see Engine._spool_checkpoint).
 _TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -106,7 +104,7 @@ class SpoolDirectory:
         self.pending_dir = root / "pending"
         self.corrupt_dir = root / "corrupt"
         self.state_dir = root / "state"
-        self.socket_path = root / SOCKET_NAME
+        self.fifo_path = root / FIFO_NAME
         self.aggregate_path = self.state_dir / "aggregate.coverage"
         self.dirty_marker = self.state_dir / "dirty"
         self._own_id: str | None = None
@@ -119,10 +117,11 @@ class SpoolDirectory:
     def prepare(self) -> None:
         """Create the spool and check that it can be used; ConfigurationError if it cannot.
 
-        Both processes call this before they use the spool, and both take the same
-        way out when it fails: the runtime turns coverage off for the environment
-        (one log line), the extension registers and idles. Neither falls back to
-        another directory: the two processes must agree on one spool, and a user
+        The runtime and the extension's final pass call this before they use the
+        spool, and both take the same way out when it fails: the runtime turns
+        coverage off for the environment (one log line), the final pass delivers
+        nothing. Neither falls back to another directory: the processes of an
+        environment must agree on one spool, and a user
         who named a directory did not ask for data to be written anywhere else.
         A full disk is not a reason to stop: it may empty again, and deltas wait
         in memory meanwhile.
@@ -138,14 +137,6 @@ class SpoolDirectory:
                 raise ConfigurationError(self._unusable(_reason(error, self.root))) from error
         except ValueError as error:  # a name the file system encoding cannot express
             raise ConfigurationError(self._unusable(str(error))) from error
-        socket_bytes = len(os.fsencode(self.socket_path))
-        if socket_bytes > MAX_SOCKET_PATH_BYTES:
-            raise ConfigurationError(
-                self._unusable(
-                    f"the path is too long: the extension's socket in it would take"
-                    f" {socket_bytes} bytes, and a socket path at most {MAX_SOCKET_PATH_BYTES}"
-                )
-            )
 
     def _unusable(self, reason: str) -> str:
         """The one line that says this spool cannot be used, why, and what to do."""

@@ -293,10 +293,6 @@ UNUSABLE_SPOOLS = {
         "Not a directory",
     ),
     "name-longer-than-NAME_MAX": (lambda scratch: scratch / ("n" * 300), "File name too long"),
-    "too-long-for-the-extensions-socket": (
-        lambda scratch: scratch / ("s" * 120),
-        "the path is too long: the extension's socket in it would take",
-    ),
     "on-procfs": (lambda scratch: Path("/proc/lambdacov-spool"), "No such file or directory"),
 }
 
@@ -411,7 +407,7 @@ def test_the_health_check_reports_an_unusable_spool_directory(
     assert f"COVERAGE_SPOOL_DIR={spool} cannot be used: Not a directory" in health["errors"][0]
 
 
-def test_a_socket_path_the_extension_cannot_take_leaves_delivery_to_the_runtime(
+def test_a_fifo_path_the_extension_cannot_take_leaves_delivery_to_the_runtime(
     host_layer: Path,
     moto_endpoint: str,
     s3: Any,
@@ -421,10 +417,10 @@ def test_a_socket_path_the_extension_cannot_take_leaves_delivery_to_the_runtime(
     oracle: tuple[dict[str, Any], list[Any]],
     plain_results: list[dict[str, Any]],
 ) -> None:
-    # The spool works, but a directory sits where the extension binds its socket.
+    # The spool works, but a directory sits where the extension makes its FIFO.
     expected, _ = oracle
     spool = tmp_path / "spool"
-    (spool / "extension.sock" / "in-the-way").mkdir(parents=True)
+    (spool / "extension.fifo" / "in-the-way").mkdir(parents=True)
     env = {
         **WRAPPER,
         "COVERAGE_S3_BUCKET": bucket,
@@ -441,10 +437,10 @@ def test_a_socket_path_the_extension_cannot_take_leaves_delivery_to_the_runtime(
     assert spool_errors(function) == []
     warnings = [e for e in json_logs(function.logs) if e.get("level") == "WARNING"]
     assert len(warnings) == 1, warnings
-    assert warnings[0]["message"].startswith("Extension idle: FileExistsError")
+    assert warnings[0]["message"].startswith(f"{spool / 'extension.fifo'} is in the way")
     assert "the function uploads coverage by itself" in warnings[0]["message"]
     assert "COVERAGE_SPOOL_DIR" in warnings[0]["message"]
-    assert (spool / "extension.sock" / "in-the-way").is_dir()  # not ours: left as it was
+    assert (spool / "extension.fifo" / "in-the-way").is_dir()  # not ours: left as it was
     delivered = keys(s3, bucket)
     assert len(delivered) == 1 and ENV_KEY.match(delivered[0]), delivered
     assert lines_in(s3, bucket, delivered[0], tmp_path) == expected

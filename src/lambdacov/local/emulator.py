@@ -729,8 +729,13 @@ def _close_all() -> None:
 
 
 def _sockets(directory: str, names: list[str]) -> list[str]:
-    """The sockets among ``names`` (copytree's ignore: a socket's file has nothing to copy)."""
-    return [name for name in names if stat.S_ISSOCK(os.lstat(Path(directory, name)).st_mode)]
+    """The sockets and FIFOs among ``names`` (copytree's ignore: their files hold nothing
+    to copy, and copying a FIFO would wait for a writer)."""
+    return [
+        name
+        for name in names
+        if stat.S_ISSOCK(mode := os.lstat(Path(directory, name)).st_mode) or stat.S_ISFIFO(mode)
+    ]
 
 
 def _extension_executables(opt_dir: Path) -> list[Path]:

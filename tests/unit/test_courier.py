@@ -1,0 +1,170 @@
+"""The courier: delivery passes on a thread of the runtime, ``done`` after each.
+
+The deliverer is a stand-in that keeps time as the real one does (one pass at a
+time, no upload started after the pass's deadline), so the passes can be timed
+against Lambda's windows. The real deliverer, S3 and the extension script are in
+tests/e2e/test_layer_in_local_lambda.py and test_managed_instances_in_local_lambda.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coverage_wrapper import courier
+from coverage_wrapper.courier import Courier
+from coverage_wrapper.notify import RuntimeNotifier
+
+UPLOAD_SECONDS = 0.2  # one S3 request
+
+
+class Deliverer:
+    """``uploads`` uploads of UPLOAD_SECONDS; none starts after the pass's deadline."""
+
+    def __init__(self, uploads: int = 1) -> None:
+        self.uploads = uploads
+        self.passes: list[float] = []  # when each pass started
+        self.errors: list[Exception] = []
+        self.fail_with: Exception | None = None
+
+    def deliver(self, deadline: float) -> bool:
+        self.passes.append(time.monotonic())
+        if self.fail_with is not None:
+            raise self.fail_with
+        while self.uploads and time.monotonic() < deadline:
+            time.sleep(UPLOAD_SECONDS)
+            self.uploads -= 1
+        return self.uploads > 0
+
+
+class Extension:
+    """The extension's end of the FIFO: the lines the runtime sent, as they come."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        self.received = b""
+
+    def lines(self, wait: float = 0.0) -> list[str]:
+        deadline = time.monotonic() + wait
+        while True:
+            with contextlib.suppress(BlockingIOError):
+                self.received += os.read(self.descriptor, 4096)
+            if self.received or time.monotonic() >= deadline:
+                return self.received.decode().splitlines()
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def extension(tmp_path: Path) -> Iterator[Extension]:
+    listening = Extension(tmp_path / "extension.fifo")
+    yield listening
+    os.close(listening.descriptor)
+
+
+def test_the_hand_over_returns_at_once_and_done_follows_the_upload(
+    extension: Extension, tmp_path: Path
+) -> None:
+    deliverer = Deliverer(uploads=2)
+    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
+    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append)
+
+    started = time.monotonic()
+    ours.hand_over("req-1", seconds=5)
+    assert time.monotonic() - started < UPLOAD_SECONDS  # the response is not held
+    assert extension.lines() == []  # not done while uploading
+    assert extension.lines(wait=5) == ["done req-1"]
+    assert time.monotonic() - started >= 2 * UPLOAD_SECONDS
+    assert deliverer.uploads == 0 and deliverer.errors == []
+
+
+def test_a_pass_that_raises_is_reported_and_still_ends_with_done(
+    extension: Extension, tmp_path: Path
+) -> None:
+    deliverer = Deliverer()
+    deliverer.fail_with = OSError("disk gone")
+    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
+    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append)
+
+    ours.hand_over("req-1", seconds=5)
+    assert extension.lines(wait=5) == ["done req-1"]
+    assert [str(error) for error in deliverer.errors] == ["disk gone"]
+    deliverer.fail_with = None
+    extension.received = b""
+    ours.hand_over("req-2", seconds=5)  # the thread serves on
+    assert extension.lines(wait=5) == ["done req-2"]
+
+
+def test_no_upload_starts_after_the_invocations_deadline(
+    extension: Extension, tmp_path: Path
+) -> None:
+    deliverer = Deliverer(uploads=10)
+    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
+    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append)
+
+    started = time.monotonic()
+    ours.hand_over("req-1", seconds=0.5)
+    assert extension.lines(wait=5) == ["done req-1"]
+    assert time.monotonic() - started < 0.5 + UPLOAD_SECONDS + 0.3
+    assert deliverer.uploads > 0  # left for the next pass
+
+
+def test_on_managed_instances_hand_overs_share_a_pass_and_work_left_gets_more_passes(
+    extension: Extension, tmp_path: Path
+) -> None:
+    deliverer = Deliverer(uploads=12)  # 2.4 s of uploads: more than one pass can take
+    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
+    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append, concurrent=True)
+
+    started = time.monotonic()
+    for _ in range(3):  # three invocations ending together
+        ours.hand_over(None, seconds=30)
+    give_up = time.monotonic() + 20
+    while deliverer.uploads and time.monotonic() < give_up:
+        time.sleep(0.05)
+
+    assert deliverer.uploads == 0
+    assert deliverer.passes[0] - started >= courier.GATHER_SECONDS
+    # Each pass at most PASS_SECONDS (and one upload): SHUTDOWN's final pass, which waits
+    # for one under way, keeps most of Lambda's 2 s.
+    assert len(deliverer.passes) >= 3
+    assert extension.lines() == []  # nobody to tell on Managed Instances
+
+
+# awslambdaric forks its Managed Instances processes from a runtime that has threads.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_forked_child_gets_a_courier_of_its_own(extension: Extension, tmp_path: Path) -> None:
+    deliverer = Deliverer()
+    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
+    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append)
+    ours.hand_over("parent", seconds=5)  # the parent's thread is running
+    assert extension.lines(wait=5) == ["done parent"]
+    extension.received = b""
+
+    child = os.fork()
+    if child == 0:  # pragma: no cover - reported through the FIFO and the exit status
+        try:
+            deliverer.uploads = 1
+            ours.hand_over("child", seconds=5)  # a thread the child does not have
+            give_up = time.monotonic() + 5
+            while deliverer.uploads and time.monotonic() < give_up:
+                time.sleep(0.01)
+            time.sleep(0.1)
+        finally:
+            os._exit(0 if deliverer.uploads == 0 else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert extension.lines(wait=2) == ["done child"]
+
+
+def test_threads_are_daemons_so_the_runtime_can_exit(tmp_path: Path) -> None:
+    ours = Courier(lambda deadline: False, RuntimeNotifier(tmp_path / "none"), print)
+    ours.hand_over("req", seconds=1)
+    thread = next(t for t in threading.enumerate() if t.name == "lambdacov-courier")
+    assert thread.daemon
