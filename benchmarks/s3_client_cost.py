@@ -1,7 +1,7 @@
 """What writing one data file to S3 costs a fresh process: boto3 against coverage_wrapper.s3_client.
 
-The layer's extension is a second Python process in the function's sandbox;
-on a cold start it pays for every import before its first upload. Each
+The layer uploads from the function's runtime process, after the first
+response; on a cold start it pays for every import before that upload. Each
 variant here runs in a new process (medians of --runs, the variants
 interleaved) and puts one object, with SSE and metadata as the layer does, to
 a moto server this script starts on 127.0.0.1:
@@ -16,9 +16,9 @@ a moto server this script starts on 127.0.0.1:
 inside the child from its first line to the answer, "peak RSS" the child's
 VmHWM (/proc/self/status). Every object is checked to be in the bucket.
 
-A second table runs the same after ``import coverage_wrapper.extension``
-(outside the "import + put" time): what the client costs the extension, which
-has already loaded http.client, ssl and hashlib for its own work.
+A second table runs the same after ``import coverage_wrapper.engine``
+(outside the "import + put" time): what the client costs a runtime that has
+already started the layer's recording.
 
     .venv/bin/python benchmarks/s3_client_cost.py [--runs 7] [--size 32768]
 """
@@ -82,7 +82,7 @@ S3Client.from_environment().put_object(
 
 SETUPS = {
     "a bare process": "",
-    "after the extension's imports": "import coverage_wrapper.extension",
+    "after the runtime's imports": "import coverage_wrapper.engine",
 }
 
 
