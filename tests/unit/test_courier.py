@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -168,3 +169,27 @@ def test_threads_are_daemons_so_the_runtime_can_exit(tmp_path: Path) -> None:
     ours.hand_over("req", seconds=1)
     thread = next(t for t in threading.enumerate() if t.name == "lambdacov-courier")
     assert thread.daemon
+
+
+def test_the_couriers_thread_runs_untraced(tmp_path: Path) -> None:
+    # 3.11's recorder sets its C tracer on every new thread (threading.settrace): the
+    # courier's imports and uploads are not the function's code and must not pay for it.
+    seen: list[object] = []
+
+    def deliver(deadline: float) -> bool:
+        seen.append(sys.gettrace())
+        return False
+
+    def tracer(*args: object) -> None:
+        return None
+
+    ours = Courier(deliver, RuntimeNotifier(tmp_path / "none"), print)
+    threading.settrace(tracer)
+    try:
+        ours.hand_over("req", seconds=1)
+        give_up = time.monotonic() + 5
+        while not seen and time.monotonic() < give_up:
+            time.sleep(0.01)
+    finally:
+        threading.settrace(None)  # type: ignore[arg-type]
+    assert seen == [None]
