@@ -307,7 +307,7 @@ def test_no_compile_builds_without_pyc_and_says_what_it_costs(
     assert not result.precompiled
     assert len(result.warnings) == 1
     assert "--no-compile" in result.warnings[0] and "cold start" in result.warnings[0]
-    assert "+20 ms" in result.warnings[0]
+    assert "+10 ms" in result.warnings[0]
     assert f"Python {OTHER}" in result.warnings[0]
     assert not any(name.endswith(".pyc") for name in _entries(result.path))
     assert json.loads(zipfile.ZipFile(result.path).read(MANIFEST_NAME))["precompiled"] is False

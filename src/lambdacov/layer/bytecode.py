@@ -134,8 +134,8 @@ def compile_tree(interpreter: Path, root: Path, runtime_root: str) -> int:
 #: the runtime package again, and importing and starting coverage.py itself
 #: (with a COVERAGE_CORE set, or branch coverage on 3.14) takes 1.7x as long.
 NO_PYC_COST = (
-    "about +20 ms per cold start (measured on 3.12: the wrapper +10 ms, the extension +7 ms "
-    "before it registers, more after), "
+    "about +10 ms per cold start (measured on 3.12: the wrapper's start), more on each "
+    "environment's first delivery (the delivery code compiles then), "
     "+80 ms where coverage.py itself is imported (a COVERAGE_CORE set, branch coverage on 3.14)"
 )
 
