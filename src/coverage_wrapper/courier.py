@@ -77,11 +77,12 @@ class Courier:
             self._seconds = min(seconds, PASS_SECONDS)
             self._handed = True
             self._work.notify()
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="lambdacov-courier", daemon=True
-                )
-                self._thread.start()
+            if self._thread is None or not self._thread.is_alive():
+                # Kept only once started: a thread that could not start (no memory, a
+                # thread limit) is tried again at the next hand-over.
+                thread = threading.Thread(target=self._run, name="lambdacov-courier", daemon=True)
+                thread.start()
+                self._thread = thread
 
     def _run(self) -> None:
         # Nothing this thread runs is the function's code. On 3.11 the recorder's C

@@ -48,6 +48,7 @@ class Engine:
         self._concurrent = bool(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY", "").strip())
         self._deliverer: Any = None
         self._delivering = threading.Lock()  # the courier's thread and an inline upload
+        os.register_at_fork(after_in_child=self._forked)
         self._carry: Delta | None = None  # a delta the spool could not take yet
         # Whether the spool may hold data an earlier pass or process left behind.
         self._backlog = True
@@ -56,6 +57,12 @@ class Engine:
         self._restored = False
         self._lock = threading.RLock()
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+
+    def _forked(self) -> None:
+        """In a forked child: a pass the parent had under way is not this process's, and
+        its lock and connections stay behind."""
+        self._delivering = threading.Lock()
+        self._deliverer = None
 
     @property
     def active(self) -> bool:
@@ -144,12 +151,13 @@ class Engine:
                 if self._sample_after_restore and self._sampled_out(request_id):
                     return
                 wrote = self._spool_checkpoint(request_id)
-                if not wrote and not self._backlog:
+                if not wrote and not self._backlog and not self._delivering.locked():
                     self._tell(DONE, request_id)  # nothing to deliver: freeze at once
                 elif self._notifier is not None and self._notifier.listening():
-                    self._courier_for().hand_over(
-                        None if self._concurrent else request_id, self._budget(context)
-                    )
+                    if self._concurrent:  # no freeze: each pass has the upload timeout
+                        self._courier_for().hand_over(None, self._budget(None))
+                    else:  # a pass under way, too, ends before this invocation's done
+                        self._courier_for().hand_over(request_id, self._budget(context))
                 else:  # no extension: upload now, within the invocation
                     self._deliver_inline(context)
         except Exception as error:  # noqa: BLE001 - the handler's result must not change

@@ -378,3 +378,33 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize("deadline", ['"soon"', "1.5e12", "-5", '""'])
+def test_an_event_without_a_usable_deadline_is_not_held_and_never_ends_the_extension(
+    api: Api, tmp_path: Path, python_log: Path, deadline: str
+) -> None:
+    spool = tmp_path / "spool"
+    (spool / "pending").mkdir(parents=True)
+    (spool / "pending" / "1-abc.json").write_text("{}")
+
+    def on_next(request: bytes) -> bytes:
+        descriptor = os.open(spool / "extension.fifo", os.O_WRONLY | os.O_NONBLOCK)
+        os.write(descriptor, b"armed 1\n")
+        os.close(descriptor)
+        body = f'{{"eventType": "INVOKE", "requestId": "req-1", "deadlineMs": {deadline}}}'
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body.encode())
+
+    shutdown = f'{{"eventType": "SHUTDOWN", "deadlineMs": {deadline}}}'.encode()
+    api.answers += [
+        registered(),
+        on_next,
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(shutdown), shutdown),
+    ]
+    process = run(api, spool, python_log)
+
+    assert process.returncode == 0
+    assert len(api.requests) == 3
+    assert api.requests[2][0] - api.requests[1][0] < 1.0
+    # The final pass gets no deadline it could misread (an empty one: its own default).
+    assert python_log.read_text().endswith("raise SystemExit(main()) \n")

@@ -62,6 +62,12 @@ class Extension:
             time.sleep(0.01)
 
 
+def courier_of(deliverer: Deliverer, tmp_path: Path, *, concurrent: bool = False) -> Courier:
+    """A courier that passes with ``deliverer`` and tells the FIFO in ``tmp_path``."""
+    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
+    return Courier(deliverer.deliver, notifier, deliverer.errors.append, concurrent=concurrent)
+
+
 @pytest.fixture
 def extension(tmp_path: Path) -> Iterator[Extension]:
     listening = Extension(tmp_path / "extension.fifo")
@@ -73,8 +79,7 @@ def test_the_hand_over_returns_at_once_and_done_follows_the_upload(
     extension: Extension, tmp_path: Path
 ) -> None:
     deliverer = Deliverer(uploads=2)
-    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
-    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append)
+    ours = courier_of(deliverer, tmp_path)
 
     started = time.monotonic()
     ours.hand_over("req-1", seconds=5)
@@ -90,8 +95,7 @@ def test_a_pass_that_raises_is_reported_and_still_ends_with_done(
 ) -> None:
     deliverer = Deliverer()
     deliverer.fail_with = OSError("disk gone")
-    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
-    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append)
+    ours = courier_of(deliverer, tmp_path)
 
     ours.hand_over("req-1", seconds=5)
     assert extension.lines(wait=5) == ["done req-1"]
@@ -106,8 +110,7 @@ def test_no_upload_starts_after_the_invocations_deadline(
     extension: Extension, tmp_path: Path
 ) -> None:
     deliverer = Deliverer(uploads=10)
-    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
-    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append)
+    ours = courier_of(deliverer, tmp_path)
 
     started = time.monotonic()
     ours.hand_over("req-1", seconds=0.5)
@@ -120,8 +123,7 @@ def test_on_managed_instances_hand_overs_share_a_pass_and_work_left_gets_more_pa
     extension: Extension, tmp_path: Path
 ) -> None:
     deliverer = Deliverer(uploads=12)  # 2.4 s of uploads: more than one pass can take
-    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
-    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append, concurrent=True)
+    ours = courier_of(deliverer, tmp_path, concurrent=True)
 
     started = time.monotonic()
     for _ in range(3):  # three invocations ending together
@@ -142,8 +144,7 @@ def test_on_managed_instances_hand_overs_share_a_pass_and_work_left_gets_more_pa
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
 def test_a_forked_child_gets_a_courier_of_its_own(extension: Extension, tmp_path: Path) -> None:
     deliverer = Deliverer()
-    notifier = RuntimeNotifier(tmp_path / "extension.fifo")
-    ours = Courier(deliverer.deliver, notifier, deliverer.errors.append)
+    ours = courier_of(deliverer, tmp_path)
     ours.hand_over("parent", seconds=5)  # the parent's thread is running
     assert extension.lines(wait=5) == ["done parent"]
     extension.received = b""
@@ -193,3 +194,50 @@ def test_the_couriers_thread_runs_untraced(tmp_path: Path) -> None:
     finally:
         threading.settrace(None)  # type: ignore[arg-type]
     assert seen == [None]
+
+
+def test_a_thread_that_could_not_start_is_started_at_the_next_hand_over(
+    extension: Extension, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliverer = Deliverer()
+    ours = courier_of(deliverer, tmp_path)
+    real_start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        monkeypatch.setattr(threading.Thread, "start", real_start)  # once
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    with pytest.raises(RuntimeError):
+        ours.hand_over("req-1", seconds=5)  # the engine logs it and says done itself
+    ours.hand_over("req-2", seconds=5)
+    assert extension.lines(wait=5) == ["done req-1", "done req-2"]
+    assert deliverer.uploads == 0
+
+
+def test_on_managed_instances_each_pass_gets_the_time_it_was_handed_at_most_a_pass(
+    extension: Extension, tmp_path: Path
+) -> None:
+    deliverer = Deliverer(uploads=3)
+    ours = courier_of(deliverer, tmp_path, concurrent=True)
+    ours.hand_over(None, seconds=0.3)
+    give_up = time.monotonic() + 15
+    while deliverer.uploads and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert deliverer.uploads == 0  # every retry had its 0.3 s, not what was left of it
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_child_forked_during_a_pass_can_deliver() -> None:
+    from coverage_wrapper.engine import Engine
+
+    engine = Engine()
+    engine._delivering.acquire()  # the parent's courier, mid-upload
+    engine._deliverer = object()  # its connections
+    child = os.fork()
+    if child == 0:  # pragma: no cover - reported through the exit status
+        fresh = engine._delivering.acquire(timeout=1) and engine._deliverer is None
+        os._exit(0 if fresh else 1)
+    _, status = os.waitpid(child, 0)
+    engine._delivering.release()
+    assert os.waitstatus_to_exitcode(status) == 0
