@@ -18,7 +18,6 @@ else, so the token is never sent in the clear off the machine.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import threading
@@ -230,6 +229,8 @@ def _trusted_host(host: str) -> bool:
     if host == "localhost" or host in _TRUSTED_HOSTS:
         return True
     try:
+        import ipaddress  # only for a container endpoint's host
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

@@ -1,10 +1,10 @@
 """A minimal S3 client on the standard library: PutObject and HeadObject, nothing else.
 
-The layer's extension delivers coverage data files to S3 from a second Python
-process in the function's sandbox. With boto3 that process grows by about
-49 MB and takes 150 ms more to start: on a 128 MB function, a third of the
-memory. The layer needs two operations, so this client speaks them over
-``http.client``, signed by :mod:`coverage_wrapper.sigv4`.
+The layer's runtime delivers coverage data files to S3 from the function's own
+process, after its responses. With boto3 it would grow by about 49 MB and take
+150 ms more to import: on a 128 MB function, a third of the memory. The layer
+needs two operations, so this client speaks them over :mod:`coverage_wrapper.http11`,
+signed by :mod:`coverage_wrapper.sigv4`.
 
 What it keeps of botocore's behaviour, so that the runtime reads its errors
 the same way (``errors.error_code`` and the uploader's hints):
@@ -27,7 +27,6 @@ thread its own client, or serialise calls.
 from __future__ import annotations
 
 import base64
-import http.client
 import os
 import re
 import ssl
@@ -35,9 +34,9 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
+from coverage_wrapper import http11
 from coverage_wrapper._version import __version__
 from coverage_wrapper.credentials import (
     CredentialsError,
@@ -200,7 +199,7 @@ def _refusal(answer: _Answer) -> tuple[S3Error, str | None]:
     """
     document = _error_document(answer.body)
     code = document.get("Code") or str(answer.status)
-    message = document.get("Message") or http.client.responses.get(answer.status, "error")
+    message = document.get("Message") or _reason_phrase(answer.status)
     retryable = answer.status >= 500 or answer.status == 429 or code in _RETRYABLE_CODES
     error = S3Error(
         code,
@@ -211,6 +210,39 @@ def _refusal(answer: _Answer) -> tuple[S3Error, str | None]:
     )
     region = answer.headers.get("x-amz-bucket-region") or document.get("Region") or ""
     return error, region if _REGION.fullmatch(region) else None
+
+
+def _reason_phrase(status: int) -> str:
+    """HTTP's name for ``status`` ("Forbidden"), or "error"."""
+    from http import HTTPStatus  # only when S3 refused something
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_HTTP_DATE = re.compile(
+    r"(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{2}):(\d{2}):(\d{2})"
+    r"\s*(?:GMT|UTC|[+-]0000)?"
+)
+
+
+def _http_date(text: str) -> datetime | None:
+    """An HTTP date (``Wed, 02 Dec 2026 05:00:00 GMT``, as S3 writes them) in UTC; None
+    for anything else, which the caller reads as "no date"."""
+    found = _HTTP_DATE.fullmatch(text.strip())
+    if found is None or found[2].title() not in _MONTHS:
+        return None
+    day, _, year, hour, minute, second = found.groups()
+    try:
+        return datetime(
+            int(year), _MONTHS.index(found[2].title()) + 1, int(day),
+            int(hour), int(minute), int(second), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:  # 31 Feb, 25:00...
+        return None
 
 
 def _transport_error(error: Exception, *, connecting: bool) -> S3Error:
@@ -227,7 +259,7 @@ def _transport_error(error: Exception, *, connecting: bool) -> S3Error:
 
 def _stale(error: Exception) -> bool:
     """A kept-alive connection the server closed while it was idle (or frozen)."""
-    closed = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+    closed = (http11.RemoteDisconnectedError, ConnectionResetError, BrokenPipeError)
     return isinstance(error, (*closed, ssl.SSLEOFError))
 
 
@@ -293,7 +325,7 @@ class S3Client:
         self.backoff = backoff
         self._endpoint = self._parse_endpoint(endpoint_url) if endpoint_url else None
         self._regions: dict[str, str] = {}  # bucket -> the region S3 said it is in
-        self._connection: http.client.HTTPConnection | None = None
+        self._connection: http11.Connection | None = None
         self._origin: _Origin | None = None
         self._tls: ssl.SSLContext | None = None
 
@@ -401,7 +433,7 @@ class S3Client:
         if "content-length" in answer.headers:
             found["ContentLength"] = int(answer.headers["content-length"])
         if "last-modified" in answer.headers:
-            found["LastModified"] = parsedate_to_datetime(answer.headers["last-modified"])
+            found["LastModified"] = _http_date(answer.headers["last-modified"])
         return found
 
     def _call(
@@ -490,18 +522,17 @@ class S3Client:
         while True:
             connection, fresh = self._connect(origin)
             try:
-                connection.request(method, target, body=body or None, headers=dict(headers))
-                response = connection.getresponse()
-                data = response.read(_MAX_ANSWER_BYTES + 1)
-            except (OSError, http.client.HTTPException) as error:
+                response = connection.exchange(
+                    method, target, headers, body, limit=_MAX_ANSWER_BYTES
+                )
+            except OSError as error:
                 self.close()
                 if not fresh and _stale(error):
                     continue
                 raise _transport_error(error, connecting=False) from error
-            if not response.isclosed():  # more than S3 would send: not worth reading
+            if response.will_close:  # or more than S3 would send: not worth reading
                 self.close()
-            names = {name.lower(): value for name, value in response.getheaders()}
-            return _Answer(response.status, names, data)
+            return _Answer(response.status, response.headers, response.body)
 
     def prepare(self) -> None:
         """Load what the first HTTPS request needs (the CA store: about 17 ms) ahead of it.
@@ -513,20 +544,18 @@ class S3Client:
         if https and self._tls is None:
             self._tls = ssl.create_default_context()
 
-    def _connect(self, origin: _Origin) -> tuple[http.client.HTTPConnection, bool]:
+    def _connect(self, origin: _Origin) -> tuple[http11.Connection, bool]:
         """The kept connection to ``origin`` (False), or a newly opened one (True)."""
         connection = self._connection
         if connection is not None and self._origin == origin and connection.sock is not None:
             return connection, False
         self.close()
+        tls = None
         if origin.scheme == "https":
             if self._tls is None:
                 self._tls = ssl.create_default_context()
-            connection = http.client.HTTPSConnection(
-                origin.host, origin.port, timeout=self.timeout, context=self._tls
-            )
-        else:
-            connection = http.client.HTTPConnection(origin.host, origin.port, timeout=self.timeout)
+            tls = self._tls
+        connection = http11.Connection(origin.host, origin.port, timeout=self.timeout, tls=tls)
         try:
             connection.connect()
         except OSError as error:

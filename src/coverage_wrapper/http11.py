@@ -1,0 +1,181 @@
+"""HTTP/1.1 for the layer's S3 client: one connection, kept alive, one request at a time.
+
+The runtime imports this when it first uploads, after the first response of each
+environment. ``http.client`` would bring the ``email`` package along to parse
+headers (about 7 ms of that first delivery); S3's answers need far less: a
+status line, a few headers, and a small body sized by ``Content-Length``,
+chunked, or ended by the server's close.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import ssl
+
+# Longest status or header line, and most header lines, taken from a server.
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+# Methods whose request carries a Content-Length even when empty (as http.client sends).
+_BODY_METHODS = frozenset({"PUT", "POST", "PATCH"})
+
+
+class RemoteDisconnectedError(ConnectionResetError):
+    """The server closed the connection without answering (a kept one it let go)."""
+
+
+class ProtocolError(OSError):
+    """An answer that is not HTTP/1.x."""
+
+
+class Response(NamedTuple):
+    """A whole answer: its status, headers (names lower-cased), body, and whether the
+    connection cannot carry another request."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    will_close: bool
+
+
+class Connection:
+    """A connection to ``host``:``port``, over TLS when ``tls`` is given."""
+
+    def __init__(
+        self, host: str, port: int, *, timeout: float, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.tls = tls
+        self.sock: socket.socket | None = None
+        self._buffer = b""  # what was received and not yet read
+
+    def connect(self) -> None:
+        """Open the connection (OSError, ssl.SSLError as they come)."""
+        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        try:
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self._buffer = b""
+
+    def close(self) -> None:
+        """Close the connection; the next request needs :meth:`connect`."""
+        if self.sock is not None:
+            sock, self.sock = self.sock, None
+            sock.close()
+
+    def exchange(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes, *, limit: int
+    ) -> Response:
+        """Send one request and read its answer, at most ``limit`` + 1 bytes of body (a
+        longer body leaves the connection to be closed)."""
+        if self.sock is None:
+            raise ConnectionError("not connected")
+        lines = [f"{method} {target} HTTP/1.1"]
+        names = {name.lower() for name in headers}
+        if "host" not in names:
+            lines.append(f"Host: {self.host}")
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if (body or method in _BODY_METHODS) and "content-length" not in names:
+            lines.append(f"Content-Length: {len(body)}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+        status, version = self._status_line()
+        while 100 <= status < 200:  # 100 Continue and its kind: the answer follows
+            self._headers()
+            status, version = self._status_line()
+        answer = self._headers()
+        close = version == "HTTP/1.0" or "close" in answer.get("connection", "").lower()
+        if method == "HEAD" or status in (204, 304):
+            data = b""
+        elif "chunked" in answer.get("transfer-encoding", "").lower():
+            data, whole = self._chunked(limit)
+            close = close or not whole
+        elif (length := answer.get("content-length", "").strip()).isdigit():
+            data = self._exactly(min(int(length), limit + 1))
+            close = close or int(length) > limit
+        else:  # the body ends with the connection
+            data = self._until_closed(limit)
+            close = True
+        return Response(status, answer, data, close)
+
+    def _line(self) -> bytes:
+        assert self.sock is not None
+        while b"\n" not in self._buffer:
+            if len(self._buffer) > _MAX_LINE:
+                raise ProtocolError("a header line longer than 64 KiB")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        if len(line) > _MAX_LINE:
+            raise ProtocolError("a header line longer than 64 KiB")
+        return line + b"\n"
+
+    def _status_line(self) -> tuple[int, str]:
+        line = self._line()
+        if not line:
+            raise RemoteDisconnectedError("the server closed the connection without answering")
+        parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"not an HTTP answer: {line[:80]!r}")
+        return int(parts[1]), parts[0]
+
+    def _headers(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS + 1):
+            line = self._line()
+            if line in (b"\r\n", b"\n", b""):
+                return found
+            name, separator, value = line.decode("latin-1").partition(":")
+            if separator:
+                name = name.strip().lower()
+                value = value.strip()
+                found[name] = f"{found[name]}, {value}" if name in found else value
+        raise ProtocolError(f"more than {_MAX_HEADERS} header lines")
+
+    def _exactly(self, size: int) -> bytes:
+        assert self.sock is not None
+        while len(self._buffer) < size:
+            chunk = self.sock.recv(max(65536, size - len(self._buffer)))
+            if not chunk:
+                raise ProtocolError("the answer ended before its Content-Length")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def _until_closed(self, limit: int) -> bytes:
+        assert self.sock is not None
+        while len(self._buffer) <= limit and (chunk := self.sock.recv(65536)):
+            self._buffer += chunk
+        data, self._buffer = self._buffer[: limit + 1], b""
+        return data
+
+    def _chunked(self, limit: int) -> tuple[bytes, bool]:
+        """The decoded body, and whether it was read to its end (not cut at ``limit``)."""
+        data = b""
+        while True:
+            size_line = self._line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise ProtocolError(f"a bad chunk size: {size_line[:20]!r}") from None
+            if size == 0:
+                while self._line() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return data, True
+            if len(data) + size > limit:
+                data += self._exactly(limit + 1 - len(data))
+                return data, False
+            data += self._exactly(size)
+            self._line()  # the chunk's line end

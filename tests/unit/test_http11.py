@@ -1,0 +1,165 @@
+"""The S3 client's HTTP/1.1 connection against servers that answer as HTTP allows.
+
+S3 itself (moto), keep-alive, timeouts, TLS and hostile error documents are in
+tests/functional/test_s3_client.py; here each answer is written byte by byte.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from coverage_wrapper import http11
+from coverage_wrapper.s3_client import _http_date
+
+
+class Server:
+    """Answers each connection's first request with ``answer``, then closes it unless
+    ``keep`` (then it waits for the client to close); keeps what it received."""
+
+    def __init__(self, answer: bytes, *, keep: bool = False) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.received = b""
+        self.answer, self.keep = answer, keep
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            while b"\r\n\r\n" not in self.received:
+                self.received += connection.recv(65536)
+            connection.sendall(self.answer)
+            if self.keep:
+                connection.recv(1)  # until the client closes
+
+
+@pytest.fixture
+def serve() -> Iterator[list[Server]]:
+    servers: list[Server] = []
+    yield servers
+    for server in servers:
+        server.listener.close()
+
+
+def exchange(
+    servers: list[Server],
+    answer: bytes,
+    method: str = "GET",
+    *,
+    keep: bool = False,
+    limit: int = 100,
+) -> http11.Response:
+    server = Server(answer, keep=keep)
+    servers.append(server)
+    connection = http11.Connection("127.0.0.1", server.port, timeout=5)
+    connection.connect()
+    try:
+        return connection.exchange(method, "/b/k", {"host": "example"}, b"", limit=limit)
+    finally:
+        connection.close()
+
+
+def test_a_body_sized_by_its_length_leaves_the_connection_open(serve: list[Server]) -> None:
+    answer = exchange(
+        serve, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: x\r\n\r\nhello", keep=True
+    )
+    assert answer == http11.Response(200, {"content-length": "5", "etag": "x"}, b"hello", False)
+    assert serve[0].received.startswith(b"GET /b/k HTTP/1.1\r\nhost: example\r\n")
+    assert b"content-length" not in serve[0].received.lower()  # a GET without a body
+
+
+def test_a_put_with_an_empty_body_says_so(serve: list[Server]) -> None:
+    exchange(serve, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "PUT")
+    assert b"Content-Length: 0\r\n" in serve[0].received
+
+
+def test_a_chunked_body_is_decoded(serve: list[Server]) -> None:
+    answer = exchange(
+        serve,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n",
+        keep=True,
+    )
+    assert (answer.body, answer.will_close) == (b"abcde", False)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + b"x" * 500,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1f4\r\n"
+        + b"x" * 500
+        + b"\r\n0\r\n\r\n",
+    ],
+    ids=["length", "chunked"],
+)
+def test_a_body_over_the_limit_is_cut_and_the_connection_given_up(
+    serve: list[Server], answer: bytes
+) -> None:
+    got = exchange(serve, answer, keep=True, limit=100)
+    assert (len(got.body), got.will_close) == (101, True)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    ],
+    ids=["HTTP/1.0", "close"],
+)
+def test_a_body_without_a_length_ends_with_the_connection(
+    serve: list[Server], answer: bytes
+) -> None:
+    got = exchange(serve, answer)
+    assert (got.body, got.will_close) == (b"until the end", True)
+
+
+def test_a_head_answer_has_no_body_whatever_its_length_says(serve: list[Server]) -> None:
+    got = exchange(serve, b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", "HEAD", keep=True)
+    assert (got.status, got.body, got.headers["content-length"]) == (200, b"", "1234")
+
+
+def test_interim_answers_are_skipped(serve: list[Server]) -> None:
+    got = exchange(
+        serve, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", "PUT", keep=True
+    )
+    assert (got.status, got.body) == (204, b"")
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"", http11.RemoteDisconnectedError),
+        (b"SSH-2.0-OpenSSH\r\n\r\n", http11.ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", http11.ProtocolError),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", http11.ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000 + b"\r\n\r\n", http11.ProtocolError),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", http11.ProtocolError),
+    ],
+    ids=["closed", "not-http", "short", "headers", "long-line", "bad-chunk"],
+)
+def test_what_is_not_a_whole_answer_is_an_os_error(
+    serve: list[Server], answer: bytes, error: type[OSError]
+) -> None:
+    with pytest.raises(error):
+        exchange(serve, answer)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Wed, 02 Dec 2026 05:00:09 GMT", datetime(2026, 12, 2, 5, 0, 9, tzinfo=UTC)),
+        ("2 Dec 2026 05:00:09 +0000", datetime(2026, 12, 2, 5, 0, 9, tzinfo=UTC)),
+        ("Wed, 31 Feb 2026 05:00:09 GMT", None),
+        ("yesterday", None),
+        ("", None),
+    ],
+)
+def test_http_dates(text: str, expected: datetime | None) -> None:
+    assert _http_date(text) == expected
