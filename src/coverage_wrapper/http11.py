@@ -56,7 +56,12 @@ class Connection:
 
     def connect(self) -> None:
         """Open the connection (OSError, ssl.SSLError as they come)."""
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        try:  # a str would load the idna codec to encode it (about 1 ms) even when ASCII
+            host: str | bytes = self.host.encode("ascii")
+        except UnicodeEncodeError:
+            host = self.host
+        # getaddrinfo, under create_connection, takes the bytes as they are.
+        sock = socket.create_connection((host, self.port), timeout=self.timeout)  # type: ignore[arg-type]
         try:
             if self.tls is not None:
                 sock = self.tls.wrap_socket(sock, server_hostname=self.host)

@@ -7,9 +7,12 @@ tests/functional/test_s3_client.py; here each answer is written byte by byte.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +166,22 @@ def test_what_is_not_a_whole_answer_is_an_os_error(
 )
 def test_http_dates(text: str, expected: datetime | None) -> None:
     assert _http_date(text) == expected
+
+
+def test_an_ascii_host_is_reached_without_loading_the_idna_codec(serve: list[Server]) -> None:
+    server = Server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    serve.append(server)
+    code = (
+        "import sys; from coverage_wrapper import http11;"
+        f"c = http11.Connection('127.0.0.1', {server.port}, timeout=5); c.connect();"
+        "print(c.exchange('GET', '/', {}, b'', limit=10).status, 'encodings.idna' in sys.modules)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={"PYTHONPATH": str(Path(http11.__file__).parents[1])},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert shown.stdout.split() == ["200", "False"]
