@@ -11,6 +11,8 @@ moto server on 127.0.0.1), interleaved: bare, layered, bare, layered... for
                   wait in /next (the emulator's Environment.started_at to ready_at)
   peak memory     the sum of VmHWM (peak resident set) over the runtime's and the
                   extensions' processes, read from /proc just before shutdown
+  first response  from the first invocation's event to its response (the runtime's
+                  POST): what the caller of a cold function waits for after init
   first delivery  from the first response until the environment is idle again (every
                   process back in /next): what Lambda bills after the response
   warm per call   median Duration (the invoke phase, as REPORT shows it) of --calls
@@ -71,6 +73,7 @@ BUILD = (
 # has nothing to deliver, so its first delivery is ~0)
 METRICS = (
     ("init_ms", "init (ms)", 1, True),
+    ("first_response_ms", "first response (ms)", 1, True),
     ("peak_memory_mb", "peak memory (MB)", 1, True),
     ("first_delivery_ms", "first delivery (ms)", 1, False),
     ("warm_ms", "warm per call (ms)", 3, True),
@@ -140,6 +143,7 @@ def one_environment(
         peak = sum(peak_resident_mb(proc.pid) for proc in environment.processes)
         return {
             "init_ms": (ready - environment.started_at) * 1000,
+            "first_response_ms": first.runtime_ms,
             "peak_memory_mb": peak,
             "first_delivery_ms": (idle - response) * 1000,
             "warm_ms": statistics.median(warm),
