@@ -143,7 +143,7 @@ def one_environment(
         peak = sum(peak_resident_mb(proc.pid) for proc in environment.processes)
         return {
             "init_ms": (ready - environment.started_at) * 1000,
-            "first_response_ms": first.runtime_ms,
+            "first_response_ms": first.runtime_duration_ms,
             "peak_memory_mb": peak,
             "first_delivery_ms": (idle - response) * 1000,
             "warm_ms": statistics.median(warm),
