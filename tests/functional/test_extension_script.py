@@ -309,8 +309,11 @@ def test_something_in_the_fifos_place_is_left_alone_and_lambda_init_goes_on(
 
     assert process.returncode == 0
     assert (spool / "extension.fifo").read_text() == "the user's"
-    assert "is in the way and not a FIFO" in output
-    assert "the function uploads coverage by itself" in output
+    warning = json.loads(output.strip().splitlines()[0])  # one JSON line, as the runtime's
+    assert set(warning) == {"timestamp", "level", "logger", "message"}
+    assert warning["timestamp"].endswith("Z") and warning["level"] == "WARNING"
+    assert warning["message"].startswith(f"{spool / 'extension.fifo'} is in the way")
+    assert "the function uploads coverage by itself" in warning["message"]
     assert len(api.requests) == 3
 
 
