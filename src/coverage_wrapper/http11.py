@@ -23,6 +23,14 @@ _MAX_HEADERS = 100
 _BODY_METHODS = frozenset({"PUT", "POST", "PATCH"})
 
 
+def _check_line(*parts: str) -> None:
+    """ValueError for a part that would end a line of the request early (a header injected
+    through a value), as http.client refuses them."""
+    for part in parts:
+        if "\r" in part or "\n" in part or "\0" in part:
+            raise ValueError(f"a line break in a request line or header: {part[:40]!r}")
+
+
 class RemoteDisconnectedError(ConnectionResetError):
     """The server closed the connection without answering (a kept one it let go)."""
 
@@ -84,6 +92,7 @@ class Connection:
         longer body leaves the connection to be closed)."""
         if self.sock is None:
             raise ConnectionError("not connected")
+        _check_line(method, target, *headers, *headers.values())
         lines = [f"{method} {target} HTTP/1.1"]
         names = {name.lower() for name in headers}
         if "host" not in names:

@@ -35,7 +35,10 @@ class Server:
         connection, _ = self.listener.accept()
         with connection:
             while b"\r\n\r\n" not in self.received:
-                self.received += connection.recv(65536)
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return  # the client gave up before sending a whole request
+                self.received += chunk
             connection.sendall(self.answer)
             if self.keep:
                 connection.recv(1)  # until the client closes
@@ -185,3 +188,22 @@ def test_an_ascii_host_is_reached_without_loading_the_idna_codec(serve: list[Ser
         timeout=30,
     )
     assert shown.stdout.split() == ["200", "False"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-amz-meta-a": "b\r\nx-amz-acl: public-read"}, {"x\nbad": "v"}, {"content-type": "a\0b"}],
+)
+def test_a_line_break_in_a_header_is_refused_before_sending(
+    serve: list[Server], headers: dict[str, str]
+) -> None:
+    server = Server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    serve.append(server)
+    connection = http11.Connection("127.0.0.1", server.port, timeout=5)
+    connection.connect()
+    try:
+        with pytest.raises(ValueError, match="line break"):
+            connection.exchange("PUT", "/b/k", headers, b"", limit=10)
+    finally:
+        connection.close()
+    assert server.received == b""
