@@ -9,7 +9,9 @@ chunked, or ended by the server's close.
 
 from __future__ import annotations
 
+import re
 import socket
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -19,6 +21,11 @@ if TYPE_CHECKING:
 # Longest status or header line, and most header lines, taken from a server.
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
+# Interim (1xx) answers taken before the answer itself.
+_MAX_INTERIM = 10
+_STATUS = re.compile(r"HTTP/1\.[0-9] ([1-9][0-9][0-9])(?: .*)?")
+_LENGTH = re.compile(r"[0-9]{1,18}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 # Methods whose request carries a Content-Length even when empty (as http.client sends).
 _BODY_METHODS = frozenset({"PUT", "POST", "PATCH"})
 
@@ -29,6 +36,14 @@ def _check_line(*parts: str) -> None:
     for part in parts:
         if "\r" in part or "\n" in part or "\0" in part:
             raise ValueError(f"a line break in a request line or header: {part[:40]!r}")
+
+
+def _content_length(value: str) -> int:
+    """The body's length; a list of equal lengths is one (RFC 9110, 8.6)."""
+    lengths = {part.strip() for part in value.split(",")}
+    if len(lengths) != 1 or not _LENGTH.fullmatch(length := lengths.pop()):
+        raise ProtocolError(f"a bad Content-Length: {value[:40]!r}")
+    return int(length)
 
 
 class RemoteDisconnectedError(ConnectionResetError):
@@ -61,6 +76,7 @@ class Connection:
         self.tls = tls
         self.sock: socket.socket | None = None
         self._buffer = b""  # what was received and not yet read
+        self._answer_by = 0.0  # time.monotonic() by which the answer must be whole
 
     def connect(self) -> None:
         """Open the connection (OSError, ssl.SSLError as they come)."""
@@ -89,7 +105,12 @@ class Connection:
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, *, limit: int
     ) -> Response:
         """Send one request and read its answer, at most ``limit`` + 1 bytes of body (a
-        longer body leaves the connection to be closed)."""
+        longer body leaves the connection to be closed).
+
+        The connection's ``timeout`` bounds the sending, and the whole answer as well as
+        each wait within it: a server that drips its answer is given up like a silent one
+        (TimeoutError).
+        """
         if self.sock is None:
             raise ConnectionError("not connected")
         _check_line(method, target, *headers, *headers.values())
@@ -100,12 +121,18 @@ class Connection:
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if (body or method in _BODY_METHODS) and "content-length" not in names:
             lines.append(f"Content-Length: {len(body)}")
+        self.sock.settimeout(self.timeout)
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self._answer_by = time.monotonic() + self.timeout
 
         status, version = self._status_line()
-        while 100 <= status < 200:  # 100 Continue and its kind: the answer follows
+        for _ in range(_MAX_INTERIM):  # 100 Continue and its kind: the answer follows
+            if not 100 <= status < 200:
+                break
             self._headers()
             status, version = self._status_line()
+        else:
+            raise ProtocolError(f"more than {_MAX_INTERIM} interim answers")
         answer = self._headers()
         close = version == "HTTP/1.0" or "close" in answer.get("connection", "").lower()
         if method == "HEAD" or status in (204, 304):
@@ -113,20 +140,29 @@ class Connection:
         elif "chunked" in answer.get("transfer-encoding", "").lower():
             data, whole = self._chunked(limit)
             close = close or not whole
-        elif (length := answer.get("content-length", "").strip()).isdigit():
-            data = self._exactly(min(int(length), limit + 1))
-            close = close or int(length) > limit
+        elif "content-length" in answer:
+            length = _content_length(answer["content-length"])
+            data = self._exactly(min(length, limit + 1))
+            close = close or length > limit
         else:  # the body ends with the connection
             data = self._until_closed(limit)
             close = True
         return Response(status, answer, data, close)
 
-    def _line(self) -> bytes:
+    def _recv(self, size: int = 65536) -> bytes:
+        """What the server sent next; TimeoutError once the answer's time is up."""
         assert self.sock is not None
+        left = self._answer_by - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer took longer than the timeout")
+        self.sock.settimeout(min(self.timeout, left))
+        return self.sock.recv(size)
+
+    def _line(self) -> bytes:
         while b"\n" not in self._buffer:
             if len(self._buffer) > _MAX_LINE:
                 raise ProtocolError("a header line longer than 64 KiB")
-            chunk = self.sock.recv(65536)
+            chunk = self._recv()
             if not chunk:
                 line, self._buffer = self._buffer, b""
                 return line
@@ -140,10 +176,11 @@ class Connection:
         line = self._line()
         if not line:
             raise RemoteDisconnectedError("the server closed the connection without answering")
-        parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        text = line.decode("latin-1").rstrip("\r\n")
+        found = _STATUS.fullmatch(text)
+        if found is None:
             raise ProtocolError(f"not an HTTP answer: {line[:80]!r}")
-        return int(parts[1]), parts[0]
+        return int(found[1]), text[:8]
 
     def _headers(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -159,9 +196,8 @@ class Connection:
         raise ProtocolError(f"more than {_MAX_HEADERS} header lines")
 
     def _exactly(self, size: int) -> bytes:
-        assert self.sock is not None
         while len(self._buffer) < size:
-            chunk = self.sock.recv(max(65536, size - len(self._buffer)))
+            chunk = self._recv(max(65536, size - len(self._buffer)))
             if not chunk:
                 raise ProtocolError("the answer ended before its Content-Length")
             self._buffer += chunk
@@ -169,8 +205,7 @@ class Connection:
         return data
 
     def _until_closed(self, limit: int) -> bytes:
-        assert self.sock is not None
-        while len(self._buffer) <= limit and (chunk := self.sock.recv(65536)):
+        while len(self._buffer) <= limit and (chunk := self._recv()):
             self._buffer += chunk
         data, self._buffer = self._buffer[: limit + 1], b""
         return data
@@ -180,13 +215,11 @@ class Connection:
         data = b""
         while True:
             size_line = self._line().split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise ProtocolError(f"a bad chunk size: {size_line[:20]!r}") from None
+            if not _CHUNK_SIZE.fullmatch(size_line):
+                raise ProtocolError(f"a bad chunk size: {size_line[:20]!r}")
+            size = int(size_line, 16)
             if size == 0:
-                while self._line() not in (b"\r\n", b"\n", b""):  # trailers
-                    pass
+                self._headers()  # the trailers, as many as headers may be
                 return data, True
             if len(data) + size > limit:
                 data += self._exactly(limit + 1 - len(data))

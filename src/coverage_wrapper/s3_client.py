@@ -296,10 +296,11 @@ _HEAD_FIELDS = {**_PUT_FIELDS, "ContentType": "content-type"}
 class S3Client:
     """PutObject and HeadObject over one keep-alive connection (not thread-safe).
 
-    ``timeout`` bounds each connect and each wait for data, in seconds;
+    ``timeout`` bounds each connect, each sending and each answer, in seconds;
     ``attempts`` is how many times a request is sent at most, with a random
     wait of up to ``backoff`` x 2^n seconds (at most 5 s) between attempts.
-    A call therefore ends within about attempts x 2 x timeout plus the waits;
+    A call therefore ends within attempts x 3 x timeout plus the waits (connect,
+    send, answer; a request the socket's buffers take is sent at once: 2 x);
     the name lookup is not bounded by ``timeout`` (``socket`` cannot bound it).
     HTTPS certificates are verified with the system's trust store.
     """
@@ -530,6 +531,9 @@ class S3Client:
                 if not fresh and _stale(error):
                     continue
                 raise _transport_error(error, connecting=False) from error
+            except BaseException:  # ValueError before sending, or an interrupt: start afresh
+                self.close()
+                raise
             if response.will_close:  # or more than S3 would send: not worth reading
                 self.close()
             return _Answer(response.status, response.headers, response.body)

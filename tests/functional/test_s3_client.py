@@ -259,7 +259,7 @@ def test_a_session_token_is_sent_and_signed(enforcing: Enforcing) -> None:
 TIMEOUT = 0.3
 
 
-@pytest.mark.parametrize("mode", ["reads", "never-reads"])
+@pytest.mark.parametrize("mode", ["reads", "never-reads", "drips"])
 def test_a_silent_endpoint_ends_within_timeout_times_attempts(mode: SilentMode) -> None:
     attempts, backoff = 3, 0.05
     with silent_endpoint(mode) as endpoint:

@@ -2,8 +2,9 @@
 
 A *silent* endpoint accepts TCP connections and then never answers: either it
 reads each request and says nothing, or it never even reads (the kernel's
-buffers take the request). The :class:`HoldingProxy` forwards every request
-to the moto server but, for the requests a rule picks, keeps the answer back
+buffers take the request), or it reads it and drips an answer that never ends,
+a byte at a time, each sooner than a client's timeout. The :class:`HoldingProxy`
+forwards every request to the moto server but, for the requests a rule picks, keeps the answer back
 until the test releases it: the change is made in AWS, the caller never hears.
 """
 
@@ -18,7 +19,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-SilentMode = Literal["reads", "never-reads"]
+SilentMode = Literal["reads", "never-reads", "drips"]
+# How often the "drips" endpoint sends its next byte.
+DRIP_SECONDS = 0.05
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -46,6 +49,17 @@ def silent_endpoint(mode: SilentMode, connected: threading.Event | None = None) 
             except OSError:
                 return
 
+    def drip(connection: socket.socket) -> None:
+        answer = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"z" * 1_000_000
+        try:
+            connection.recv(65536)
+            for byte in answer:
+                if stop.wait(DRIP_SECONDS):
+                    return
+                connection.sendall(bytes([byte]))
+        except OSError:
+            return
+
     def serve() -> None:
         while not stop.is_set():
             try:
@@ -57,6 +71,8 @@ def silent_endpoint(mode: SilentMode, connected: threading.Event | None = None) 
                 connected.set()
             if mode == "reads":
                 threading.Thread(target=drain, args=(connection,), daemon=True).start()
+            elif mode == "drips":
+                threading.Thread(target=drip, args=(connection,), daemon=True).start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

@@ -6,10 +6,12 @@ tests/functional/test_s3_client.py; here each answer is written byte by byte.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,16 +34,20 @@ class Server:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        connection, _ = self.listener.accept()
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:  # closed by the test before the connection was taken
+            return
         with connection:
             while b"\r\n\r\n" not in self.received:
                 chunk = connection.recv(65536)
                 if not chunk:
                     return  # the client gave up before sending a whole request
                 self.received += chunk
-            connection.sendall(self.answer)
-            if self.keep:
-                connection.recv(1)  # until the client closes
+            with contextlib.suppress(OSError):  # a client that gave up midway
+                connection.sendall(self.answer)
+                if self.keep:
+                    connection.recv(1)  # until the client closes
 
 
 @pytest.fixture
@@ -207,3 +213,46 @@ def test_a_line_break_in_a_header_is_refused_before_sending(
     finally:
         connection.close()
     assert server.received == b""
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 2\xc2\xb200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xc2\xb2\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nx\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nab\r\n0\r\n\r\n",
+        b"HTTP/1.1 102 Processing\r\n\r\n" * 11 + b"HTTP/1.1 200 OK\r\n\r\n",
+    ],
+    ids=["status", "length-digit", "length-huge", "lengths-differ", "length-negative",
+         "chunk-negative", "chunk-0x", "interim-endless"],
+)  # fmt: skip
+def test_numbers_http_does_not_allow_are_a_protocol_error(
+    serve: list[Server], answer: bytes
+) -> None:
+    with pytest.raises(http11.ProtocolError):
+        exchange(serve, answer)
+
+
+def test_a_repeated_equal_length_is_one_length(serve: list[Server]) -> None:
+    got = exchange(
+        serve, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", keep=True
+    )
+    assert (got.body, got.will_close) == (b"hello", False)
+
+
+def test_an_answer_dripped_slower_than_its_timeout_is_given_up(serve: list[Server]) -> None:
+    from tests.support.unresponsive import silent_endpoint
+
+    with silent_endpoint("drips") as url:
+        port = int(url.rsplit(":", 1)[1])
+        connection = http11.Connection("127.0.0.1", port, timeout=0.5)
+        connection.connect()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            connection.exchange("GET", "/", {}, b"", limit=10)
+        connection.close()
+    assert time.monotonic() - started < 1.5  # each byte came within 0.5 s; the answer did not
