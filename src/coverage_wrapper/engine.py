@@ -249,9 +249,14 @@ class Engine:
             self._deliver_pass(time.monotonic() + budget)
 
     def _deliver_pass(self, deadline: float) -> bool:
-        """One delivery pass; True when work is left for a later one."""
-        with self._delivering:
+        """One delivery pass; True when work is left for a later one (also when another
+        pass of this process holds on past ``deadline``)."""
+        if not self._delivering.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            return True
+        try:
             report = self.deliverer().deliver(deadline)
+        finally:
+            self._delivering.release()
         self._backlog = bool(report.failed or report.deferred or self._carry is not None)
         return self._backlog
 
