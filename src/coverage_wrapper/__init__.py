@@ -12,7 +12,7 @@ from __future__ import annotations
 from coverage_wrapper._version import __version__
 from coverage_wrapper.errors import CoverageInitializationError, S3UploadError
 
-TYPE_CHECKING = False  # typing is not imported: the extension starts from this package too
+TYPE_CHECKING = False  # typing is not imported: the extension's final pass starts from it too
 if TYPE_CHECKING:
     from typing import Any
 

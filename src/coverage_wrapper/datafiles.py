@@ -135,8 +135,9 @@ class InvalidDataFileError(Exception):
 class DataFile(NamedTuple):
     """What one coverage data file holds: line numbits or arcs per (file, context).
 
-    A named tuple, not a dataclass: the layer's extension reads and writes these, and
-    ``dataclasses`` (with ``inspect``, ``ast`` and ``dis``) would be a megabyte of its memory.
+    A named tuple, not a dataclass: the layer's delivery in the function's runtime reads and
+    writes these, and ``dataclasses`` (with ``inspect``, ``ast`` and ``dis``) would be a
+    megabyte of its memory.
     """
 
     kind: Kind | None  # None: the file measured nothing
@@ -1045,13 +1046,13 @@ class Combined:
         stored as its path with the sha256 of its code in ``meta``; two versions
         of one path are stored under two names, each with the path it stands for.
         Written with SQLite directly, in coverage.py's schema (:data:`_SCHEMA`):
-        no coverage.py is imported, which the layer's extension could not afford.
+        no coverage.py is imported, which the layer's delivery could not afford.
         """
         names = _stored_names({*self.measured_files(), *self.tracers})
         output.parent.mkdir(parents=True, exist_ok=True)
         temporary = output.parent / f"{temporary_prefix(output)}{os.urandom(6).hex()}.tmp"
         # Created here, not found there (O_EXCL): as tempfile.mkstemp, without importing
-        # tempfile (with shutil, random, bz2 and lzma) into the layer's extension.
+        # tempfile (with shutil, random, bz2 and lzma) into the function's runtime.
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             with contextlib.closing(sqlite3.connect(temporary)) as connection:
@@ -1179,7 +1180,7 @@ def add_to_data_file(path: Path, kind: Kind, measured: Mapping[str, Iterable[Any
     """Add lines (or arcs) to the data file at ``path``, made when there is none, in place.
 
     What coverage.py's ``CoverageData.add_lines``/``add_arcs`` do, with SQLite
-    directly, in one transaction: the layer's extension runs without coverage.py.
+    directly, in one transaction: the layer's delivery runs without coverage.py.
     In place rather than a new copy renamed (a nearly full ``/tmp`` has room for a
     transaction's journal, not for a second copy), with the rollback journal on
     disk: a process killed mid-write (a timeout, an out-of-memory kill) leaves a

@@ -51,7 +51,7 @@ MAX_BACKOFF = 300.0
 
 class DeliveryReport:
     """What one delivery pass did. (No dataclass here: ``dataclasses`` and what it imports
-    would be a megabyte of the extension's memory, see :mod:`coverage_wrapper.datafiles`.)"""
+    would be a megabyte of the runtime's memory, see :mod:`coverage_wrapper.datafiles`.)"""
 
     def __init__(self) -> None:
         self.uploaded: list[str] = []
@@ -128,8 +128,9 @@ class Deliverer:
                 ):
                     self._send_sources(report, deadline)
         except SpoolBusyError:
-            # Another process is delivering (the extension and the runtime share the
-            # spool): leave it to that pass rather than wait past the deadline.
+            # Another process is delivering (the runtime processes and the extension's
+            # final pass share the spool): leave it to that pass rather than wait past
+            # the deadline.
             report.deferred = True
             return report
         if report.failed:

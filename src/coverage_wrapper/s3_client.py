@@ -538,16 +538,6 @@ class S3Client:
                 self.close()
             return _Answer(response.status, response.headers, response.body)
 
-    def prepare(self) -> None:
-        """Load what the first HTTPS request needs (the CA store: about 17 ms) ahead of it.
-
-        The extension calls it while the handler runs, so the first delivery after
-        the response does not wait for it.
-        """
-        https = self._endpoint is None or self._endpoint[0].scheme == "https"
-        if https and self._tls is None:
-            self._tls = ssl.create_default_context()
-
     def _connect(self, origin: _Origin) -> tuple[http11.Connection, bool]:
         """The kept connection to ``origin`` (False), or a newly opened one (True)."""
         connection = self._connection

@@ -100,12 +100,6 @@ class S3Uploader:
                 )
             return self._client
 
-    def prepare(self) -> None:
-        """Make the client and load what its first request needs, ahead of that request."""
-        client = self.client()
-        if isinstance(client, S3Client):
-            client.prepare()
-
     def put(
         self,
         key: str,

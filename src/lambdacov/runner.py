@@ -10,7 +10,7 @@ with attach's and combine's own code; this module holds what is not AWS:
 - the command, run with its output streaming, the signals that stop
   lambdacov forwarded to it, so Ctrl-C or a cancelled CI job ends the tests
   first and lambdacov then detaches;
-- settling: the layer's extension uploads after each response, so the last
+- settling: the layer uploads after each response, so the last
   tests' data may reach S3 a moment after the command ends. The run's prefix
   is listed until it stops changing for a quiet period (bounded).
 

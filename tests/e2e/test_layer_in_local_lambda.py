@@ -97,7 +97,8 @@ def test_zero_code_change_matches_coverage_run_and_is_delivered_before_the_freez
         ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders"
     ) as function:
         first = function.invoke(events[0])
-        # Delivered by the extension after the response and before the freeze:
+        # Delivered by the runtime's courier after the response, the extension holding
+        # the freeze until it is done:
         # the object is there while the environment is frozen, before any shutdown.
         after_first = keys(s3, bucket)
         results = [outcome(first)] + [outcome(function.invoke(e)) for e in events[1:]]
@@ -134,7 +135,7 @@ def test_runtime_stays_light_and_uses_the_layers_coverage(
     core = "lambdacov-sysmon" if sys.version_info >= (3, 12) and not branch else "lambdacov-ctrace"
     assert probe["coverage_file"] is None and health["core"] == core, (probe, health)
     assert after_health["coverage_file"] is None
-    # The extension uploads: the runtime process never imports boto3 for lambdacov.
+    # The layer uploads with its own S3 client: the runtime never imports boto3 for it.
     assert probe["boto3_imported"] is False and probe_again["boto3_imported"] is False
     assert health["status"] == "healthy" and health["coverage_enabled"] is True
     assert health["s3_config"] == {"bucket": bucket, "prefix": "coverage/"}

@@ -667,16 +667,6 @@ def test_requests_go_where_botocore_sends_them(
     )
 
 
-def test_prepare_loads_the_tls_context_for_https_only_and_connects_nowhere() -> None:
-    credentials = Credentials("AKIDEXAMPLE", "secret")
-    secure = S3Client(credentials, "eu-west-1")
-    secure.prepare()
-    assert secure._tls is not None and secure._connection is None
-    plain = S3Client(credentials, "eu-west-1", endpoint_url="http://127.0.0.1:9")
-    plain.prepare()
-    assert plain._tls is None and plain._connection is None
-
-
 # --- keys from a container credential endpoint (SnapStart) ------------------------------------
 
 
