@@ -195,15 +195,16 @@ def test_s3_faults_leave_results_unchanged_and_data_arrives_when_s3_is_back(
             faulty = [function.invoke(event) for event in events]
             assert [outcome(r) for r in faulty] == plain_results
             # The response is not held back by a failing S3: the runtime's part ends
-            # at the response; the extension's attempts come after it.
+            # at the response; the courier's attempts come after it.
             assert max(r.runtime_duration_ms for r in faulty[1:]) < 1000
             assert keys(s3, bucket) == []
             failures = [e for e in json_logs(function.logs) if e.get("level") == "ERROR"]
             assert failures and all(
                 e["message"].startswith("Failed to upload coverage file to S3") for e in failures
             )
-            # After a failure the extension backs off instead of paying the timeout
-            # on every invocation; SHUTDOWN always tries, so nothing is left behind.
+            # After a failure the runtime backs off instead of paying the timeout on
+            # every invocation; the extension's final pass at SHUTDOWN always tries, so
+            # nothing is left behind.
             proxy.mode = "forward"  # S3 is back
             function.shutdown()
             delivered = keys(s3, bucket)
