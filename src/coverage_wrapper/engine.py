@@ -48,6 +48,7 @@ class Engine:
         self._concurrent = bool(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY", "").strip())
         self._deliverer: Any = None
         self._delivering = threading.Lock()  # the courier's thread and an inline upload
+        self._missed = False  # a pass gave up waiting for the one under way
         os.register_at_fork(after_in_child=self._forked)
         self._carry: Delta | None = None  # a delta the spool could not take yet
         # Whether the spool may hold data an earlier pass or process left behind.
@@ -252,12 +253,17 @@ class Engine:
         """One delivery pass; True when work is left for a later one (also when another
         pass of this process holds on past ``deadline``)."""
         if not self._delivering.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            # The pass under way may have listed the spool before this checkpoint's delta.
+            self._missed = self._backlog = True
             return True
         try:
+            self._missed = False
             report = self.deliverer().deliver(deadline)
+            self._backlog = bool(
+                report.failed or report.deferred or self._carry is not None or self._missed
+            )
         finally:
             self._delivering.release()
-        self._backlog = bool(report.failed or report.deferred or self._carry is not None)
         return self._backlog
 
     def deliverer(self) -> Any:

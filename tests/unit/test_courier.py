@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,3 +255,25 @@ def test_an_inline_pass_does_not_wait_past_its_deadline_for_the_couriers() -> No
         assert time.monotonic() - started < 1.0
     finally:
         engine._delivering.release()
+
+
+def test_a_pass_that_gave_up_waiting_leaves_work_for_the_next_one() -> None:
+    from coverage_wrapper.engine import Engine
+
+    class Slow:
+        """A pass that lists the spool, uploads for 0.5 s, and succeeds."""
+
+        def deliver(self, deadline: float) -> Any:
+            time.sleep(0.5)
+            return type("Report", (), {"failed": [], "deferred": False})()
+
+    engine = Engine()
+    engine._deliverer = Slow()
+    courier_pass = threading.Thread(target=engine._deliver_pass, args=(time.monotonic() + 5,))
+    courier_pass.start()
+    time.sleep(0.1)
+    assert engine._deliver_pass(time.monotonic() + 0.1) is True  # gave up waiting
+    courier_pass.join()
+    # The courier's pass listed the spool before the checkpoint that waited: the next
+    # invocation must still deliver, not tell the extension "done" at once.
+    assert engine._backlog is True
