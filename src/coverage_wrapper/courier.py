@@ -54,8 +54,8 @@ class Courier:
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        # Also in a forked child (the emulator's SnapStart restore, awslambdaric's
-        # Managed Instances processes): the parent's thread does not exist there.
+        # Also in a forked child (a function that forks with multiprocessing after its
+        # first upload): the parent's thread does not exist there.
         self._work = threading.Condition(threading.Lock())
         self._requests: list[str] = []
         self._deadline = 0.0
