@@ -114,7 +114,9 @@ class _Origin(NamedTuple):
 
     @property
     def host_header(self) -> str:
-        return http11.host_header(self.host, self.port, secure=self.scheme == "https")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
 
 
 class _Answer(NamedTuple):
