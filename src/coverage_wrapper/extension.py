@@ -28,13 +28,13 @@ _MARGIN = 0.3
 _DEFAULT_SECONDS = 1.5
 
 
-def seconds_left(deadline_ms: str, now: float | None = None) -> float:
+def _seconds_left(deadline_ms: str) -> float:
     """Seconds until ``deadline_ms`` (milliseconds since the epoch) less the margin."""
     try:
         deadline = int(deadline_ms) / 1000
     except ValueError:
         return _DEFAULT_SECONDS
-    return deadline - (time.time() if now is None else now) - _MARGIN
+    return deadline - time.time() - _MARGIN
 
 
 def final_pass(budget: float) -> int:
@@ -71,7 +71,7 @@ def final_pass(budget: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The final pass, with SHUTDOWN's deadline (milliseconds since the epoch) as argument."""
     args = sys.argv[1:] if argv is None else argv
-    return final_pass(seconds_left(args[0]) if args else _DEFAULT_SECONDS)
+    return final_pass(_seconds_left(args[0]) if args else _DEFAULT_SECONDS)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,13 @@ def _check_line(*parts: str) -> None:
             raise ValueError(f"a line break in a request line or header: {part[:40]!r}")
 
 
+def host_header(host: str, port: int, *, secure: bool) -> str:
+    """The Host header for ``host``:``port``, as http.client writes it: an IPv6 address in
+    brackets, the port left out when it is the scheme's own."""
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port == (443 if secure else 80) else f"{shown}:{port}"
+
+
 def _content_length(value: str) -> int:
     """The body's length; a list of equal lengths is one (RFC 9110, 8.6)."""
     lengths = {part.strip() for part in value.split(",")}
@@ -117,7 +124,7 @@ class Connection:
         lines = [f"{method} {target} HTTP/1.1"]
         names = {name.lower() for name in headers}
         if "host" not in names:
-            lines.append(f"Host: {self.host}")
+            lines.append(f"Host: {host_header(self.host, self.port, secure=self.tls is not None)}")
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if (body or method in _BODY_METHODS) and "content-length" not in names:
             lines.append(f"Content-Length: {len(body)}")

@@ -29,12 +29,3 @@ def spool_root(environ: Mapping[str, str]) -> str:
         return spool
     tmp = environ.get("TMPDIR", "").strip() or "/tmp"  # noqa: S108 - Lambda's one writable directory
     return os.path.join(tmp, SPOOL_NAME)  # noqa: PTH118 - pathlib is not imported here
-
-
-def fifo_path(environ: Mapping[str, str]) -> str | None:
-    """The extension's FIFO, or None when the spool is named by a relative path (a
-    configuration error the runtime reports)."""
-    root = spool_root(environ)
-    if not os.path.isabs(root):  # noqa: PTH117 - as above
-        return None
-    return os.path.join(root, FIFO_NAME)  # noqa: PTH118 - as above

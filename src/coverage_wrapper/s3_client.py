@@ -114,9 +114,7 @@ class _Origin(NamedTuple):
 
     @property
     def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        return http11.host_header(self.host, self.port, secure=self.scheme == "https")
 
 
 class _Answer(NamedTuple):

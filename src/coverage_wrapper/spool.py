@@ -7,7 +7,7 @@ Layout under the spool root (``COVERAGE_SPOOL_DIR``, default ``/tmp/lambdacov``)
     corrupt/              deltas that could not be read, kept for inspection
     state/aggregate.coverage   the environment's merged coverage.py data file
     state/dirty           present while the aggregate has data not yet in S3
-    state/lock            serialises delivery between the runtime and the extension
+    state/lock            serialises delivery between runtime processes and the final pass
     state/sources.json    the source files hashed here and the snapshots settled (sources.py)
     state/sources-waiting present while a source snapshot waits to be uploaded
     extension.fifo        the FIFO the runtime tells the extension on (see notify.py)

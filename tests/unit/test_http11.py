@@ -256,3 +256,20 @@ def test_an_answer_dripped_slower_than_its_timeout_is_given_up(serve: list[Serve
             connection.exchange("GET", "/", {}, b"", limit=10)
         connection.close()
     assert time.monotonic() - started < 1.5  # each byte came within 0.5 s; the answer did not
+
+
+def test_without_a_host_header_one_is_sent_with_the_port_that_is_not_the_schemes(
+    serve: list[Server],
+) -> None:
+    server = Server(b"HTTP/1.1 204 No Content\r\n\r\n")
+    serve.append(server)
+    connection = http11.Connection("127.0.0.1", server.port, timeout=5)
+    connection.connect()
+    try:
+        connection.exchange("GET", "/creds", {"Accept": "application/json"}, b"", limit=10)
+    finally:
+        connection.close()
+    assert f"\r\nHost: 127.0.0.1:{server.port}\r\n".encode() in server.received
+    assert http11.host_header("::1", 80, secure=False) == "[::1]"
+    assert http11.host_header("example.com", 443, secure=True) == "example.com"
+    assert http11.host_header("example.com", 80, secure=True) == "example.com:80"
