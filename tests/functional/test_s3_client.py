@@ -869,7 +869,14 @@ def test_odd_answers_and_tokens_are_one_clear_error(
     assert failed.value.code == "CredentialRetrievalError"
 
 
-def test_an_endpoint_that_drips_its_answer_is_given_up_in_bounded_time() -> None:
+@pytest.mark.parametrize(
+    ("head", "drop"),
+    [(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n", b" "), (b"HTTP/1.1 200 OK\r\n", b"X")],
+    ids=["body", "headers"],
+)
+def test_an_endpoint_that_drips_its_answer_is_given_up_in_bounded_time(
+    head: bytes, drop: bytes
+) -> None:
     import socket as sockets
 
     listener = sockets.socket()
@@ -879,10 +886,10 @@ def test_an_endpoint_that_drips_its_answer_is_given_up_in_bounded_time() -> None
     def drip() -> None:
         connection, _ = listener.accept()
         connection.recv(65536)
-        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        connection.sendall(head)
         with contextlib.suppress(OSError):
             for _ in range(30):
-                connection.sendall(b" ")
+                connection.sendall(drop)
                 time.sleep(0.5)
         connection.close()
 
