@@ -96,6 +96,8 @@ class Engine:
                 spool.prepare()
             except ValueError as error:
                 return self._disable(f"configuration error: {error}", error=error)
+            if mode != "context":  # started at init, not within an invocation
+                _prepare_delivery()
             task_root = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path.cwd())
             recorder = Recorder(config, task_root)
             try:
@@ -277,6 +279,25 @@ class Engine:
                 self.config, self.spool, S3Uploader(self.config), self.function_name
             )
         return self._deliverer
+
+
+def _prepare_delivery() -> None:
+    """Import the delivery code and load the TLS trust store now, at init.
+
+    A first delivery needs them (about 15 ms of CPU here, 40 with https's trust
+    store), and at init they cost least: Lambda gives init more CPU than a small
+    function's invocations (128 MB runs them at about a fourteenth of a vCPU), and
+    SnapStart and provisioned concurrency run init before any request. Before the
+    recorder starts, so no tracer sees them; a failure here is only said again at
+    the first delivery.
+    """
+    try:
+        from coverage_wrapper import delivery, s3_client
+
+        del delivery  # imported for its cost
+        s3_client.prepare()
+    except Exception as error:  # noqa: BLE001 - the delivery that needs them reports it
+        log.debug(f"Delivery not prepared at init: {type(error).__name__}: {error}")
 
 
 def _delivery_failed(error: Exception) -> None:

@@ -29,12 +29,13 @@ from __future__ import annotations
 import base64
 import os
 import re
-import ssl
+import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coverage_wrapper import http11
 from coverage_wrapper._version import __version__
@@ -51,6 +52,9 @@ from coverage_wrapper.sigv4 import (
     payload_hash,
     sign_request,
 )
+
+if TYPE_CHECKING:
+    import ssl  # imported for https only: an http endpoint never needs it
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_ATTEMPTS = 3
@@ -138,6 +142,64 @@ def endpoint_from_environment(environ: Mapping[str, str] | None = None) -> str |
     if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() in _TRUE:
         return None
     return environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None
+
+
+def prepare(environ: Mapping[str, str] | None = None) -> None:
+    """Start loading now what the first request to the configured endpoint needs.
+
+    For https (S3's own endpoint): ``ssl``, imported here, and the system's trust
+    store, loaded by a thread. Loading it takes 20-30 ms of CPU outside the GIL
+    (OpenSSL parses some 150 certificates), so the thread runs beside the caller's
+    own work; a request that comes first waits for it rather than loading another.
+    """
+    endpoint = endpoint_from_environment(environ)
+    if endpoint is None or endpoint.lower().startswith("https:"):
+        _trust.load_in_background()
+
+
+class _TrustStore:
+    """The process's one TLS context, with the system's trust store, loaded once."""
+
+    def __init__(self) -> None:
+        self.reset()
+        # A child must not start with OpenSSL or the lock held by a thread it does not have.
+        os.register_at_fork(before=self._await_loading, after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._context: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+        self._loading: threading.Thread | None = None
+
+    def context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._context is None:
+                import ssl
+
+                self._context = ssl.create_default_context()
+            return self._context
+
+    def load_in_background(self) -> None:
+        import ssl  # noqa: F401 - here, not in the thread: an import a fork cuts short stays locked
+
+        with self._lock:  # the thread starts once this is released
+            if self._context is None and self._loading is None:
+                loading = threading.Thread(target=self.context, name="lambdacov-tls", daemon=True)
+                loading.start()
+                self._loading = loading
+
+    def _await_loading(self) -> None:
+        if self._loading is not None:
+            self._loading.join(timeout=5.0)
+
+
+_trust = _TrustStore()
+
+
+def _ssl_error(error: Exception, name: str) -> bool:
+    """Whether ``error`` is ``ssl``'s exception ``name`` (never while ``ssl`` is not loaded:
+    no TLS connection was made)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(error, getattr(ssl, name))
 
 
 def _check_region(region: str) -> str:
@@ -246,7 +308,7 @@ def _http_date(text: str) -> datetime | None:
 def _transport_error(error: Exception, *, connecting: bool) -> S3Error:
     """botocore's name for a failure without an answer, and whether to try again."""
     reason = _clean(str(error)) or type(error).__name__
-    if isinstance(error, ssl.SSLCertVerificationError):  # a bad certificate stays bad
+    if _ssl_error(error, "SSLCertVerificationError"):  # a bad certificate stays bad
         return S3Error("SSLError", reason)
     if isinstance(error, TimeoutError):
         code = "ConnectTimeoutError" if connecting else "ReadTimeoutError"
@@ -258,7 +320,7 @@ def _transport_error(error: Exception, *, connecting: bool) -> S3Error:
 def _stale(error: Exception) -> bool:
     """A kept-alive connection the server closed while it was idle (or frozen)."""
     closed = (http11.RemoteDisconnectedError, ConnectionResetError, BrokenPipeError)
-    return isinstance(error, (*closed, ssl.SSLEOFError))
+    return isinstance(error, closed) or _ssl_error(error, "SSLEOFError")
 
 
 def _metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
@@ -326,7 +388,6 @@ class S3Client:
         self._regions: dict[str, str] = {}  # bucket -> the region S3 said it is in
         self._connection: http11.Connection | None = None
         self._origin: _Origin | None = None
-        self._tls: ssl.SSLContext | None = None
 
     @classmethod
     def from_environment(
@@ -542,11 +603,7 @@ class S3Client:
         if connection is not None and self._origin == origin and connection.sock is not None:
             return connection, False
         self.close()
-        tls = None
-        if origin.scheme == "https":
-            if self._tls is None:
-                self._tls = ssl.create_default_context()
-            tls = self._tls
+        tls = _trust.context() if origin.scheme == "https" else None
         connection = http11.Connection(origin.host, origin.port, timeout=self.timeout, tls=tls)
         try:
             connection.connect()
