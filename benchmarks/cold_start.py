@@ -22,13 +22,17 @@ The table shows medians over the rounds (bare -> layered, the difference and
 the ratio), then their ranges. The first use of a Python builds the emulator's
 runtime venv for it (see lambdacov.local.runtime_env).
 
+--https runs moto over TLS, with a certificate for 127.0.0.1 added to a copy of the
+system's trust store (SSL_CERT_FILE): the layer then pays what S3's own endpoint costs it,
+`ssl` and the trust store included.
+
 --against REV adds a third environment to each round: the layer as the git revision REV
 builds it (its src/ exported with `git archive`), so a change is measured against what
 it changes, side by side in one run; a last table shows what each layer adds to the bare
 function.
 
     python benchmarks/cold_start.py [--rounds 7] [--calls 200] [--pythons 3.11,3.12,3.13]
-                                    [--against REV] [--json]
+                                    [--against REV] [--https] [--json]
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import ipaddress
 import json
 import os
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -47,6 +53,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,23 +88,25 @@ METRICS = (
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """moto's server in its own process on 127.0.0.1, so it never competes with the
-    emulator for this process's GIL; yields its URL."""
+    emulator for this process's GIL; over TLS with ``tls`` (certificate, key); yields its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    options = ["-s", "-c", str(tls[0]), "-k", str(tls[1])] if tls else []
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port), *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(url, timeout=1).close()
+                urllib.request.urlopen(url, timeout=1, context=context).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
@@ -107,6 +116,47 @@ def moto_server() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def loopback_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A certificate for 127.0.0.1, its key, and a trust store: the system's and it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    cert_file, key_file = directory / "moto.pem", directory / "moto-key.pem"
+    cert_file.write_bytes(pem)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    paths = ssl.get_default_verify_paths()
+    system = Path(paths.cafile or paths.openssl_cafile)
+    trust_store = directory / "trust-store.pem"
+    trust_store.write_bytes(system.read_bytes() + b"\n" + pem)
+    return cert_file, key_file, trust_store
 
 
 def peak_resident_mb(pid: int) -> float:
@@ -181,7 +231,13 @@ def baseline_layer(revision: str, version: str, scratch: Path) -> Path:
 
 
 def measure(
-    version: str, rounds: int, calls: int, endpoint: str, scratch: Path, against: str | None
+    version: str,
+    rounds: int,
+    calls: int,
+    endpoint: str,
+    scratch: Path,
+    against: str | None,
+    trust_store: Path | None,
 ) -> dict[str, Any]:
     """The variants of one Python, interleaved over ``rounds`` fresh environments."""
     function_dir = write_workload(scratch / "function")
@@ -192,6 +248,8 @@ def measure(
         "COVERAGE_S3_BUCKET": BUCKET,
         "AWS_ENDPOINT_URL": endpoint,
     }
+    if trust_store:
+        layered_env["SSL_CERT_FILE"] = str(trust_store)
     layers: dict[str, Path | None] = {"bare": None, "layered": layer}
     if against:
         layers["baseline"] = baseline_layer(against, version, scratch)
@@ -274,15 +332,21 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--pythons", default="3.11,3.12,3.13")
     parser.add_argument("--against", help="a git revision whose layer runs beside this one")
+    parser.add_argument("--https", action="store_true", help="moto over TLS, as S3 is")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
     args = parser.parse_args()
     if args.against and not _is_commit(args.against):
         parser.error(f"--against {args.against!r}: not a commit of this repository")
     results: dict[str, dict[str, Any]] = {}
-    with moto_server() as endpoint, tempfile.TemporaryDirectory() as scratch:
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory())
+        cert_file, key_file, trust_store = loopback_certificate(Path(scratch))
+        tls = (cert_file, key_file) if args.https else None
+        endpoint = stack.enter_context(moto_server(tls))
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,
+            verify=str(cert_file) if args.https else None,
             region_name="us-east-1",
             aws_access_key_id="testing",  # moto accepts any key
             aws_secret_access_key="testing",
@@ -296,7 +360,13 @@ def main() -> None:
                 continue
             workdir = Path(scratch) / version
             results[version] = measure(
-                version, args.rounds, args.calls, endpoint, workdir, args.against
+                version,
+                args.rounds,
+                args.calls,
+                endpoint,
+                workdir,
+                args.against,
+                trust_store if args.https else None,
             )
     if args.json:
         print(json.dumps({"rounds": args.rounds, "calls": args.calls, "results": results}))

@@ -137,6 +137,8 @@ def test_runtime_stays_light_and_uses_the_layers_coverage(
     assert after_health["coverage_file"] is None
     # The layer uploads with its own S3 client: the runtime never imports boto3 for it.
     assert probe["boto3_imported"] is False and probe_again["boto3_imported"] is False
+    # Its delivery code was imported at init, before the first event; moto is http: no ssl.
+    assert probe["delivery_imported"] is True and probe["ssl_imported"] is False
     assert health["status"] == "healthy" and health["coverage_enabled"] is True
     assert health["s3_config"] == {"bucket": bucket, "prefix": "coverage/"}
     assert health["mode"] == "wrapper" and health["recording"] is True

@@ -18,6 +18,8 @@ import json
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -319,7 +321,12 @@ class Scripted:
     """
 
     def __init__(
-        self, script: list[Reply], upstream: str | None = None, *, close_idle: bool = False
+        self,
+        script: list[Reply],
+        upstream: str | None = None,
+        *,
+        close_idle: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.script = list(script)
         self.seen: list[Seen] = []
@@ -370,6 +377,9 @@ class Scripted:
             do_PUT = do_GET = do_HEAD = _answer
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https" if tls else "http"
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -377,7 +387,7 @@ class Scripted:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> Scripted:
         self._thread.start()
@@ -591,6 +601,94 @@ def test_an_untrusted_certificate_is_refused_at_once(tmp_path: Path) -> None:
     assert refused.value.code == "SSLError" and not refused.value.retryable
     assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
     assert len(accepted) == 1
+
+
+def _run_python(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", script],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_prepare_loads_tls_for_https_only_and_in_a_thread_of_its_own() -> None:
+    script = (
+        "import sys, threading\n"
+        "from coverage_wrapper import s3_client\n"
+        "s3_client.prepare({'AWS_ENDPOINT_URL': 'http://127.0.0.1:1'})\n"
+        "print('ssl' in sys.modules, [t.name for t in threading.enumerate()][1:])\n"
+        "s3_client.prepare({})\n"
+        "print([t.name for t in threading.enumerate()][1:])\n"
+        "context = s3_client._trust.context()\n"
+        "s3_client.prepare({'AWS_ENDPOINT_URL_S3': 'HTTPS://s3.example.com'})\n"
+        "print(context is s3_client._trust.context(), threading.active_count())\n"
+        "print(context.verify_mode.name, context.check_hostname)\n"
+    )
+    done = _run_python(script)
+    assert done.returncode == 0, done.stderr
+    # http (moto, a local stand-in): no ssl at all; S3's own endpoint: one loading thread,
+    # and one context for the process, with the trust store's checks on.
+    assert done.stdout.splitlines() == [
+        "False []",
+        "['lambdacov-tls']",
+        "True 1",
+        "CERT_REQUIRED True",
+    ]
+
+
+def test_a_fork_while_the_trust_store_loads_leaves_the_child_a_working_client() -> None:
+    # The fork waits for the loading thread: the child has no half-held lock, and
+    # Python (3.12+) does not warn of a fork with threads alive (-W error would fail it).
+    script = (
+        "import os\n"
+        "from coverage_wrapper import s3_client\n"
+        "s3_client.prepare({})\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    s3_client._trust.context()\n"
+        "    os._exit(7)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    done = _run_python(script)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "7", "")
+
+
+def test_the_trust_store_loaded_ahead_is_the_systems(tmp_path: Path) -> None:
+    # SSL_CERT_FILE stands for the system's trust store: a server it trusts is reached
+    # with the context loaded by prepare(), one it does not is refused.
+    cert_file, key_file = _self_signed(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    script = (
+        "import sys\n"
+        "from coverage_wrapper import s3_client\n"
+        "from coverage_wrapper.sigv4 import Credentials\n"
+        "s3_client.prepare()\n"
+        "keys = Credentials('a', 'b')\n"
+        "client = s3_client.S3Client(keys, 'us-east-1', endpoint_url=sys.argv[1])\n"
+        "try:\n"
+        "    print(client.put_object('b', 'k', b'x')['ETag'])\n"
+        "except s3_client.S3Error as error:\n"
+        "    print(error.code)\n"
+    )
+    with Scripted([], tls=server) as stand_in:
+        trusted, untrusted = (
+            subprocess.run(
+                [sys.executable, "-c", script, stand_in.endpoint],
+                env={**os.environ, "AWS_ENDPOINT_URL": stand_in.endpoint, "SSL_CERT_FILE": ca},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            for ca in (str(cert_file), os.devnull)
+        )
+    assert (trusted.stdout, trusted.stderr) == ('"scripted"\n', "")
+    assert (untrusted.stdout, untrusted.stderr) == ("SSLError\n", "")
+    assert [seen.method for seen in stand_in.seen] == ["PUT"]
 
 
 # --- configuration and addressing -------------------------------------------------------------
