@@ -29,7 +29,7 @@ import pytest
 from lambdacov.errors import BuildError, UsageError
 from lambdacov.layer import build_layer
 from lambdacov.layer.build import MANIFEST_NAME
-from lambdacov.layer.bytecode import find_interpreter, pyenv_versions
+from lambdacov.layer.bytecode import NO_PYC_COST, find_interpreter, pyenv_versions
 from lambdacov.layer.zipfile_repro import ZipEntry, content_hash
 from tests.support.envelope import result_of
 
@@ -307,7 +307,7 @@ def test_no_compile_builds_without_pyc_and_says_what_it_costs(
     assert not result.precompiled
     assert len(result.warnings) == 1
     assert "--no-compile" in result.warnings[0] and "cold start" in result.warnings[0]
-    assert "+10 ms" in result.warnings[0]
+    assert NO_PYC_COST in result.warnings[0]
     assert f"Python {OTHER}" in result.warnings[0]
     assert not any(name.endswith(".pyc") for name in _entries(result.path))
     assert json.loads(zipfile.ZipFile(result.path).read(MANIFEST_NAME))["precompiled"] is False

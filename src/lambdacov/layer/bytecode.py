@@ -130,12 +130,12 @@ def compile_tree(interpreter: Path, root: Path, runtime_root: str) -> int:
 
 
 #: What a layer without .pyc adds to each cold start, measured on CPython 3.12
-#: (docs/where-it-runs.md#building-without-pyc): the wrapper and the extension each compile
-#: the runtime package again, and importing and starting coverage.py itself
-#: (with a COVERAGE_CORE set, or branch coverage on 3.14) takes 1.7x as long.
+#: (docs/where-it-runs.md#building-without-pyc): the wrapper compiles the runtime package
+#: again at init, its delivery code included, and importing and starting coverage.py
+#: itself (with a COVERAGE_CORE set, or branch coverage on 3.14) takes 1.7x as long.
 NO_PYC_COST = (
-    "about +10 ms per cold start (measured on 3.12: the wrapper's start), more on each "
-    "environment's first delivery (the delivery code compiles then), "
+    "about +50 ms per cold start (measured on 3.12: the wrapper's start, which imports the "
+    "delivery code too), "
     "+80 ms where coverage.py itself is imported (a COVERAGE_CORE set, branch coverage on 3.14)"
 )
 
