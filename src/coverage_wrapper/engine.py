@@ -31,6 +31,8 @@ Mode = Literal["wrapper", "decorator", "context"]
 NOT_SAMPLED = "not sampled (COVERAGE_SAMPLE_RATE)"
 # Time kept back from the invocation's deadline when the runtime uploads by itself.
 _DEADLINE_MARGIN = 0.5
+# How long the end of init waits for the trust store loading beside it (it takes 20-30 ms).
+_PREPARE_SECONDS = 5.0
 
 
 class Engine:
@@ -97,7 +99,7 @@ class Engine:
             except ValueError as error:
                 return self._disable(f"configuration error: {error}", error=error)
             if mode != "context":  # started at init, not within an invocation
-                _prepare_delivery()
+                _prepare_delivery(background=mode == "wrapper")
             task_root = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path.cwd())
             recorder = Recorder(config, task_root)
             try:
@@ -123,6 +125,14 @@ class Engine:
                 },
             )
             return True
+
+    def initialized(self) -> None:
+        """The end of init (the exec wrapper has imported the function): what started
+        loading beside it is awaited here, so that no invocation shares the CPU with it."""
+        if self.active:
+            from coverage_wrapper import s3_client
+
+            s3_client.await_prepared(_PREPARE_SECONDS)
 
     def _disable(
         self, reason: str, *, error: Exception | None = None, level: str = "error"
@@ -281,21 +291,23 @@ class Engine:
         return self._deliverer
 
 
-def _prepare_delivery() -> None:
-    """Import the delivery code and load the TLS trust store now, at init.
+def _prepare_delivery(*, background: bool) -> None:
+    """Import the delivery code, and for https load the trust store, now, at init.
 
-    A first delivery needs them (about 15 ms of CPU here, 40 with https's trust
-    store), and at init they cost least: Lambda gives init more CPU than a small
-    function's invocations (128 MB runs them at about a fourteenth of a vCPU), and
-    SnapStart and provisioned concurrency run init before any request. Before the
-    recorder starts, so no tracer sees them; a failure here is only said again at
-    the first delivery.
+    Every first delivery needs them (about 15 ms of CPU here, and 35 more for
+    https), and at init they cost least: an invocation gets CPU in proportion to
+    the function's memory (at 128 MB about a fourteenth of a vCPU), init runs
+    with burst CPU, and SnapStart and provisioned concurrency run it before any
+    request. Before the recorder starts, so no tracer sees them. With
+    ``background`` (the exec wrapper, which calls :meth:`Engine.initialized` once
+    the function is imported) the trust store loads beside the function's import.
+    A failure here is met again, and reported, by the first delivery.
     """
     try:
         from coverage_wrapper import delivery, s3_client
 
         del delivery  # imported for its cost
-        s3_client.prepare()
+        s3_client.prepare(background=background)
     except Exception as error:  # noqa: BLE001 - the delivery that needs them reports it
         log.debug(f"Delivery not prepared at init: {type(error).__name__}: {error}")
 

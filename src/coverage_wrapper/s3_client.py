@@ -27,6 +27,7 @@ thread its own client, or serialise calls.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import sys
@@ -144,17 +145,34 @@ def endpoint_from_environment(environ: Mapping[str, str] | None = None) -> str |
     return environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None
 
 
-def prepare(environ: Mapping[str, str] | None = None) -> None:
-    """Start loading now what the first request to the configured endpoint needs.
+def prepare(environ: Mapping[str, str] | None = None, *, background: bool = False) -> None:
+    """Load now what the first request to the configured endpoint needs.
 
-    For https (S3's own endpoint): ``ssl``, imported here, and the system's trust
-    store, loaded by a thread. Loading it takes 20-30 ms of CPU outside the GIL
-    (OpenSSL parses some 150 certificates), so the thread runs beside the caller's
-    own work; a request that comes first waits for it rather than loading another.
+    For https (S3's own endpoint): ``ssl``, and the system's trust store (OpenSSL
+    parses some 150 certificates: 20-30 ms of CPU here, outside the GIL). With
+    ``background`` the trust store loads on a thread, beside the caller's own work,
+    until :func:`await_prepared`; a request that comes first waits for it rather
+    than loading another. Under SnapStart only ``ssl`` is imported: a TLS context
+    seeds OpenSSL's random generator, which the snapshot would give every restored
+    environment alike.
     """
+    environ = os.environ if environ is None else environ
     endpoint = endpoint_from_environment(environ)
-    if endpoint is None or endpoint.lower().startswith("https:"):
+    if endpoint is not None and urllib.parse.urlsplit(endpoint).scheme.lower() != "https":
+        return
+    import ssl  # noqa: F401 - here, not in the thread: an import a fork cuts short stays locked
+
+    if environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+        return
+    if background:
         _trust.load_in_background()
+    else:
+        _trust.load()
+
+
+def await_prepared(timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for what :func:`prepare` loads in the background."""
+    _trust.await_loading(timeout)
 
 
 class _TrustStore:
@@ -163,7 +181,7 @@ class _TrustStore:
     def __init__(self) -> None:
         self.reset()
         # A child must not start with OpenSSL or the lock held by a thread it does not have.
-        os.register_at_fork(before=self._await_loading, after_in_child=self.reset)
+        os.register_at_fork(before=lambda: self.await_loading(5.0), after_in_child=self.reset)
 
     def reset(self) -> None:
         self._context: ssl.SSLContext | None = None
@@ -178,18 +196,22 @@ class _TrustStore:
                 self._context = ssl.create_default_context()
             return self._context
 
-    def load_in_background(self) -> None:
-        import ssl  # noqa: F401 - here, not in the thread: an import a fork cuts short stays locked
+    def load(self) -> None:
+        """Load it now; a failure is left for the first request to meet and report."""
+        with contextlib.suppress(Exception):
+            self.context()
 
+    def load_in_background(self) -> None:
         with self._lock:  # the thread starts once this is released
             if self._context is None and self._loading is None:
-                loading = threading.Thread(target=self.context, name="lambdacov-tls", daemon=True)
+                loading = threading.Thread(target=self.load, name="lambdacov-tls", daemon=True)
                 loading.start()
                 self._loading = loading
 
-    def _await_loading(self) -> None:
-        if self._loading is not None:
-            self._loading.join(timeout=5.0)
+    def await_loading(self, timeout: float) -> None:
+        loading = self._loading
+        if loading is not None:
+            loading.join(timeout)
 
 
 _trust = _TrustStore()
@@ -199,7 +221,7 @@ def _ssl_error(error: Exception, name: str) -> bool:
     """Whether ``error`` is ``ssl``'s exception ``name`` (never while ``ssl`` is not loaded:
     no TLS connection was made)."""
     ssl = sys.modules.get("ssl")
-    return ssl is not None and isinstance(error, getattr(ssl, name))
+    return ssl is not None and isinstance(error, getattr(ssl, name, ()))
 
 
 def _check_region(region: str) -> str:
@@ -603,7 +625,13 @@ class S3Client:
         if connection is not None and self._origin == origin and connection.sock is not None:
             return connection, False
         self.close()
-        tls = _trust.context() if origin.scheme == "https" else None
+        tls = None
+        if origin.scheme == "https":
+            try:
+                tls = _trust.context()
+            except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+                reason = _clean(str(error)) or type(error).__name__
+                raise S3Error("SSLError", f"cannot load the TLS trust store: {reason}") from None
         connection = http11.Connection(origin.host, origin.port, timeout=self.timeout, tls=tls)
         try:
             connection.connect()

@@ -603,9 +603,10 @@ def test_an_untrusted_certificate_is_refused_at_once(tmp_path: Path) -> None:
     assert len(accepted) == 1
 
 
-def _run_python(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _run_python(script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # -W always: a warning Python gives (a fork with threads alive) shows on stderr.
     return subprocess.run(
-        [sys.executable, "-W", "error::DeprecationWarning", "-c", script],
+        [sys.executable, "-W", "always::DeprecationWarning", "-c", script, *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -614,51 +615,123 @@ def _run_python(script: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_prepare_loads_tls_for_https_only_and_in_a_thread_of_its_own() -> None:
+def test_prepare_loads_tls_for_https_only_and_in_a_thread_when_asked() -> None:
     script = (
         "import sys, threading\n"
         "from coverage_wrapper import s3_client\n"
-        "s3_client.prepare({'AWS_ENDPOINT_URL': 'http://127.0.0.1:1'})\n"
-        "print('ssl' in sys.modules, [t.name for t in threading.enumerate()][1:])\n"
-        "s3_client.prepare({})\n"
-        "print([t.name for t in threading.enumerate()][1:])\n"
-        "context = s3_client._trust.context()\n"
-        "s3_client.prepare({'AWS_ENDPOINT_URL_S3': 'HTTPS://s3.example.com'})\n"
-        "print(context is s3_client._trust.context(), threading.active_count())\n"
+        "loading = lambda: [t.name for t in threading.enumerate() if t.name == 'lambdacov-tls']\n"
+        "s3_client.prepare({'AWS_ENDPOINT_URL': 'http://127.0.0.1:1'}, background=True)\n"
+        "print('ssl' in sys.modules, loading(), s3_client._trust._context)\n"
+        "s3_client.prepare({}, background=True)\n"
+        "print(loading())\n"
+        "s3_client.await_prepared(5.0)\n"
+        "context = s3_client._trust._context\n"
+        "print(loading(), context is not None and context is s3_client._trust.context())\n"
+        "s3_client.prepare({'AWS_ENDPOINT_URL_S3': ' HTTPS://s3.example.com'})\n"
+        "print(context is s3_client._trust.context(), loading())\n"
         "print(context.verify_mode.name, context.check_hostname)\n"
     )
     done = _run_python(script)
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (0, "")
     # http (moto, a local stand-in): no ssl at all; S3's own endpoint: one loading thread,
-    # and one context for the process, with the trust store's checks on.
+    # awaited, and one context for the process, with the trust store's checks on.
     assert done.stdout.splitlines() == [
-        "False []",
+        "False [] None",
         "['lambdacov-tls']",
-        "True 1",
+        "[] True",
+        "True []",
         "CERT_REQUIRED True",
     ]
 
 
-def test_a_fork_while_the_trust_store_loads_leaves_the_child_a_working_client() -> None:
-    # The fork waits for the loading thread: the child has no half-held lock, and
-    # Python (3.12+) does not warn of a fork with threads alive (-W error would fail it).
+def test_prepare_under_snapstart_makes_no_tls_context_for_the_snapshot() -> None:
+    # A context seeds OpenSSL's random generator: every environment restored from the
+    # snapshot would start with the same state. ssl is imported, the context waits.
     script = (
-        "import os\n"
+        "import sys, threading\n"
         "from coverage_wrapper import s3_client\n"
-        "s3_client.prepare({})\n"
+        "s3_client.prepare({'AWS_LAMBDA_INITIALIZATION_TYPE': 'snap-start'}, background=True)\n"
+        "print('ssl' in sys.modules, s3_client._trust._context, threading.active_count())\n"
+    )
+    done = _run_python(script)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True None 1\n", "")
+
+
+def test_a_trust_store_that_fails_to_load_is_reported_by_the_first_request() -> None:
+    # Not by the loading thread: nothing reaches the function's stderr or excepthook.
+    script = (
+        "from coverage_wrapper import s3_client\n"
+        "from coverage_wrapper.sigv4 import Credentials\n"
+        "s3_client.prepare({}, background=True)\n"
+        "s3_client.await_prepared(5.0)\n"
+        "client = s3_client.S3Client(Credentials('a', 'b'), 'us-east-1',\n"
+        "                            endpoint_url='https://127.0.0.1:9', attempts=1)\n"
+        "try:\n"
+        "    client.put_object('b', 'k', b'x')\n"
+        "except s3_client.S3Error as error:\n"
+        "    print(error.code, error.retryable, error.message)\n"
+    )
+    done = _run_python(script, SSLKEYLOGFILE="/nonexistent/keys")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("SSLError False cannot load the TLS trust store: ")
+    assert "/nonexistent/keys" in done.stdout
+
+
+def test_a_fork_while_the_trust_store_loads_waits_for_it() -> None:
+    # The child has no half-held lock or OpenSSL state, and Python (3.12+) has no
+    # fork with threads alive to warn of.
+    script = (
+        "import os, threading\n"
+        "from coverage_wrapper import s3_client\n"
+        "s3_client.prepare({}, background=True)\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    s3_client._trust.context()\n"
         "    os._exit(7)\n"
-        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+        "alive = [t.name for t in threading.enumerate() if t.name == 'lambdacov-tls']\n"
+        "print(alive, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
     )
     done = _run_python(script)
-    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "7", "")
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "[] 7", "")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"), [("", "[] True True"), ("http://127.0.0.1:9", "[] False None")]
+)
+def test_the_exec_wrappers_init_ends_with_the_delivery_prepared(
+    tmp_path: Path, endpoint: str, expected: str
+) -> None:
+    # Imported at init before the function, and the trust store (S3's own endpoint is
+    # https) loaded by the time init ends: no invocation shares its CPU with the load.
+    script = (
+        "import sys, threading\n"
+        "import coverage_wrapper.handler\n"
+        "from coverage_wrapper import s3_client\n"
+        "loading = [t.name for t in threading.enumerate() if t.name == 'lambdacov-tls']\n"
+        "print(loading, 'coverage_wrapper.delivery' in sys.modules and 'ssl' in sys.modules,\n"
+        "      s3_client._trust._context and True)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COVERAGE_"))}
+    environ.update(
+        COVERAGE_S3_BUCKET="bucket",
+        COVERAGE_SPOOL_DIR=str(tmp_path / "spool"),
+        LAMBDACOV_ORIGINAL_HANDLER="json.dumps",
+        AWS_ENDPOINT_URL=endpoint,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, expected, "")
 
 
 def test_the_trust_store_loaded_ahead_is_the_systems(tmp_path: Path) -> None:
     # SSL_CERT_FILE stands for the system's trust store: a server it trusts is reached
-    # with the context loaded by prepare(), one it does not is refused.
+    # with the context prepare() loaded before the request, one it does not is refused.
     cert_file, key_file = _self_signed(tmp_path)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert_file, key_file)
@@ -667,27 +740,24 @@ def test_the_trust_store_loaded_ahead_is_the_systems(tmp_path: Path) -> None:
         "from coverage_wrapper import s3_client\n"
         "from coverage_wrapper.sigv4 import Credentials\n"
         "s3_client.prepare()\n"
+        "ahead = s3_client._trust._context\n"
         "keys = Credentials('a', 'b')\n"
         "client = s3_client.S3Client(keys, 'us-east-1', endpoint_url=sys.argv[1])\n"
         "try:\n"
         "    print(client.put_object('b', 'k', b'x')['ETag'])\n"
         "except s3_client.S3Error as error:\n"
         "    print(error.code)\n"
+        "print(ahead is not None and ahead is s3_client._trust._context)\n"
     )
     with Scripted([], tls=server) as stand_in:
         trusted, untrusted = (
-            subprocess.run(
-                [sys.executable, "-c", script, stand_in.endpoint],
-                env={**os.environ, "AWS_ENDPOINT_URL": stand_in.endpoint, "SSL_CERT_FILE": ca},
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
+            _run_python(
+                script, stand_in.endpoint, AWS_ENDPOINT_URL=stand_in.endpoint, SSL_CERT_FILE=ca
             )
             for ca in (str(cert_file), os.devnull)
         )
-    assert (trusted.stdout, trusted.stderr) == ('"scripted"\n', "")
-    assert (untrusted.stdout, untrusted.stderr) == ("SSLError\n", "")
+    assert (trusted.stdout, trusted.stderr) == ('"scripted"\nTrue\n', "")
+    assert (untrusted.stdout, untrusted.stderr) == ("SSLError\nTrue\n", "")
     assert [seen.method for seen in stand_in.seen] == ["PUT"]
 
 
