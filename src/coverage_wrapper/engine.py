@@ -33,6 +33,10 @@ NOT_SAMPLED = "not sampled (COVERAGE_SAMPLE_RATE)"
 _DEADLINE_MARGIN = 0.5
 # How long the end of init waits for the trust store loading beside it (it takes 20-30 ms).
 _PREPARE_SECONDS = 5.0
+# Lambda gives an invocation a whole vCPU from this memory size up, a share of one below it.
+_FULL_VCPU_MB = 1769
+# Initialization types whose init runs before any request comes.
+_AHEAD_OF_REQUESTS = ("snap-start", "provisioned-concurrency")
 
 
 class Engine:
@@ -98,7 +102,7 @@ class Engine:
                 spool.prepare()
             except ValueError as error:
                 return self._disable(f"configuration error: {error}", error=error)
-            if mode != "context":  # started at init, not within an invocation
+            if _prepare_at_init(mode):
                 _prepare_delivery(background=mode == "wrapper")
             task_root = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path.cwd())
             recorder = Recorder(config, task_root)
@@ -291,14 +295,34 @@ class Engine:
         return self._deliverer
 
 
+def _prepare_at_init(mode: Mode) -> bool:
+    """Whether the delivery's one-time cost is better paid at init than by the first upload.
+
+    At init when no request waits for it (SnapStart, provisioned concurrency), and
+    when the function has less than a vCPU: init runs with burst CPU, but an
+    invocation of a 128 MB function gets about a fourteenth of one, so the first
+    upload's imports would keep the environment busy some 15 times as long after
+    the response. With a vCPU or more the first upload costs no more than init
+    would, and the cold start the caller waits for stays shorter. Not when
+    recording starts within an invocation (``CoverageContext``).
+    """
+    if mode == "context":
+        return False
+    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in _AHEAD_OF_REQUESTS:
+        return True
+    try:
+        memory_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", ""))
+    except ValueError:
+        return True
+    return memory_mb < _FULL_VCPU_MB
+
+
 def _prepare_delivery(*, background: bool) -> None:
     """Import the delivery code, and for https load the trust store, now, at init.
 
     Every first delivery needs them (about 15 ms of CPU here, and 35 more for
-    https), and at init they cost least: an invocation gets CPU in proportion to
-    the function's memory (at 128 MB about a fourteenth of a vCPU), init runs
-    with burst CPU, and SnapStart and provisioned concurrency run it before any
-    request. Before the recorder starts, so no tracer sees them. With
+    https; see :func:`_prepare_at_init` for when init is the better time). Before
+    the recorder starts, so no tracer sees them. With
     ``background`` (the exec wrapper, which calls :meth:`Engine.initialized` once
     the function is imported) the trust store loads beside the function's import.
     A failure here is met again, and reported, by the first delivery.

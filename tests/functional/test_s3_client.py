@@ -696,19 +696,28 @@ def test_a_fork_while_the_trust_store_loads_waits_for_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "expected"), [("", "[] True True"), ("http://127.0.0.1:9", "[] False None")]
+    ("endpoint", "memory", "initialization", "expected"),
+    [
+        ("", "128", "on-demand", "[] True True True"),
+        ("http://127.0.0.1:9", "128", "on-demand", "[] True False None"),
+        ("", "1769", "on-demand", "[] False False None"),
+        ("", "1769", "provisioned-concurrency", "[] True True True"),
+        ("", "10240", "snap-start", "[] True True None"),
+    ],
 )
-def test_the_exec_wrappers_init_ends_with_the_delivery_prepared(
-    tmp_path: Path, endpoint: str, expected: str
+def test_the_exec_wrappers_init_prepares_delivery_where_cpu_costs_least(
+    tmp_path: Path, endpoint: str, memory: str, initialization: str, expected: str
 ) -> None:
-    # Imported at init before the function, and the trust store (S3's own endpoint is
-    # https) loaded by the time init ends: no invocation shares its CPU with the load.
+    # Below a vCPU, or ahead of requests, the delivery code is imported at init before
+    # the function, and the trust store (S3's own endpoint is https) loaded by the time
+    # init ends: no invocation shares its CPU with the load. SnapStart imports ssl but
+    # makes no TLS context for the snapshot; with a vCPU the first upload imports it all.
     script = (
         "import sys, threading\n"
         "import coverage_wrapper.handler\n"
         "from coverage_wrapper import s3_client\n"
         "loading = [t.name for t in threading.enumerate() if t.name == 'lambdacov-tls']\n"
-        "print(loading, 'coverage_wrapper.delivery' in sys.modules and 'ssl' in sys.modules,\n"
+        "print(loading, 'coverage_wrapper.delivery' in sys.modules, 'ssl' in sys.modules,\n"
         "      s3_client._trust._context and True)\n"
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COVERAGE_"))}
@@ -717,6 +726,8 @@ def test_the_exec_wrappers_init_ends_with_the_delivery_prepared(
         COVERAGE_SPOOL_DIR=str(tmp_path / "spool"),
         LAMBDACOV_ORIGINAL_HANDLER="json.dumps",
         AWS_ENDPOINT_URL=endpoint,
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE=memory,
+        AWS_LAMBDA_INITIALIZATION_TYPE=initialization,
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
