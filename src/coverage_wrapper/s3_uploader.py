@@ -9,7 +9,7 @@ functions that may have 128 MB in all. A boto3 client handed in by the caller
 
 from __future__ import annotations
 
-import base64
+import binascii  # base64's b64encode, without importing base64
 import math
 import os
 import re
@@ -252,7 +252,8 @@ class _Put(NamedTuple):
         if self.kms_key_id:
             args["SSEKMSKeyId"] = self.kms_key_id
         if self.sha256 is not None:
-            args["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(self.sha256)).decode("ascii")
+            checksum = binascii.b2a_base64(bytes.fromhex(self.sha256), newline=False)
+            args["ChecksumSHA256"] = checksum.decode()
         client.put_object(**args)
 
 

@@ -678,8 +678,10 @@ def test_a_trust_store_that_fails_to_load_is_reported_by_the_first_request() -> 
 
 
 def test_a_fork_while_the_trust_store_loads_waits_for_it() -> None:
-    # The child has no half-held lock or OpenSSL state, and Python (3.12+) has no
-    # fork with threads alive to warn of.
+    # The child has no half-held lock or OpenSSL state: the loading thread (30 ms of
+    # work) is over by the time fork() returns. (Python's warning of a fork with threads
+    # alive may still come: it counts the kernel's threads, and the finished one may
+    # not have exited yet.)
     script = (
         "import os, threading\n"
         "from coverage_wrapper import s3_client\n"
@@ -692,7 +694,8 @@ def test_a_fork_while_the_trust_store_loads_waits_for_it() -> None:
         "print(alive, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
     )
     done = _run_python(script)
-    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "[] 7", "")
+    assert (done.returncode, done.stdout.strip()) == (0, "[] 7"), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
