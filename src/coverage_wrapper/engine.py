@@ -62,6 +62,7 @@ class Engine:
         # SnapStart: COVERAGE_SAMPLE_RATE is drawn at the first checkpoint after the restore.
         self._sample_after_restore = False
         self._restored = False
+        self._preparing = False  # the trust store loads beside init (see initialized)
         self._lock = threading.RLock()
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
 
@@ -103,7 +104,7 @@ class Engine:
             except ValueError as error:
                 return self._disable(f"configuration error: {error}", error=error)
             if _prepare_at_init(mode):
-                _prepare_delivery(background=mode == "wrapper")
+                self._preparing = _prepare_delivery(background=mode == "wrapper")
             task_root = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path.cwd())
             recorder = Recorder(config, task_root)
             try:
@@ -133,8 +134,9 @@ class Engine:
     def initialized(self) -> None:
         """The end of init (the exec wrapper has imported the function): what started
         loading beside it is awaited here, so that no invocation shares the CPU with it."""
-        if self.active:
-            from coverage_wrapper import s3_client
+        if self._preparing:
+            self._preparing = False
+            from coverage_wrapper import s3_client  # imported already, by the preparation
 
             s3_client.await_prepared(_PREPARE_SECONDS)
 
@@ -317,7 +319,7 @@ def _prepare_at_init(mode: Mode) -> bool:
     return memory_mb < _FULL_VCPU_MB
 
 
-def _prepare_delivery(*, background: bool) -> None:
+def _prepare_delivery(*, background: bool) -> bool:
     """Import the delivery code, and for https load the trust store, now, at init.
 
     Every first delivery needs them (about 15 ms of CPU here, and 35 more for
@@ -325,7 +327,8 @@ def _prepare_delivery(*, background: bool) -> None:
     the recorder starts, so no tracer sees them. With
     ``background`` (the exec wrapper, which calls :meth:`Engine.initialized` once
     the function is imported) the trust store loads beside the function's import.
-    A failure here is met again, and reported, by the first delivery.
+    A failure here is met again, and reported, by the first delivery. True when
+    something may still be loading in the background.
     """
     try:
         from coverage_wrapper import delivery, s3_client
@@ -334,6 +337,8 @@ def _prepare_delivery(*, background: bool) -> None:
         s3_client.prepare(background=background)
     except Exception as error:  # noqa: BLE001 - the delivery that needs them reports it
         log.debug(f"Delivery not prepared at init: {type(error).__name__}: {error}")
+        return False
+    return background
 
 
 def _delivery_failed(error: Exception) -> None:
