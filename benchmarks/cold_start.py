@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import ipaddress
 import json
 import os
 import socket
@@ -53,7 +52,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,42 +118,14 @@ def moto_server(tls: tuple[Path, Path] | None = None) -> Iterator[str]:
 
 def loopback_certificate(directory: Path) -> tuple[Path, Path, Path]:
     """A certificate for 127.0.0.1, its key, and a trust store: the system's and it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    sys.path.insert(0, str(ROOT))  # the tests' helper, shared
+    from tests.support.tls import self_signed
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    pem = certificate.public_bytes(serialization.Encoding.PEM)
-    cert_file, key_file = directory / "moto.pem", directory / "moto-key.pem"
-    cert_file.write_bytes(pem)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_file, key_file = self_signed(directory)
     paths = ssl.get_default_verify_paths()
     system = Path(paths.cafile or paths.openssl_cafile)
     trust_store = directory / "trust-store.pem"
-    trust_store.write_bytes(system.read_bytes() + b"\n" + pem)
+    trust_store.write_bytes(system.read_bytes() + b"\n" + cert_file.read_bytes())
     return cert_file, key_file, trust_store
 
 

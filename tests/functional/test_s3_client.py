@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import ipaddress
 import json
 import os
 import socket
@@ -38,6 +37,7 @@ from coverage_wrapper.errors import error_code
 from coverage_wrapper.s3_client import S3Client, S3Error
 from coverage_wrapper.sigv4 import Credentials, canonical_uri
 from tests.support.faulty_s3 import unused_port_endpoint
+from tests.support.tls import self_signed
 from tests.support.unresponsive import SilentMode, silent_endpoint
 
 REGION = "us-east-1"
@@ -534,45 +534,9 @@ def test_an_error_message_is_one_short_line() -> None:
     assert str(failed.value).isprintable()
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that no trust store knows, and its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def test_an_untrusted_certificate_is_refused_at_once(tmp_path: Path) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*_self_signed(tmp_path))
+    context.load_cert_chain(*self_signed(tmp_path))
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     accepted: list[socket.socket] = []
@@ -746,7 +710,7 @@ def test_the_exec_wrappers_init_prepares_delivery_where_cpu_costs_least(
 def test_the_trust_store_loaded_ahead_is_the_systems(tmp_path: Path) -> None:
     # SSL_CERT_FILE stands for the system's trust store: a server it trusts is reached
     # with the context prepare() loaded before the request, one it does not is refused.
-    cert_file, key_file = _self_signed(tmp_path)
+    cert_file, key_file = self_signed(tmp_path)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert_file, key_file)
     script = (
