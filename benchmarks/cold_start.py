@@ -93,13 +93,13 @@ def moto_server(tls: tuple[Path, Path] | None = None) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     options = ["-s", "-c", str(tls[0]), "-k", str(tls[1])] if tls else []
+    context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port), *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -124,8 +124,11 @@ def loopback_certificate(directory: Path) -> tuple[Path, Path, Path]:
     cert_file, key_file = self_signed(directory)
     paths = ssl.get_default_verify_paths()
     system = Path(paths.cafile or paths.openssl_cafile)
+    if not system.is_file():  # no system bundle here: the loading costs less than on Lambda
+        print(f"no system trust store at {system}: the certificate alone", file=sys.stderr)
+    trusted = system.read_bytes() + b"\n" if system.is_file() else b""
     trust_store = directory / "trust-store.pem"
-    trust_store.write_bytes(system.read_bytes() + b"\n" + cert_file.read_bytes())
+    trust_store.write_bytes(trusted + cert_file.read_bytes())
     return cert_file, key_file, trust_store
 
 
@@ -310,13 +313,15 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory())
-        cert_file, key_file, trust_store = loopback_certificate(Path(scratch))
-        tls = (cert_file, key_file) if args.https else None
+        cert_file, key_file, trust_store = (
+            loopback_certificate(Path(scratch)) if args.https else (None, None, None)
+        )
+        tls = (cert_file, key_file) if cert_file and key_file else None
         endpoint = stack.enter_context(moto_server(tls))
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,
-            verify=str(cert_file) if args.https else None,
+            verify=str(cert_file) if cert_file else None,
             region_name="us-east-1",
             aws_access_key_id="testing",  # moto accepts any key
             aws_secret_access_key="testing",
@@ -336,7 +341,7 @@ def main() -> None:
                 endpoint,
                 workdir,
                 args.against,
-                trust_store if args.https else None,
+                trust_store,
             )
     if args.json:
         print(json.dumps({"rounds": args.rounds, "calls": args.calls, "results": results}))

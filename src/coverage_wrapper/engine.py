@@ -36,7 +36,7 @@ _PREPARE_SECONDS = 5.0
 # Lambda gives an invocation a whole vCPU from this memory size up, a share of one below it.
 _FULL_VCPU_MB = 1769
 # Initialization types whose init runs before any request comes.
-_AHEAD_OF_REQUESTS = ("snap-start", "provisioned-concurrency")
+_AHEAD_OF_REQUESTS = ("snap-start", "provisioned-concurrency", "lambda-managed-instances")
 
 
 class Engine:
@@ -300,12 +300,12 @@ class Engine:
 def _prepare_at_init(mode: Mode) -> bool:
     """Whether the delivery's one-time cost is better paid at init than by the first upload.
 
-    At init when no request waits for it (SnapStart, provisioned concurrency), and
-    when the function has less than a vCPU: init runs with burst CPU, but an
-    invocation of a 128 MB function gets about a fourteenth of one, so the first
-    upload's imports would keep the environment busy some 15 times as long after
-    the response. With a vCPU or more the first upload costs no more than init
-    would, and the cold start the caller waits for stays shorter. Not when
+    At init when no request waits for it (SnapStart, provisioned concurrency, Managed
+    Instances), and when the function has less than a vCPU: init runs with burst
+    CPU, but an invocation of a 128 MB function gets about a fourteenth of one, so
+    the first upload's imports would keep the environment busy some 15 times as
+    long after the response. With a vCPU or more the first upload costs no more than
+    init would, and the cold start the caller waits for stays shorter. Not when
     recording starts within an invocation (``CoverageContext``).
     """
     if mode == "context":

@@ -38,8 +38,10 @@ def load_handler(spec: str) -> Callable[[Any, Any], Any]:
 
 _engine = get_engine()
 _engine.start("wrapper")
-_original = load_handler(os.environ.get(ORIGINAL_HANDLER_VAR, ""))
-_engine.initialized()
+try:
+    _original = load_handler(os.environ.get(ORIGINAL_HANDLER_VAR, ""))
+finally:  # also when the function fails to import: the runtime exits then, mid-load otherwise
+    _engine.initialized()
 
 
 def lambda_handler(event: Any, context: Any) -> Any:

@@ -631,7 +631,8 @@ class S3Client:
                 tls = _trust.context()
             except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
                 reason = _clean(str(error)) or type(error).__name__
-                raise S3Error("SSLError", f"cannot load the TLS trust store: {reason}") from None
+                message = f"cannot load the TLS trust store: {reason}"
+                raise S3Error("TrustStoreError", message) from None
         connection = http11.Connection(origin.host, origin.port, timeout=self.timeout, tls=tls)
         try:
             connection.connect()

@@ -49,6 +49,7 @@ _HINTS = {
     "CredentialRetrievalError": "the credentials endpoint gave no keys: check "
     "AWS_CONTAINER_CREDENTIALS_FULL_URI and the token Lambda gives with it",
     "SSLError": "S3's certificate is not trusted: check AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL",
+    "TrustStoreError": "check SSL_CERT_FILE and SSL_CERT_DIR (the trust store) and SSLKEYLOGFILE",
 }
 
 

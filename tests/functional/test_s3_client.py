@@ -621,24 +621,30 @@ def test_prepare_under_snapstart_makes_no_tls_context_for_the_snapshot() -> None
     assert (done.returncode, done.stdout, done.stderr) == (0, "True None 1\n", "")
 
 
-def test_a_trust_store_that_fails_to_load_is_reported_by_the_first_request() -> None:
+def test_a_trust_store_that_fails_to_load_is_reported_by_the_first_upload() -> None:
     # Not by the loading thread: nothing reaches the function's stderr or excepthook.
+    # The upload's error says what to check: not the endpoint, the trust store's settings.
     script = (
         "from coverage_wrapper import s3_client\n"
+        "from coverage_wrapper.models import CoverageConfig\n"
+        "from coverage_wrapper.s3_uploader import S3Uploader\n"
         "from coverage_wrapper.sigv4 import Credentials\n"
         "s3_client.prepare({}, background=True)\n"
         "s3_client.await_prepared(5.0)\n"
         "client = s3_client.S3Client(Credentials('a', 'b'), 'us-east-1',\n"
         "                            endpoint_url='https://127.0.0.1:9', attempts=1)\n"
         "try:\n"
-        "    client.put_object('b', 'k', b'x')\n"
-        "except s3_client.S3Error as error:\n"
-        "    print(error.code, error.retryable, error.message)\n"
+        "    S3Uploader(CoverageConfig('bucket'), client).put('k', b'x')\n"
+        "except Exception as error:\n"
+        "    print(error.code, error.detail, sep='\\n')\n"
+        "    print(error.hint)\n"
     )
     done = _run_python(script, SSLKEYLOGFILE="/nonexistent/keys")
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout.startswith("SSLError False cannot load the TLS trust store: ")
-    assert "/nonexistent/keys" in done.stdout
+    code, detail, hint = done.stdout.splitlines()
+    assert code == "TrustStoreError" and "/nonexistent/keys" in detail
+    assert "cannot load the TLS trust store: " in detail
+    assert "SSL_CERT_FILE" in hint and "SSLKEYLOGFILE" in hint
 
 
 def test_a_fork_while_the_trust_store_loads_waits_for_it() -> None:
@@ -670,6 +676,7 @@ def test_a_fork_while_the_trust_store_loads_waits_for_it() -> None:
         ("", "1769", "on-demand", "[] False False -"),
         ("", "1769", "provisioned-concurrency", "[] True True True"),
         ("", "10240", "snap-start", "[] True True None"),
+        ("", "4096", "lambda-managed-instances", "[] True True True"),
     ],
 )
 def test_the_exec_wrappers_init_prepares_delivery_where_cpu_costs_least(
@@ -705,6 +712,38 @@ def test_the_exec_wrappers_init_prepares_delivery_where_cpu_costs_least(
         check=False,
     )
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, expected, "")
+
+
+def test_a_function_that_fails_to_import_ends_init_cleanly_while_the_trust_store_loads(
+    tmp_path: Path,
+) -> None:
+    # awslambdaric reports the import error and exits; the trust store's thread must
+    # not be left loading then (an interpreter leaving mid-load could crash in OpenSSL).
+    script = (
+        "import sys, threading\n"
+        "try:\n"
+        "    import coverage_wrapper.handler\n"
+        "except ImportError:\n"
+        "    loading = [t for t in threading.enumerate() if t.name == 'lambdacov-tls']\n"
+        "    sys.exit(1 if not loading else 3)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COVERAGE_"))}
+    environ.update(
+        COVERAGE_S3_BUCKET="bucket",
+        COVERAGE_SPOOL_DIR=str(tmp_path / "spool"),
+        LAMBDACOV_ORIGINAL_HANDLER="no_such_module.handler",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
+    )
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (1, "")
 
 
 def test_the_trust_store_loaded_ahead_is_the_systems(tmp_path: Path) -> None:
