@@ -668,6 +668,20 @@ def test_a_fork_while_the_trust_store_loads_waits_for_it() -> None:
     assert "Traceback" not in done.stderr
 
 
+def _start_the_wrapper(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script``, which imports the exec wrapper's handler, in a Lambda-like environment."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COVERAGE_"))}
+    environ.update(COVERAGE_S3_BUCKET="bucket", COVERAGE_SPOOL_DIR=str(tmp_path / "spool"), **env)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     ("endpoint", "memory", "initialization", "expected"),
     [
@@ -694,22 +708,13 @@ def test_the_exec_wrappers_init_prepares_delivery_where_cpu_costs_least(
         "print(loading, 'coverage_wrapper.delivery' in sys.modules, 'ssl' in sys.modules,\n"
         "      s3_client._trust._context and True if s3_client else '-')\n"
     )
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COVERAGE_"))}
-    environ.update(
-        COVERAGE_S3_BUCKET="bucket",
-        COVERAGE_SPOOL_DIR=str(tmp_path / "spool"),
+    done = _start_the_wrapper(
+        script,
+        tmp_path,
         LAMBDACOV_ORIGINAL_HANDLER="json.dumps",
         AWS_ENDPOINT_URL=endpoint,
         AWS_LAMBDA_FUNCTION_MEMORY_SIZE=memory,
         AWS_LAMBDA_INITIALIZATION_TYPE=initialization,
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, expected, "")
 
@@ -727,21 +732,12 @@ def test_a_function_that_fails_to_import_ends_init_cleanly_while_the_trust_store
         "    loading = [t for t in threading.enumerate() if t.name == 'lambdacov-tls']\n"
         "    sys.exit(1 if not loading else 3)\n"
     )
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COVERAGE_"))}
-    environ.update(
-        COVERAGE_S3_BUCKET="bucket",
-        COVERAGE_SPOOL_DIR=str(tmp_path / "spool"),
-        LAMBDACOV_ORIGINAL_HANDLER="no_such_module.handler",
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
-    )
     for _ in range(3):
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        done = _start_the_wrapper(
+            script,
+            tmp_path,
+            LAMBDACOV_ORIGINAL_HANDLER="no_such_module.handler",
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
         )
         assert (done.returncode, done.stderr) == (1, "")
 
