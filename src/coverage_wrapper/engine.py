@@ -322,11 +322,11 @@ def _prepare_at_init(mode: Mode) -> bool:
 def _prepare_delivery(*, background: bool) -> bool:
     """Import the delivery code, and for https load the trust store, now, at init.
 
-    Every first delivery needs them (about 15 ms of CPU here, and 35 more for
+    Every first delivery needs them (17-21 ms of CPU here, and 30-40 more for
     https; see :func:`_prepare_at_init` for when init is the better time). Before
-    the recorder starts, so no tracer sees them. With
-    ``background`` (the exec wrapper, which calls :meth:`Engine.initialized` once
-    the function is imported) the trust store loads beside the function's import.
+    the recorder starts, so no tracer sees them. With ``background`` (the exec
+    wrapper, which calls :meth:`Engine.initialized` once the function is imported)
+    the trust store loads beside the function's import.
     A failure here is met again, and reported, by the first delivery. True when
     something may still be loading in the background.
     """
