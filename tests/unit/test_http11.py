@@ -68,10 +68,17 @@ def exchange(
 ) -> http11.Response:
     server = Server(answer, keep=keep)
     servers.append(server)
+    return exchange_with(server, method, "/b/k", {"host": "example"}, limit=limit)
+
+
+def exchange_with(
+    server: Server, method: str, path: str, headers: dict[str, str], *, limit: int = 100
+) -> http11.Response:
+    """One request to ``server`` on a connection of its own, closed after."""
     connection = http11.Connection("127.0.0.1", server.port, timeout=5)
     connection.connect()
     try:
-        return connection.exchange(method, "/b/k", {"host": "example"}, b"", limit=limit)
+        return connection.exchange(method, path, headers, b"", limit=limit)
     finally:
         connection.close()
 
@@ -205,13 +212,8 @@ def test_a_line_break_in_a_header_is_refused_before_sending(
 ) -> None:
     server = Server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     serve.append(server)
-    connection = http11.Connection("127.0.0.1", server.port, timeout=5)
-    connection.connect()
-    try:
-        with pytest.raises(ValueError, match="line break"):
-            connection.exchange("PUT", "/b/k", headers, b"", limit=10)
-    finally:
-        connection.close()
+    with pytest.raises(ValueError, match="line break"):
+        exchange_with(server, "PUT", "/b/k", headers, limit=10)
     assert server.received == b""
 
 
@@ -263,12 +265,7 @@ def test_without_a_host_header_one_is_sent_with_the_port_that_is_not_the_schemes
 ) -> None:
     server = Server(b"HTTP/1.1 204 No Content\r\n\r\n")
     serve.append(server)
-    connection = http11.Connection("127.0.0.1", server.port, timeout=5)
-    connection.connect()
-    try:
-        connection.exchange("GET", "/creds", {"Accept": "application/json"}, b"", limit=10)
-    finally:
-        connection.close()
+    exchange_with(server, "GET", "/creds", {"Accept": "application/json"}, limit=10)
     assert f"\r\nHost: 127.0.0.1:{server.port}\r\n".encode() in server.received
     assert http11.host_header("::1", 80, secure=False) == "[::1]"
     assert http11.host_header("example.com", 443, secure=True) == "example.com"
