@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pytest
 from lambdacov.local import LocalLambda
 from tests.support.faulty_s3 import FaultyS3
 from tests.support.oracle import ORDERS, measured, run_oracle
+from tests.support.s3_proxy import S3Proxy
+from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.e2e
 
@@ -112,6 +115,33 @@ def test_zero_code_change_matches_coverage_run_and_is_delivered_before_the_freez
     errors = [e for e in json_logs(function.logs) if e.get("level") == "ERROR"]
     assert errors == []
     assert not [line for line in shutdown_logs if "Traceback" in line.text]
+
+
+def test_over_https_the_layer_loads_tls_at_init_and_delivers_with_the_systems_trust_store(
+    host_layer: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    # S3 is https: an https stand-in forwards to moto, and SSL_CERT_FILE (the system's trust
+    # store, as OpenSSL reads it) trusts its certificate and nothing else.
+    cert_file, key_file = self_signed(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    with S3Proxy(moto_endpoint, tls=server) as proxy:
+        env = {
+            **WRAPPER,
+            "COVERAGE_S3_BUCKET": bucket,
+            "AWS_ENDPOINT_URL": proxy.endpoint,
+            "SSL_CERT_FILE": str(cert_file),
+        }
+        with LocalLambda(FIXTURES / "probe", "app.handler", layer=host_layer, env=env) as function:
+            probe = function.invoke({}).payload
+            function.shutdown()
+    # Loaded at init (128 MB: less than a vCPU), before the first event.
+    assert probe["delivery_imported"] is True and probe["ssl_imported"] is True
+    sent = proxy.sent("PUT")
+    assert [key for key in sent if key.endswith(".coverage")], sent
+    stored = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert [key for key in stored if key.endswith(".coverage")], stored
+    assert [e for e in json_logs(function.logs) if e.get("level") == "ERROR"] == []
 
 
 @pytest.mark.parametrize("branch", [False, True])

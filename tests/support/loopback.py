@@ -4,6 +4,7 @@ error document, and forwarding a request upstream unchanged."""
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,17 +12,23 @@ from typing import Self
 
 
 class LoopbackServer:
-    """A threaded HTTP server on a free port of 127.0.0.1, serving while in a ``with``."""
+    """A threaded HTTP server on a free port of 127.0.0.1, serving while in a ``with``;
+    HTTPS with ``tls``, a server-side context."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+    ) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https" if tls else "http"
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def __enter__(self) -> Self:
         self._thread.start()

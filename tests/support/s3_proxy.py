@@ -12,6 +12,7 @@ does not match), so this does.
 
 from __future__ import annotations
 
+import ssl
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
@@ -19,7 +20,7 @@ from tests.support.loopback import LoopbackServer, forward, send_s3_error
 
 
 class S3Proxy(LoopbackServer):
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, tls: ssl.SSLContext | None = None) -> None:
         self.upstream = upstream
         self.requests: list[tuple[str, str]] = []
         self.headers: list[dict[str, str]] = []
@@ -47,7 +48,7 @@ class S3Proxy(LoopbackServer):
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        super().__init__(Handler)
+        super().__init__(Handler, tls)
 
     def sent(self, method: str, prefix: str = "") -> list[str]:
         """The keys of the requests of ``method`` under ``prefix``, in order."""
