@@ -93,9 +93,9 @@ class Engine:
             snapshot = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
             if reason := _not_recording(config, drawn=not snapshot):
                 return self._disable(reason, level="debug")
-            if snapshot and 0.0 < config.sample_rate < 1.0:
-                self._sample_after_restore = True
-                self._restored = _watch_restore(self._mark_restored)
+            if snapshot:
+                self._sample_after_restore = 0.0 < config.sample_rate < 1.0
+                self._restored = _watch_restore(self._after_restore)
             spool = SpoolDirectory(config.spool_dir)
             try:
                 # Before coverage starts: a spool that can never take data must not
@@ -189,8 +189,13 @@ class Engine:
     def _keep_back(self) -> None:
         self._carry = self._delta()
 
-    def _mark_restored(self) -> None:
+    def _after_restore(self) -> None:
+        """SnapStart: this environment is restored. The extension is told again that this
+        process reports the end of each invocation: one restored with the snapshot heard
+        it at init, one started after the restore (as the local Lambda's are) did not."""
         self._restored = True
+        if self.mode == "wrapper" and self._notifier is not None and not self._concurrent:
+            self._notifier.send(ARMED, str(os.getpid()))
 
     def _sampled_out(self, request_id: str) -> bool:
         """SnapStart: draw COVERAGE_SAMPLE_RATE for this restored environment; when it is

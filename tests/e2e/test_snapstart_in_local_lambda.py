@@ -9,6 +9,7 @@ The lines run at init are still delivered by the restored environment.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -76,6 +77,82 @@ def test_a_restored_environment_delivers_init_and_invocations_under_an_id_of_its
     (tmp_path / "oracle").mkdir()
     expected, _ = run_oracle(ORDERS, ORDERS / "events.json", tmp_path / "oracle")
     assert measured(data, ORDERS, branch=False) == expected  # init lines included
+
+
+def lines_in(s3: Any, bucket: str, key: str, version: str, tmp_path: Path) -> dict[str, list[Any]]:
+    path = tmp_path / f"{version}.coverage"
+    s3.download_file(bucket, key, str(path), ExtraArgs={"VersionId": version})
+    data = coverage.CoverageData(basename=str(path))
+    data.read()
+    return measured(data, ORDERS, branch=False)
+
+
+def oracle_of(events: list[Any], workdir: Path) -> dict[str, list[Any]]:
+    workdir.mkdir()
+    (workdir / "events.json").write_text(json.dumps(events))
+    expected, _ = run_oracle(ORDERS, workdir / "events.json", workdir)
+    return expected
+
+
+def test_three_environments_restored_from_one_snapshot_deliver_init_lines_each_under_its_own_key(
+    host_layer: Path, moto_endpoint: str, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    events = json.loads((ORDERS / "events.json").read_text())
+    shares = [events[k::3] for k in range(3)]  # one environment's invocations each
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    env = {
+        **WRAPPER,
+        "COVERAGE_S3_BUCKET": bucket,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "COVERAGE_DEBUG": "true",
+    }
+    with LocalLambda(
+        ORDERS, "app.handler", layer=host_layer, env=env, function_name="orders", snap_start=True
+    ) as function:
+        for n, share in enumerate(shares, start=1):
+            for event in share:
+                function.invoke(event)
+            # Delivered within the invocations: the restored environment's extension
+            # held the freeze for the runtime, as after a cold start.
+            assert len(data_keys(s3, bucket)) == n
+            function.shutdown()
+        restores = function.restores
+        lines = [line.text for line in function.logs]
+
+    assert restores == 3
+    # INIT ran once: every environment holds its recorder as the snapshot had it.
+    assert sum("Initializing coverage tracking" in text for text in lines) == 1
+    assert not [text for text in lines if '"level": "ERROR"' in text]
+    keys = data_keys(s3, bucket)
+    identities = {match[1] for key in keys if (match := ENVIRONMENT_ID.search(key))}
+    assert len(keys) == 3 and len(identities) == 3, keys
+    delivered = []
+    for key in keys:
+        # Listed newest first (LastModified has whole seconds only).
+        versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"][::-1]
+        assert versions[-1]["IsLatest"]
+        history = [lines_in(s3, bucket, key, v["VersionId"], tmp_path) for v in versions]
+        for older, newer in itertools.pairwise(history):  # no other environment wrote here
+            assert all(set(older[name]) <= set(newer.get(name, [])) for name in older)
+        delivered.append(history[-1])
+
+    union: dict[str, set[Any]] = {}
+    for data in delivered:
+        for name, numbers in data.items():
+            union.setdefault(name, set()).update(numbers)
+    expected = oracle_of(events, tmp_path / "oracle")
+    assert {name: sorted(numbers) for name, numbers in union.items()} == expected
+    # The lines init ran are in each environment's object, as after a cold start.
+    at_init = oracle_of([], tmp_path / "init")
+    assert at_init and all(
+        set(numbers) <= set(data.get(name, []))
+        for data in delivered
+        for name, numbers in at_init.items()
+    )
+    # And each object is exactly its environment's init and invocations (keys are
+    # listed by name, not in the order the environments ran).
+    own = [oracle_of(share, tmp_path / f"share-{n}") for n, share in enumerate(shares)]
+    assert sorted(delivered, key=repr) == sorted(own, key=repr)
 
 
 def test_a_function_measured_with_the_context_manager_makes_no_id_before_the_snapshot(

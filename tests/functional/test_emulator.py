@@ -524,3 +524,117 @@ def test_a_runtime_gone_between_invocations_is_replaced_by_a_new_environment(
     assert first.ok
     assert gone.error is not None and gone.error["errorType"] == "Runtime.ExitError"
     assert again.ok and again.payload["pid"] != first.payload["pid"]
+
+
+SNAPSHOTTED = """\
+import os
+import uuid
+
+from snapshot_restore_py import register_after_restore
+
+MADE_AT_INIT = uuid.uuid4().hex  # in the snapshot: the same in every restored environment
+print("init ran", flush=True)
+calls = 0
+restores = 0
+with open(os.path.join(os.environ["TMPDIR"], "at-init"), "w") as file:
+    file.write(MADE_AT_INIT)
+
+
+def restored():
+    global restores
+    restores += 1
+
+
+register_after_restore(restored)
+
+
+def handler(event, context):
+    global calls
+    calls += 1
+    tmp = os.environ["TMPDIR"]
+    seen = sorted(name for name in os.listdir(tmp) if name.startswith(("at-", "later-")))
+    with open(os.path.join(tmp, f"later-{calls}-{os.getpid()}"), "w") as file:
+        file.write("written in an invocation")
+    return {
+        "made_at_init": MADE_AT_INIT,
+        "pid": os.getpid(),
+        "calls": calls,
+        "restores": restores,
+        "tmp": seen,
+        "initialization": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+    }
+"""
+
+
+def test_snap_start_restores_each_environment_from_the_one_initialised_state(
+    tmp_path: Path,
+) -> None:
+    code = tmp_path / "snapshotted"
+    code.mkdir()
+    (code / "app.py").write_text(SNAPSHOTTED)
+    layer = make_layer(tmp_path, "recorder")
+    log = tmp_path / "recorder.log"
+    env = {"RECORDER_LOG": str(log)}
+    with LocalLambda(code, "app.handler", layer=layer, env=env, snap_start=True) as function:
+        environments = []
+        for _ in range(3):
+            environments.append([function.invoke({}).payload for _ in range(2)])
+            function.shutdown()
+        restores = function.restores
+        lines = [line.text for line in function.logs]
+
+    first_calls = [calls[0] for calls in environments]
+    # Memory as init left it, in every environment: one init, its value everywhere.
+    assert lines.count("init ran") == 1
+    assert len({payload["made_at_init"] for payload in first_calls}) == 1
+    assert [[payload["calls"] for payload in calls] for calls in environments] == [[1, 2]] * 3
+    # Each environment's runtime is a process of its own, restored once (hooks ran).
+    assert len({payload["pid"] for calls in environments for payload in calls}) == 3
+    assert all(len({payload["pid"] for payload in calls}) == 1 for calls in environments)
+    assert [payload["restores"] for payload in first_calls] == [1, 1, 1]
+    assert restores == 3 and sum(text.startswith("RESTORE_START") for text in lines) == 3
+    assert {payload["initialization"] for payload in first_calls} == {"snap-start"}
+    # /tmp as the snapshot had it: what an earlier environment wrote is not there.
+    assert [payload["tmp"] for payload in first_calls] == [["at-init"]] * 3
+    # Extensions start afresh in each restored environment (after the one of init),
+    # each gets its environment's events and its SHUTDOWN.
+    entries = recorded(log)
+    assert sum("registered" in entry for entry in entries) == 4
+    events = [entry["event"]["eventType"] for entry in entries if "event" in entry]
+    assert events == ["INVOKE", "INVOKE", "SHUTDOWN"] * 3
+
+
+FAILING_RESTORE = """\
+from snapshot_restore_py import register_after_restore
+
+print("init ran", flush=True)
+
+
+def refuse():
+    raise RuntimeError("no restore today")
+
+
+register_after_restore(refuse)
+
+
+def handler(event, context):
+    return "unreachable"
+"""
+
+
+def test_an_after_restore_hook_that_fails_fails_the_invocation_and_each_restore_after_it(
+    tmp_path: Path,
+) -> None:
+    code = tmp_path / "refusing"
+    code.mkdir()
+    (code / "app.py").write_text(FAILING_RESTORE)
+    with LocalLambda(code, "app.handler", snap_start=True) as function:
+        results = [function.invoke({}) for _ in range(2)]
+        lines = [line.text for line in function.logs]
+
+    for result in results:
+        assert result.error is not None
+        assert result.error["errorType"] == "RuntimeError"  # what the hook raised
+        assert "no restore today" in result.error["errorMessage"]
+    assert lines.count("init ran") == 1  # the second is restored from the same snapshot
+    assert sum(text.startswith("RESTORE_START") for text in lines) == 2

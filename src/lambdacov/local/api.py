@@ -8,7 +8,9 @@ blocked in their ``next`` call, a response posted, an init error).
 
 One server serves one initialisation of the environment. After a reset the
 emulator starts a new one, so a request still pending from a killed process
-can never take an invocation meant for its successor.
+can never take an invocation meant for its successor. (SnapStart's restored
+environments get new ones at the address the snapshot knows, once the old one
+is closed.)
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+
+from lambdacov.errors import EmulatorError
 
 RUNTIME = "/2018-06-01/runtime"
 EXTENSION = "/2020-01-01/extension"
@@ -88,7 +92,10 @@ class RuntimeApi:
     under the state lock, so predicates may call the other methods freely.
     """
 
-    def __init__(self, *, function_name: str, function_version: str, handler: str) -> None:
+    def __init__(
+        self, *, function_name: str, function_version: str, handler: str, address: str = ""
+    ) -> None:
+        """Serve on 127.0.0.1, on the port of ``address`` (``127.0.0.1:PORT``) if given."""
         self._function = {
             "functionName": function_name,
             "functionVersion": function_version,
@@ -119,7 +126,13 @@ class RuntimeApi:
         self._credentials: dict[str, str] = {}
         self._credentials_token = ""
         self.credential_requests: list[float] = []
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        port = int(address.rpartition(":")[2]) if address else 0
+        try:
+            self._server = _Server(("127.0.0.1", port), _Handler)
+        except OSError as error:
+            raise EmulatorError(
+                f"cannot serve the Runtime API at 127.0.0.1:{port}: {error.strerror or error}"
+            ) from error
         self._server.api = self
         self._thread = threading.Thread(
             target=self._server.serve_forever,

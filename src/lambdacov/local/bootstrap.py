@@ -6,15 +6,31 @@ it reads the handler from ``_HANDLER`` when it starts (so a wrapper may have
 changed it), puts ``LAMBDA_TASK_ROOT`` first on sys.path, and hands over to
 ``awslambdaric.bootstrap.run`` the way ``python -m awslambdaric`` does.
 
+Under SnapStart the emulator gives it one end of a socket (``RESTORE_FD``), and
+the process that ran init becomes the snapshot (see :mod:`lambdacov.local.snapshot`):
+where awslambdaric asks to be restored, it forks one runtime process per restored
+environment instead.
+
 This file runs inside the runtime's interpreter, where lambdacov is not
 installed: it imports nothing but the standard library and awslambdaric.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # not imported at run time: the runtime's start stays as Lambda's
+    import socket
+    from collections.abc import Callable
+    from typing import Any
+
+#: The variable naming the descriptor of the emulator's SnapStart socket (the
+#: emulator's own: the function never sees it).
+RESTORE_FD = "_LAMBDACOV_LOCAL_RESTORE_FD"
 
 
 def _lambda_sys_path() -> None:
@@ -28,6 +44,61 @@ def _lambda_sys_path() -> None:
         sys.path[:] = [task_root, *(entry for entry in sys.path if entry != task_root)]
 
 
+def serve_restores(control: socket.socket) -> None:
+    """Be the snapshot: fork one runtime process per restore the emulator asks for.
+
+    Called where awslambdaric would ask for its restore: init and the
+    before-snapshot hooks have run. It says ``snapshot``, then for each ``restore``
+    line forks a child with this process's memory, in a process group of its own
+    (frozen and killed apart from this one), says its pid, and reports its exit
+    (``exit PID STATUS``, negative for a signal) without reaping it, so that its
+    pid is not reused while the emulator may still signal it. The child returns,
+    to ask for its restore as this process would have. The parent never returns:
+    it exits once the emulator closes its end.
+    """
+    control.sendall(b"snapshot\n")
+    requests = control.makefile("rb")
+    child = 0
+    for line in requests:
+        if child:
+            os.waitpid(child, 0)
+            child = 0
+        if line.strip() != b"restore":
+            continue
+        child = os.fork()
+        if child == 0:
+            os.setpgid(0, 0)
+            requests.close()
+            control.close()
+            return
+        with contextlib.suppress(OSError):  # the emulator may signal it before it has
+            os.setpgid(child, child)
+        control.sendall(f"{child}\n".encode())
+        ended = os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
+        assert ended is not None  # None only with WNOHANG
+        code = ended.si_status if ended.si_code == os.CLD_EXITED else -ended.si_status
+        control.sendall(f"exit {child} {code}\n".encode())
+    os._exit(0)
+
+
+def _restored_from_snapshot(client_class: Any) -> None:
+    """Under the emulator's SnapStart, fork each restored environment's runtime where
+    awslambdaric asks for its restore."""
+    descriptor = os.environ.pop(RESTORE_FD, "")
+    if not descriptor:
+        return
+    import socket
+
+    control = socket.socket(fileno=int(descriptor))
+    restore_next: Callable[[Any], None] = client_class.restore_next
+
+    def fork_then_restore(self: Any) -> None:
+        serve_restores(control)
+        restore_next(self)
+
+    client_class.restore_next = fork_then_restore
+
+
 def main() -> None:
     """Run the function's handler under awslambdaric until the environment is shut down."""
     _lambda_sys_path()
@@ -38,6 +109,8 @@ def main() -> None:
 
     from awslambdaric import bootstrap
     from awslambdaric.lambda_runtime_client import LambdaRuntimeClient
+
+    _restored_from_snapshot(LambdaRuntimeClient)
 
     try:
         from awslambdaric.lambda_config import LambdaConfigProvider

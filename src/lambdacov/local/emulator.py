@@ -43,8 +43,15 @@ from lambdacov.errors import EmulatorError, UsageError
 from lambdacov.local.api import Invocation, RuntimeApi
 from lambdacov.local.layers import merge_layers
 from lambdacov.local.memory import MIB, MemoryWatch
-from lambdacov.local.process import LogCallback, LogCollector, LogLine, ManagedProcess
+from lambdacov.local.process import (
+    EnvironmentProcess,
+    LogCallback,
+    LogCollector,
+    LogLine,
+    ManagedProcess,
+)
 from lambdacov.local.runtime_env import current_version, runtime_python
+from lambdacov.local.snapshot import RuntimeTemplate
 from lambdacov.local.variables import (
     FUNCTION_VERSION,
     FunctionConfig,
@@ -125,14 +132,16 @@ class Environment:
         self.started_at = started_at
         self.ready_at: float | None = None
         self.extensions: list[ManagedProcess] = []
-        self.runtime: ManagedProcess | None = None
+        self.runtime: EnvironmentProcess | None = None
+        #: SnapStart, until the snapshot: the runtime as the template of restored ones.
+        self.template: RuntimeTemplate | None = None
         self.memory = MemoryWatch(
             memory_mb * MIB, lambda: [proc.pid for proc in self.processes], self._out_of_memory
         )
         self.memory.start()
 
     @property
-    def processes(self) -> list[ManagedProcess]:
+    def processes(self) -> list[EnvironmentProcess]:
         """The extensions' processes and the runtime's, in the order they started."""
         return [*self.extensions, *([self.runtime] if self.runtime else [])]
 
@@ -168,6 +177,8 @@ class Environment:
         self.memory.stop()
         for proc in self.processes:
             proc.kill()
+        if self.template is not None:
+            self.template.close()
         self.api.close()
 
     def _out_of_memory(self) -> None:
@@ -257,10 +268,17 @@ class LocalLambda(Closing):
         )
         self.init_timeout = init_timeout
         #: With ``snap_start``: /tmp as it was when the snapshot was taken (after INIT,
-        #: before the restore), kept for inspection.
+        #: before the restore); every environment restored starts with a copy of it.
         self.snapshot_tmp: Path | None = None
-        #: With ``snap_start``: when the environment was restored (``time.monotonic()``).
+        #: With ``snap_start``: when the latest environment was restored (``time.monotonic()``).
         self.restored_at: float | None = None
+        #: With ``snap_start``: how many environments were restored from the snapshot.
+        self.restores = 0
+        # With ``snap_start``: the initialised runtime, forked into each restored
+        # environment, and what the snapshot keeps of init (variables, credentials token).
+        self._template: RuntimeTemplate | None = None
+        self._snapshot_env: dict[str, str] = {}
+        self._credentials_token = ""
         self._python = runtime_python(self.config.python_version)
         self._scratch = Path(tempfile.mkdtemp(prefix="lambdacov-local-"))
         self.tmp_dir = self._scratch / "tmp"
@@ -350,17 +368,23 @@ class LocalLambda(Closing):
         finally:
             self._closed = True
             _LIVE.discard(self)
+            if self._template is not None:
+                self._template.close()
             shutil.rmtree(self._scratch, ignore_errors=True)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def _warm(self, request_id: str) -> tuple[Environment, float | None] | InvocationResult:
         """The initialised environment, initialising one first if there is none, and INIT's
-        duration then; the result of the invocation ``request_id`` when INIT fails."""
+        duration then (with SnapStart, the restore's, and INIT's too when it ran for it); the
+        result of the invocation ``request_id`` when INIT or the restore fails."""
         if self._environment is not None:
             return self._environment, None
         started = time.monotonic()
-        environment, init_error = self._init()
+        if self.config.snap_start:
+            environment, init_error = self._restore()
+        else:
+            environment, init_error = self._init()
         init_ms = _ms_since(started)
         if init_error is not None:
             self._teardown(environment, "failure")
@@ -522,8 +546,6 @@ class LocalLambda(Closing):
         )
         environment = Environment(api, started, config.memory_mb)
         self._memory = environment.memory
-        if config.snap_start:
-            api.on_restore = lambda: self._snapshot(api)
         # Managed Instances run invocations concurrently and never freeze the environment:
         # extensions get SHUTDOWN, not INVOKE (there is no one invocation's end to hold).
         api.invoke_extensions = config.max_concurrency is None
@@ -531,6 +553,7 @@ class LocalLambda(Closing):
         if config.snap_start:
             credentials_token = secrets.token_hex(16)
             credentials_uri = api.serve_credentials(credentials(os.environ), credentials_token)
+            self._credentials_token = credentials_token
         env = lambda_environment(
             config,
             runtime_api=api.address,
@@ -543,36 +566,91 @@ class LocalLambda(Closing):
             log_stream_name=self.log_stream_name,
             host_env=os.environ,
         )
+        self._snapshot_env = env
         deadline = time.monotonic() + self.init_timeout
         error = self._init_extensions(environment, env, deadline)
         if error is None:
-            error = self._init_runtime(environment, env, deadline)
+            template = RuntimeTemplate() if config.snap_start else None
+            error = self._init_runtime(environment, env, deadline, template)
         if error is None:
             error = self._extensions_ready(environment, deadline)
         api.mark_init_done()
+        return environment, self._ready(environment, error)
+
+    def _ready(
+        self, environment: Environment, error: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The end of INIT (or of a restore): its error, if any, and when it ended."""
         if environment.memory.exceeded:
             # Whichever process failed first, the limit is why they all did.
             killed = _status(-signal.SIGKILL)
-            error = _error("Runtime.ExitError", f"Runtime exited with error: {killed}")
-        elif error is None:
-            environment.ready_at = api.idle_since()
-        return environment, error
+            return _error("Runtime.ExitError", f"Runtime exited with error: {killed}")
+        if error is None:
+            environment.ready_at = environment.api.idle_since()
+        return error
 
-    def _snapshot(self, api: RuntimeApi) -> None:
-        """SnapStart: the runtime ran its before-snapshot hooks and asks to be restored.
+    def _restore(self) -> tuple[Environment, dict[str, Any] | None]:
+        """SnapStart: an environment restored from the snapshot, taken first if there is none.
 
-        Lambda takes the snapshot once INIT is over (the extensions, too, wait for
-        their next event) and restores environments from it later: the emulator
-        keeps a copy of /tmp as it was and resumes this same environment as the
-        restored one (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``), so the
-        runtime's after-restore hooks run as in Lambda.
+        Lambda runs INIT once, takes the snapshot, and restores every environment from
+        it (a later one, too, after a shutdown or a reset). Each one gets /tmp as it
+        was at the snapshot, its own Runtime API at the address the snapshot knows,
+        extensions started afresh, and a runtime forked from the initialised one
+        (see :mod:`lambdacov.local.snapshot`), which asks for its restore and runs
+        the after-restore hooks (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``).
         """
-        api.wait_until(api.extensions_ready, self.init_timeout)
+        if self._template is None or not self._template.alive:
+            initialised, error = self._init()
+            if error is not None:
+                return initialised, error
+            self._snapshot(initialised)
+        template = self._template
+        assert template is not None and self.snapshot_tmp is not None
+        config = self.config
+        started = time.monotonic()
+        api = RuntimeApi(
+            function_name=config.function_name,
+            function_version=FUNCTION_VERSION,
+            handler=config.handler,
+            address=self._snapshot_env["AWS_LAMBDA_RUNTIME_API"],
+        )
+        environment = Environment(api, started, config.memory_mb)
+        self._memory = environment.memory
+        api.on_restore = self._restored
+        api.serve_credentials(credentials(os.environ), self._credentials_token)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        shutil.copytree(self.snapshot_tmp, self.tmp_dir, symlinks=True)
+        deadline = time.monotonic() + self.init_timeout
+        error = self._init_extensions(environment, self._snapshot_env, deadline)
+        if error is None:
+            runtime = template.restore(deadline - time.monotonic())
+            if runtime is None:
+                error = _error("Runtime.ExitError", "the snapshot's runtime did not restore")
+            else:
+                environment.runtime = runtime
+                error = self._runtime_ready(environment, deadline, lambda: api.runtime_ready)
+        if error is None:
+            error = self._extensions_ready(environment, deadline)
+        api.mark_init_done()
+        return environment, self._ready(environment, error)
+
+    def _snapshot(self, environment: Environment) -> None:
+        """SnapStart: INIT is over (the runtime ran its before-snapshot hooks and waits to
+        be restored, the extensions wait for their next event): keep /tmp as it is and
+        the initialised runtime; the rest of the environment ends here, unseen (Lambda
+        sends it no SHUTDOWN)."""
         snapshot = self._scratch / "snapshot" / "tmp"
         shutil.rmtree(snapshot, ignore_errors=True)
         shutil.copytree(self.tmp_dir, snapshot, symlinks=True, ignore=_sockets)
         self.snapshot_tmp = snapshot
+        self._template, environment.template = environment.template, None
+        environment.runtime = None
+        environment.kill()
+
+    def _restored(self) -> None:
+        """A restored runtime asked for its restore: the environment is restored."""
         self.restored_at = time.monotonic()
+        self.restores += 1
         self._platform_log(f"RESTORE_START Runtime Version: python:{self.config.python_version}")
 
     def _init_extensions(
@@ -640,23 +718,43 @@ class LocalLambda(Closing):
         return None
 
     def _init_runtime(
-        self, environment: Environment, env: dict[str, str], deadline: float
+        self,
+        environment: Environment,
+        env: dict[str, str],
+        deadline: float,
+        template: RuntimeTemplate | None = None,
     ) -> dict[str, Any] | None:
-        """Start the runtime; its init ends at its first ``invocation/next``."""
+        """Start the runtime; its init ends at its first ``invocation/next`` (with a
+        SnapStart ``template``, where it would ask for its restore)."""
         api = environment.api
         try:
             runtime = ManagedProcess(
                 "runtime",
                 self._runtime_command(env),
-                env=env,
+                env={**env, **(template.environ if template else {})},
                 cwd=self.config.function_dir,
                 logs=self._logs,
+                pass_fds=template.pass_fds if template else (),
             )
         except OSError as error:
+            if template is not None:
+                template.close()
             return _error("Runtime.InvalidEntrypoint", f"cannot start the runtime: {error}")
         environment.runtime = runtime
+        if template is None:
+            return self._runtime_ready(environment, deadline, lambda: api.runtime_ready)
+        template.adopt(runtime)
+        environment.template = template
+        return self._runtime_ready(environment, deadline, lambda: template.snapshotted)
+
+    def _runtime_ready(
+        self, environment: Environment, deadline: float, ready: Callable[[], bool]
+    ) -> dict[str, Any] | None:
+        """Wait until the runtime is ``ready``; the init error when it fails or times out."""
+        api, runtime = environment.api, environment.runtime
+        assert runtime is not None
         api.wait_until(
-            lambda: api.runtime_ready or api.init_error is not None or not runtime.running,
+            lambda: ready() or api.init_error is not None or not runtime.running,
             deadline - time.monotonic(),
         )
         if api.init_error is not None:
@@ -667,7 +765,7 @@ class LocalLambda(Closing):
                 f"Runtime exited with error: {_status(runtime.exit_code)} "
                 "before it asked for an invocation",
             )
-        if not api.runtime_ready:
+        if not ready():
             return _error(
                 "Sandbox.Timedout", f"INIT timed out after {self.init_timeout:.2f} seconds"
             )

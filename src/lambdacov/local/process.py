@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 _READ_SIZE = 65536
 
@@ -181,6 +182,34 @@ class _PipeReader:
         self._add(self._source, self._streams[fd], text)
 
 
+class EnvironmentProcess(Protocol):
+    """What the emulator does with a process of an environment: a :class:`ManagedProcess`,
+    or a SnapStart runtime forked from its template (:mod:`lambdacov.local.snapshot`)."""
+
+    name: str
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def exit_code(self) -> int | None: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    def signal_group(self, signum: signal.Signals) -> None: ...
+
+    def signal(self, signum: signal.Signals) -> None: ...
+
+    def freeze(self) -> None: ...
+
+    def thaw(self) -> None: ...
+
+    def wait(self, timeout: float) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 class ManagedProcess:
     """A child process in its own process group, with its output collected.
 
@@ -196,6 +225,7 @@ class ManagedProcess:
         env: Mapping[str, str],
         cwd: Path,
         logs: LogCollector,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.name = name
         self._logs = logs
@@ -208,6 +238,7 @@ class ManagedProcess:
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
         assert self._popen.stdout is not None
         assert self._popen.stderr is not None
