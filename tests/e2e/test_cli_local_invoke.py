@@ -100,8 +100,10 @@ def orders_coverage(s3: Any, bucket: str, workdir: Path) -> tuple[int, dict[str,
         (["--environments", "2"], [1, 1, 1, 1, 2, 2, 2]),
         # Managed Instances: one environment, three runtime processes, three events at a time
         (["--max-concurrency", "3", "--memory", "2048"], [1] * 7),
+        # SnapStart: one init, three environments restored from its snapshot
+        (["--snap-start", "--environments", "3"], [1, 1, 1, 2, 2, 3, 3]),
     ],
-    ids=["two-environments", "managed-instances"],
+    ids=["two-environments", "managed-instances", "snap-start"],
 )
 def test_events_cover_what_coverage_run_covers(
     host_layer: Path,

@@ -154,8 +154,9 @@ def invoke(
         bool,
         typer.Option(
             "--snap-start",
-            help="Run as a SnapStart version: init once, the before-snapshot hooks, then the "
-            "environment resumed as restored (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start).",
+            help="Run as a SnapStart version: init and the before-snapshot hooks once, then "
+            "every environment (see --environments) restored from that snapshot "
+            "(AWS_LAMBDA_INITIALIZATION_TYPE=snap-start, after-restore hooks).",
         ),
     ] = False,
     max_concurrency: Annotated[
@@ -253,7 +254,12 @@ def invoke(
                 on_log=_print_log if verbose else None,
             )
         results = _run_chunks(
-            make, chunks, as_json=as_json, verbose=verbose, concurrency=max_concurrency or 1
+            make,
+            chunks,
+            as_json=as_json,
+            verbose=verbose,
+            concurrency=max_concurrency or 1,
+            one_snapshot=snap_start,
         )
     failed = [result for _, result in results if not result.ok]
     if as_json:
@@ -292,28 +298,45 @@ def _run_chunks(
     as_json: bool,
     verbose: bool,
     concurrency: int = 1,
+    one_snapshot: bool = False,
 ) -> list[tuple[int, InvocationResult]]:
     """Send each chunk of events to a fresh environment, shut down after the chunk.
 
     With ``concurrency`` above 1 the events of a chunk go ``concurrency`` at a time
-    (Managed Instances); their results are printed in the order of the events.
-    Returns (environment number, result) pairs in the order of the events.
+    (Managed Instances); their results are printed in the order of the events. With
+    ``one_snapshot`` (SnapStart) every environment is restored from the one snapshot of
+    one init. Returns (environment number, result) pairs in the order of the events.
     A failed invocation's SHUTDOWN logs are shown, as before (not with --verbose,
     which already streamed them, nor with --json).
     """
     results: list[tuple[int, InvocationResult]] = []
-    for number, chunk in enumerate(chunks, start=1):
-        with make() as function:
-            chunk_results = []
-            for result in _invoke_all(function, chunk, concurrency):
-                chunk_results.append(result)
-                if not as_json:
-                    _print_result(result, show_logs=not verbose)
-            shutdown_logs = function.shutdown()
-        results.extend((number, result) for result in chunk_results)
-        if not as_json and not verbose and any(not result.ok for result in chunk_results):
-            for line in shutdown_logs:
-                _print_log(line)
+    with contextlib.ExitStack() as shared:
+        snapshotted = shared.enter_context(make()) if one_snapshot else None
+        for number, chunk in enumerate(chunks, start=1):
+            with contextlib.ExitStack() as own:
+                function = snapshotted or own.enter_context(make())
+                results.extend(
+                    (number, result)
+                    for result in _run_chunk(
+                        function, chunk, as_json=as_json, verbose=verbose, concurrency=concurrency
+                    )
+                )
+    return results
+
+
+def _run_chunk(
+    function: LocalLambda, chunk: list[Any], *, as_json: bool, verbose: bool, concurrency: int
+) -> list[InvocationResult]:
+    """One environment's events, then its SHUTDOWN (see :func:`_run_chunks`)."""
+    results = []
+    for result in _invoke_all(function, chunk, concurrency):
+        results.append(result)
+        if not as_json:
+            _print_result(result, show_logs=not verbose)
+    shutdown_logs = function.shutdown()
+    if not as_json and not verbose and any(not result.ok for result in results):
+        for line in shutdown_logs:
+            _print_log(line)
     return results
 
 
