@@ -19,7 +19,6 @@ from typing import Any
 
 from coverage_wrapper.datafiles import (
     Combined,
-    InvalidDataFileError,
     Merger,
     function_context,
     function_of,
@@ -27,6 +26,7 @@ from coverage_wrapper.datafiles import (
     read_data_file,
     split_version,
 )
+from coverage_wrapper.datawriter import InvalidDataFileError
 from coverage_wrapper.logging_utils import get_logger
 
 log = get_logger("coverage_wrapper.combiner")

@@ -41,13 +41,21 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from coverage_wrapper import identity
+from coverage_wrapper.datawriter import (
+    KNOWN_SCHEMA_VERSION,
+    SCHEMA,
+    InvalidDataFileError,
+    Kind,
+    lines_to_bits,
+    numbits,
+    start_data_file,
+)
 
 _T = TypeVar("_T")
 
-Kind = Literal["lines", "arcs"]
 Arc = tuple[int, int]
 PackedArc = str  # see pack_arc
 Slot = tuple[str, str]  # (measured file, context)
@@ -84,8 +92,6 @@ VERSION_MARK = "\x00"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
 
-# The coverage.py SQLite schema the direct reader was checked against (coverage 7.x).
-KNOWN_SCHEMA_VERSION = 7
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Bounds on one object, far beyond any real function: a hostile or broken file is
 # refused with a reason instead of exhausting memory or time.
@@ -126,10 +132,6 @@ _KEY_NAME = re.compile(
     r"^(?P<function>.+?)-(?P<id>[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})"
     r"\.coverage$"
 )
-
-
-class InvalidDataFileError(Exception):
-    """A file that is not a readable coverage.py data file; the message says why."""
 
 
 class DataFile(NamedTuple):
@@ -906,17 +908,6 @@ def bits_to_lines(bits: int) -> list[int]:
     return found
 
 
-def lines_to_bits(lines: Iterable[int]) -> int:
-    """A numbits integer from non-negative line numbers, in time linear in both."""
-    numbers = list(lines)
-    if not numbers:
-        return 0
-    buffer = bytearray(max(numbers) // 8 + 1)
-    for number in numbers:
-        buffer[number >> 3] |= 1 << (number & 7)
-    return int.from_bytes(buffer, "little")
-
-
 def temporary_prefix(target: Path) -> str:
     """The prefix of a temporary file written beside ``target`` and renamed onto it.
 
@@ -1045,7 +1036,7 @@ class Combined:
         ``only`` keeps just the measured files it accepts. A versioned name is
         stored as its path with the sha256 of its code in ``meta``; two versions
         of one path are stored under two names, each with the path it stands for.
-        Written with SQLite directly, in coverage.py's schema (:data:`_SCHEMA`):
+        Written with SQLite directly, in coverage.py's schema (:data:`SCHEMA`):
         no coverage.py is imported, which the layer's delivery could not afford.
         """
         names = _stored_names({*self.measured_files(), *self.tracers})
@@ -1060,7 +1051,7 @@ class Combined:
                 # place only once written.
                 connection.execute("pragma journal_mode = off")
                 connection.execute("pragma synchronous = off")
-                connection.executescript(_SCHEMA)
+                connection.executescript(SCHEMA)
                 with connection:
                     self._insert(connection, names, only)
                     _write_identity(connection, names, self, only)
@@ -1076,7 +1067,7 @@ class Combined:
         only: Callable[[str], bool] | None,
     ) -> None:
         arcs = self.kind == "arcs"
-        _start_data_file(connection, arcs)
+        start_data_file(connection, arcs)
         file_ids: dict[str, int] = {}
 
         def file_id(name: str) -> int:
@@ -1173,111 +1164,7 @@ def _numbits(value: int | tuple[int, frozenset[Arc]]) -> bytes:
     if not isinstance(value, int):
         bits, arcs = value
         value = bits | lines_to_bits(arc_lines(arcs))
-    return value.to_bytes((value.bit_length() + 7) // 8, "little")
-
-
-def add_to_data_file(path: Path, kind: Kind, measured: Mapping[str, Iterable[Any]]) -> None:
-    """Add lines (or arcs) to the data file at ``path``, made when there is none, in place.
-
-    What coverage.py's ``CoverageData.add_lines``/``add_arcs`` do, with SQLite
-    directly, in one transaction: the layer's delivery runs without coverage.py.
-    In place rather than a new copy renamed (a nearly full ``/tmp`` has room for a
-    transaction's journal, not for a second copy), with the rollback journal on
-    disk: a process killed mid-write (a timeout, an out-of-memory kill) leaves a
-    journal that the next open rolls back, never a half-written file. A file
-    damaged some other way fails SQLite's quick check here, before anything is
-    added to it. An ``sqlite3.DatabaseError`` (or InvalidDataFileError for a
-    file of the other kind) leaves it to the caller to tell a damaged file
-    from a full disk.
-    """
-    arcs = kind == "arcs"
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
-        connection.execute("begin immediate")
-        try:
-            _check_intact(connection)
-            if not connection.execute("select 1 from sqlite_master limit 1").fetchone():
-                for statement in _SCHEMA.split(";"):
-                    connection.execute(statement)
-                _start_data_file(connection, arcs)
-            _check_kind(connection, kind)
-            _add_measured(connection, arcs, measured)
-            connection.execute("commit")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("rollback")
-            raise
-
-
-def _check_intact(connection: sqlite3.Connection) -> None:
-    """DatabaseError unless SQLite's quick check finds the file whole (about 1 ms here)."""
-    (verdict,) = connection.execute("pragma quick_check(1)").fetchone()
-    if verdict != "ok":
-        raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict}")
-
-
-def _check_kind(connection: sqlite3.Connection, kind: Kind) -> None:
-    """Refuse to add ``kind`` data to a file of the other kind, as coverage.py does."""
-    row = connection.execute("select value from meta where key = 'has_arcs'").fetchone()
-    if row is not None and row[0] != ("1" if kind == "arcs" else "0"):
-        raise InvalidDataFileError(f"not {kind} data")
-
-
-def _add_measured(
-    connection: sqlite3.Connection, arcs: bool, measured: Mapping[str, Iterable[Any]]
-) -> None:
-    connection.execute("insert or ignore into context (context) values ('')")
-    (context_id,) = connection.execute("select id from context where context = ''").fetchone()
-    for name, items in measured.items():
-        connection.execute("insert or ignore into file (path) values (?)", (name,))
-        (file_id,) = connection.execute("select id from file where path = ?", (name,)).fetchone()
-        if arcs:
-            connection.executemany(
-                "insert or ignore into arc (file_id, context_id, fromno, tono) values (?, ?, ?, ?)",
-                ((file_id, context_id, start, end) for start, end in items),
-            )
-            continue
-        found = connection.execute(
-            "select numbits from line_bits where file_id = ? and context_id = ?",
-            (file_id, context_id),
-        ).fetchone()
-        bits = lines_to_bits(items) | (int.from_bytes(found[0], "little") if found else 0)
-        connection.execute(
-            "insert or replace into line_bits (file_id, context_id, numbits) values (?, ?, ?)",
-            (file_id, context_id, _numbits(bits)),
-        )
-
-
-def _start_data_file(connection: sqlite3.Connection, arcs: bool) -> None:
-    """The rows a new data file starts with: the schema version and its kind."""
-    version = (KNOWN_SCHEMA_VERSION,)
-    connection.execute("insert into coverage_schema (version) values (?)", version)
-    has_arcs = ("has_arcs", "1" if arcs else "0")
-    connection.execute("insert into meta (key, value) values (?, ?)", has_arcs)
-
-
-# coverage.py's schema, version 7 (coverage/sqldata.py): the tables and constraints its
-# reader expects, which the direct reader reads back.
-_SCHEMA = """
-create table coverage_schema (version integer);
-create table meta (key text, value text, unique (key));
-create table file (id integer primary key, path text, unique (path));
-create table context (id integer primary key, context text, unique (context));
-create table line_bits (
-    file_id integer, context_id integer, numbits blob,
-    foreign key (file_id) references file (id),
-    foreign key (context_id) references context (id),
-    unique (file_id, context_id)
-);
-create table arc (
-    file_id integer, context_id integer, fromno integer, tono integer,
-    foreign key (file_id) references file (id),
-    foreign key (context_id) references context (id),
-    unique (file_id, context_id, fromno, tono)
-);
-create table tracer (
-    file_id integer primary key, tracer text, foreign key (file_id) references file (id)
-)
-"""
+    return numbits(value)
 
 
 def as_in_lambda(data: DataFile) -> DataFile:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from coverage_wrapper import identity
 from coverage_wrapper._version import __version__
-from coverage_wrapper.datafiles import InvalidDataFileError, add_to_data_file
+from coverage_wrapper.datawriter import InvalidDataFileError, add_to_data_file
 from coverage_wrapper.errors import S3UploadError
 from coverage_wrapper.logging_utils import get_logger
 from coverage_wrapper.metrics import FAILURE, emit_metric

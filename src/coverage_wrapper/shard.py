@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 from coverage_wrapper.datafiles import (
-    InvalidDataFileError,
     Merger,
     function_context,
     function_from_key,
@@ -53,6 +52,7 @@ from coverage_wrapper.datafiles import (
     key_day,
     read_data_file,
 )
+from coverage_wrapper.datawriter import InvalidDataFileError
 from coverage_wrapper.errors import error_code
 from coverage_wrapper.logging_utils import get_logger
 

@@ -169,6 +169,10 @@ def test_runtime_stays_light_and_uses_the_layers_coverage(
     assert probe["boto3_imported"] is False and probe_again["boto3_imported"] is False
     # Its delivery code was imported at init, before the first event; moto is http: no ssl.
     assert probe["delivery_imported"] is True and probe["ssl_imported"] is False
+    # It writes its data files without lambdacov's combine engine, also once it has
+    # delivered (the second event comes after the first delivery).
+    assert probe["combine_engine_imported"] is False
+    assert probe_again["combine_engine_imported"] is False
     assert health["status"] == "healthy" and health["coverage_enabled"] is True
     assert health["s3_config"] == {"bucket": bucket, "prefix": "coverage/"}
     assert health["mode"] == "wrapper" and health["recording"] is True

@@ -11,14 +11,13 @@ import pytest
 
 from coverage_wrapper import identity
 from coverage_wrapper.datafiles import (
-    InvalidDataFileError,
     Merger,
-    add_to_data_file,
     bits_to_lines,
     read_data_file,
     split_version,
     versioned,
 )
+from coverage_wrapper.datawriter import InvalidDataFileError, add_to_data_file
 from tests.support.combine_data import with_identity, write_data
 
 A, B = "a" * 64, "b" * 64
@@ -144,7 +143,7 @@ def test_adding_to_a_damaged_data_file_is_refused_before_anything_is_added(
 KILLED_WRITER = """
 import sys
 from pathlib import Path
-from coverage_wrapper.datafiles import add_to_data_file
+from coverage_wrapper.datawriter import add_to_data_file
 print("ready", flush=True)
 add_to_data_file(Path(sys.argv[1]), "arcs",
                  {f"/var/task/m{n}.py": [(i, i + 1) for i in range(3, 63)] for n in range(2000)})

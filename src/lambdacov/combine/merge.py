@@ -35,13 +35,13 @@ from coverage_wrapper.datafiles import (
     LAMBDA_TASK_ROOT,
     Combined,
     DataFile,
-    InvalidDataFileError,
     Merger,
     function_context,
     function_of,
     key_day,
     read_data_file,
 )
+from coverage_wrapper.datawriter import InvalidDataFileError
 from lambdacov.aws import translating
 from lambdacov.combine.collect import (
     DOWNLOAD_WORKERS,

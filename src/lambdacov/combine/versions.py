@@ -42,10 +42,10 @@ from coverage_wrapper.datafiles import (
     Combined,
     arc_lines,
     bits_to_lines,
-    lines_to_bits,
     split_version,
     versioned,
 )
+from coverage_wrapper.datawriter import lines_to_bits
 from coverage_wrapper.s3_uploader import ABSENT
 from coverage_wrapper.sources import MAX_SOURCE_BYTES  # the runtime uploads none larger
 from lambdacov.aws import translating

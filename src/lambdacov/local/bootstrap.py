@@ -12,18 +12,18 @@ where awslambdaric asks to be restored, it forks one runtime process per restore
 environment instead.
 
 This file runs inside the runtime's interpreter, where lambdacov is not
-installed: it imports nothing but the standard library and awslambdaric.
+installed. Like awslambdaric's own entry point it imports ``os`` and ``sys``
+alone before awslambdaric (not even ``pathlib`` or ``typing``), so the modules a
+function or a layer imports cost what they cost in Lambda.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # not imported at run time: the runtime's start stays as Lambda's
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
     from typing import Any
@@ -37,8 +37,9 @@ def _lambda_sys_path() -> None:
     # Running a script puts its directory first on sys.path; here that is
     # lambdacov/local, whose module names (api, process...) would shadow the
     # function's own. Lambda's sys.path has no such entry.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
+    # os.path, not pathlib: see above.
+    here = os.path.dirname(os.path.realpath(__file__))  # noqa: PTH120
+    sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or ".") != here]
     task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root:
         sys.path[:] = [task_root, *(entry for entry in sys.path if entry != task_root)]
@@ -71,8 +72,11 @@ def serve_restores(control: socket.socket) -> None:
             requests.close()
             control.close()
             return
-        with contextlib.suppress(OSError):  # the emulator may signal it before it has
+        # Here too: the emulator may signal the group before the child has made it.
+        try:  # noqa: SIM105 - contextlib is not imported here (see above)
             os.setpgid(child, child)
+        except OSError:
+            pass
         control.sendall(f"{child}\n".encode())
         ended = os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
         assert ended is not None  # None only with WNOHANG

@@ -30,7 +30,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from coverage_wrapper.datafiles import InvalidDataFileError, Merger, read_data_file
+from coverage_wrapper.datafiles import Merger, read_data_file
+from coverage_wrapper.datawriter import InvalidDataFileError
 from lambdacov.aws import Retrier, translating
 from lambdacov.combine.collect import (
     LIST_WORKERS,
