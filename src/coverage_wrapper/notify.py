@@ -2,12 +2,13 @@
 
 The extension (``/opt/extensions/lambdacov``, a shell script) makes the FIFO and
 holds it open before it registers with Lambda, so before the runtime starts. The
-runtime says ``armed <pid>`` once at start-up (it will report the end of every
-invocation), ``done <request id>`` once an invocation's data is delivered (or
-there was none to deliver), and ``disarmed <pid>`` if it stops recording after
-all (SnapStart: left out by COVERAGE_SAMPLE_RATE after the restore). The
-extension holds Lambda's freeze until the ``done`` of the invocation it was told
-of, or until the invocation's deadline.
+runtime says ``armed <pid>`` at start-up, and under SnapStart again after the
+restore (it will report the end of every invocation), ``done <request id>``
+once an invocation's data is delivered (or there was none to deliver), and
+``disarmed <pid>`` if it stops recording after all (SnapStart: left out by
+COVERAGE_SAMPLE_RATE after the restore). The extension holds Lambda's freeze
+until the ``done`` of the invocation it was told of, or until the invocation's
+deadline.
 
 Sending never blocks the handler: with no extension holding the FIFO open (none
 started, or it died), opening it fails at once, :meth:`RuntimeNotifier.send`

@@ -593,6 +593,11 @@ def test_snap_start_restores_each_environment_from_the_one_initialised_state(
     assert all(len({payload["pid"] for payload in calls}) == 1 for calls in environments)
     assert [payload["restores"] for payload in first_calls] == [1, 1, 1]
     assert restores == 3 and sum(text.startswith("RESTORE_START") for text in lines) == 3
+    # Lambda's log lines: one INIT_REPORT; each environment's first REPORT has its restore's.
+    assert sum(text.startswith("INIT_REPORT Init Duration: ") for text in lines) == 1
+    reports = [text for text in lines if text.startswith("REPORT ")]
+    assert sum("\tRestore Duration: " in text for text in reports) == 3
+    assert not [text for text in reports if "Init Duration" in text]
     assert {payload["initialization"] for payload in first_calls} == {"snap-start"}
     # /tmp as the snapshot had it: what an earlier environment wrote is not there.
     assert [payload["tmp"] for payload in first_calls] == [["at-init"]] * 3

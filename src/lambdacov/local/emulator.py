@@ -83,8 +83,10 @@ class InvocationResult:
     ``duration_ms`` covers the whole invoke phase, including the extensions'
     work after the response; ``runtime_duration_ms`` stops at the response.
     ``init_duration_ms`` is set on the invocation that initialised the
-    environment. ``max_memory_used_mb`` is the environment's peak memory so
-    far, as REPORT shows it. ``logs`` are the lines written during this invocation.
+    environment (under SnapStart, restored it: the restore's duration, as REPORT's
+    "Restore Duration"; the one INIT is logged as INIT_REPORT). ``max_memory_used_mb``
+    is the environment's peak memory so far, as REPORT shows it. ``logs`` are the lines
+    written during this invocation.
     """
 
     request_id: str
@@ -337,7 +339,7 @@ class LocalLambda(Closing):
             if self._memory is not None:
                 result = dataclasses.replace(result, max_memory_used_mb=self._memory.peak_mb)
             self._platform_log(f"END RequestId: {request_id}")
-            self._platform_log(_report_line(result, self.config.memory_mb))
+            self._platform_log(self._report_line(result))
             if result.error is not None and result.error.get("errorType") == "Runtime.ExitError":
                 # Lambda's two lines after the REPORT of an environment that died.
                 self._platform_log(str(result.error.get("errorMessage", "")))
@@ -380,12 +382,11 @@ class LocalLambda(Closing):
         result of the invocation ``request_id`` when INIT or the restore fails."""
         if self._environment is not None:
             return self._environment, None
-        started = time.monotonic()
         if self.config.snap_start:
             environment, init_error = self._restore()
         else:
             environment, init_error = self._init()
-        init_ms = _ms_since(started)
+        init_ms = _ms_since(environment.started_at)
         if init_error is not None:
             self._teardown(environment, "failure")
             return InvocationResult(request_id, None, init_error, 0.0, 0.0, init_ms, ())
@@ -531,7 +532,7 @@ class LocalLambda(Closing):
         if self._memory is not None:
             result = dataclasses.replace(result, max_memory_used_mb=self._memory.peak_mb)
         self._platform_log(f"END RequestId: {result.request_id}")
-        self._platform_log(_report_line(result, self.config.memory_mb))
+        self._platform_log(self._report_line(result))
         self._logs.drain()
         return dataclasses.replace(result, logs=self._logs.since(mark))
 
@@ -603,6 +604,9 @@ class LocalLambda(Closing):
             initialised, error = self._init()
             if error is not None:
                 return initialised, error
+            self._platform_log(
+                f"INIT_REPORT Init Duration: {_ms_since(initialised.started_at):.2f} ms"
+            )
             self._snapshot(initialised)
         template = self._template
         assert template is not None and self.snapshot_tmp is not None
@@ -810,6 +814,11 @@ class LocalLambda(Closing):
         finally:
             environment.kill()
 
+    def _report_line(self, result: InvocationResult) -> str:
+        """The REPORT line of ``result``; under SnapStart an environment is restored, not
+        initialised, and its first REPORT says so."""
+        return _report_line(result, self.config.memory_mb, restored=self.config.snap_start)
+
     def _platform_log(self, text: str) -> None:
         self._logs.add("lambda", "platform", text)
 
@@ -900,12 +909,13 @@ def _ms_since(started: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
-def _report_line(result: InvocationResult, memory_mb: int) -> str:
+def _report_line(result: InvocationResult, memory_mb: int, *, restored: bool = False) -> str:
     report = (
         f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
         f"Billed Duration: {max(1, round(result.duration_ms))} ms\tMemory Size: {memory_mb} MB\t"
         f"Max Memory Used: {result.max_memory_used_mb} MB"
     )
     if result.init_duration_ms is not None:
-        report += f"\tInit Duration: {result.init_duration_ms:.2f} ms"
+        phase = "Restore" if restored else "Init"
+        report += f"\t{phase} Duration: {result.init_duration_ms:.2f} ms"
     return report
