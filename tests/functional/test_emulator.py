@@ -55,6 +55,14 @@ def zip_layer(opt: Path, target: Path) -> Path:
     return target
 
 
+def function_dir(tmp_path: Path, app: str) -> Path:
+    """A function's directory holding ``app`` as its app.py."""
+    code = tmp_path / "function"
+    code.mkdir()
+    (code / "app.py").write_text(app)
+    return code
+
+
 def recorded(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
@@ -451,10 +459,7 @@ def handler(event, context):
 
 @pytest.fixture
 def sleeper(tmp_path: Path) -> Path:
-    code = tmp_path / "sleeper"
-    code.mkdir()
-    (code / "app.py").write_text(SLEEPER)
-    return code
+    return function_dir(tmp_path, SLEEPER)
 
 
 def test_an_invocation_queued_behind_a_busy_process_gets_its_whole_timeout(sleeper: Path) -> None:
@@ -512,9 +517,7 @@ def handler(event, context):
 def test_a_runtime_gone_between_invocations_is_replaced_by_a_new_environment(
     tmp_path: Path,
 ) -> None:
-    code = tmp_path / "exiter"
-    code.mkdir()
-    (code / "app.py").write_text(EXITER)
+    code = function_dir(tmp_path, EXITER)
     with LocalLambda(code, "app.handler", max_concurrency=1, timeout=3) as function:
         first = function.invoke({"exit": True})
         time.sleep(1.5)  # the only runtime process, and so the runtime, is gone
@@ -569,9 +572,7 @@ def handler(event, context):
 def test_snap_start_restores_each_environment_from_the_one_initialised_state(
     tmp_path: Path,
 ) -> None:
-    code = tmp_path / "snapshotted"
-    code.mkdir()
-    (code / "app.py").write_text(SNAPSHOTTED)
+    code = function_dir(tmp_path, SNAPSHOTTED)
     layer = make_layer(tmp_path, "recorder")
     log = tmp_path / "recorder.log"
     env = {"RECORDER_LOG": str(log)}
@@ -630,9 +631,7 @@ def handler(event, context):
 def test_an_after_restore_hook_that_fails_fails_the_invocation_and_each_restore_after_it(
     tmp_path: Path,
 ) -> None:
-    code = tmp_path / "refusing"
-    code.mkdir()
-    (code / "app.py").write_text(FAILING_RESTORE)
+    code = function_dir(tmp_path, FAILING_RESTORE)
     with LocalLambda(code, "app.handler", snap_start=True) as function:
         results = [function.invoke({}) for _ in range(2)]
         lines = [line.text for line in function.logs]

@@ -539,14 +539,8 @@ class LocalLambda(Closing):
     def _init(self) -> tuple[Environment, dict[str, Any] | None]:
         """Start the extensions, then the runtime; return the environment and any init error."""
         config = self.config
-        started = time.monotonic()
-        api = RuntimeApi(
-            function_name=config.function_name,
-            function_version=FUNCTION_VERSION,
-            handler=config.handler,
-        )
-        environment = Environment(api, started, config.memory_mb)
-        self._memory = environment.memory
+        environment = self._new_environment()
+        api = environment.api
         # Managed Instances run invocations concurrently and never freeze the environment:
         # extensions get SHUTDOWN, not INVOKE (there is no one invocation's end to hold).
         api.invoke_extensions = config.max_concurrency is None
@@ -577,6 +571,20 @@ class LocalLambda(Closing):
             error = self._extensions_ready(environment, deadline)
         api.mark_init_done()
         return environment, self._ready(environment, error)
+
+    def _new_environment(self, address: str = "") -> Environment:
+        """An environment starting now, with its own Runtime API (at ``address``, if given)."""
+        config = self.config
+        started = time.monotonic()
+        api = RuntimeApi(
+            function_name=config.function_name,
+            function_version=FUNCTION_VERSION,
+            handler=config.handler,
+            address=address,
+        )
+        environment = Environment(api, started, config.memory_mb)
+        self._memory = environment.memory
+        return environment
 
     def _ready(
         self, environment: Environment, error: dict[str, Any] | None
@@ -610,16 +618,8 @@ class LocalLambda(Closing):
             self._snapshot(initialised)
         template = self._template
         assert template is not None and self.snapshot_tmp is not None
-        config = self.config
-        started = time.monotonic()
-        api = RuntimeApi(
-            function_name=config.function_name,
-            function_version=FUNCTION_VERSION,
-            handler=config.handler,
-            address=self._snapshot_env["AWS_LAMBDA_RUNTIME_API"],
-        )
-        environment = Environment(api, started, config.memory_mb)
-        self._memory = environment.memory
+        environment = self._new_environment(self._snapshot_env["AWS_LAMBDA_RUNTIME_API"])
+        api = environment.api
         api.on_restore = self._restored
         api.serve_credentials(credentials(os.environ), self._credentials_token)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
