@@ -6,7 +6,9 @@ so most tests take a fresh one and stay independent of each other.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
 import signal
@@ -16,6 +18,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -642,3 +645,175 @@ def test_an_after_restore_hook_that_fails_fails_the_invocation_and_each_restore_
         assert "no restore today" in result.error["errorMessage"]
     assert lines.count("init ran") == 1  # the second is restored from the same snapshot
     assert sum(text.startswith("RESTORE_START") for text in lines) == 2
+
+
+THREADED_AT_INIT = """\
+import os
+import threading
+import time
+
+TICKS = os.environ["TICKS"]
+
+
+def tick():
+    while True:  # in /tmp too: the snapshot and each restore copy it meanwhile
+        with open(TICKS, "a") as ticks:
+            ticks.write(f"{os.getpid()}\\n")
+        with open(os.path.join(os.environ["TMPDIR"], "churn"), "w") as churn:
+            churn.write("x")
+        time.sleep(0.01)
+
+
+threading.Thread(target=tick, daemon=True).start()
+
+
+def handler(event, context):
+    return {"pid": os.getpid(), "threads": threading.active_count()}
+"""
+
+
+def test_the_snapshot_runs_nothing_between_restores_not_even_a_thread_started_at_init(
+    tmp_path: Path,
+) -> None:
+    code = function_dir(tmp_path, THREADED_AT_INIT)
+    ticks = tmp_path / "ticks"
+    env = {"TICKS": str(ticks)}
+    with LocalLambda(code, "app.handler", env=env, snap_start=True) as function:
+        results = []
+        for _ in range(3):
+            results.append(function.invoke({}))
+            before = ticks.read_text()
+            time.sleep(0.5)  # the environment is frozen, and the snapshot stopped
+            assert ticks.read_text() == before
+            function.shutdown()
+        lines = [line.text for line in function.logs]
+
+    assert [result.error for result in results] == [None] * 3
+    # A fork copies the thread that asked for the restore, not the one started at init,
+    # and the emulator says so once.
+    assert [result.payload["threads"] for result in results] == [1, 1, 1]
+    warned = [text for text in lines if text.startswith("lambdacov local: 1 thread(s)")]
+    assert len(warned) == 1
+    assert not [text for text in lines if "DeprecationWarning" in text]
+
+
+PID_AT_INIT = """\
+import os
+
+with open(os.environ["PIDS"], "a") as pids:
+    pids.write(f"{os.getpid()}\\n")
+
+
+def handler(event, context):
+    return os.getpid()
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_snapshot_that_fails_ends_init_and_the_next_invocation_inits_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lambdacov.local import emulator
+
+    copies = []
+    replace_tree = emulator._replace_tree
+
+    def full_disk_once(target: Path, source: Path, **options: Any) -> None:
+        copies.append(target)
+        if len(copies) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace_tree(target, source, **options)
+
+    monkeypatch.setattr(emulator, "_replace_tree", full_disk_once)
+    code = function_dir(tmp_path, PID_AT_INIT)
+    pids = tmp_path / "pids"
+    layer = make_layer(tmp_path, "recorder")
+    env = {"PIDS": str(pids), "RECORDER_LOG": str(tmp_path / "recorder.log")}
+    with LocalLambda(code, "app.handler", layer=layer, env=env, snap_start=True) as function:
+        failed = function.invoke({})
+        first_init = int(pids.read_text().split()[0])
+        assert gone(first_init)  # the snapshot's runtime, not left behind
+        after = function.invoke({})
+
+    assert failed.error is not None and failed.error["errorType"] == "SnapStartException"
+    assert "No space left on device" in failed.error["errorMessage"]
+    assert after.ok and len(pids.read_text().split()) == 2  # a new INIT, a new snapshot
+    assert all(gone(int(pid)) for pid in pids.read_text().split())
+
+
+SLOW_FORK = """\
+import os
+import time
+
+MARK = os.environ["MARK"]
+
+
+def slow_once():
+    if os.path.exists(MARK):
+        os.remove(MARK)
+        time.sleep(3)
+
+
+os.register_at_fork(before=slow_once)
+with open(os.environ["PIDS"], "a") as pids:
+    pids.write(f"{os.getpid()}\\n")
+
+
+def handler(event, context):
+    return os.getpid()
+"""
+
+
+def test_a_restore_that_does_not_come_in_time_fails_and_the_next_one_inits_again(
+    tmp_path: Path,
+) -> None:
+    code = function_dir(tmp_path, SLOW_FORK)
+    mark = tmp_path / "slow"
+    mark.touch()
+    pids = tmp_path / "pids"
+    env = {"MARK": str(mark), "PIDS": str(pids)}
+    with LocalLambda(code, "app.handler", env=env, snap_start=True, init_timeout=1.5) as function:
+        late = function.invoke({})
+        assert gone(int(pids.read_text().split()[0]))  # the template that did not fork
+        again = function.invoke({})
+
+    assert late.error is not None and late.error["errorType"] == "SnapStartTimeoutException"
+    assert again.ok and len(pids.read_text().split()) == 2  # a new INIT, a new snapshot
+    assert not mark.exists()
+
+
+def test_a_runtime_api_port_taken_fails_the_restore_not_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lambdacov.local import emulator
+
+    new_environment = emulator.LocalLambda._new_environment
+    refused = []
+
+    def port_taken_once(self: LocalLambda, address: str = "") -> emulator.Environment:
+        if address and not refused:
+            refused.append(address)
+            raise EmulatorError(f"cannot serve the Runtime API at {address}: Address in use")
+        return new_environment(self, address)
+
+    monkeypatch.setattr(emulator.LocalLambda, "_new_environment", port_taken_once)
+    code = function_dir(tmp_path, PID_AT_INIT)
+    env = {"PIDS": str(tmp_path / "pids")}
+    with LocalLambda(code, "app.handler", env=env, snap_start=True) as function:
+        refused_result = function.invoke({})
+        restored = function.invoke({})
+        lines = [line.text for line in function.logs]
+
+    assert refused_result.error is not None
+    assert refused_result.error["errorType"] == "SnapStartException"
+    assert "Address in use" in refused_result.error["errorMessage"]
+    assert restored.ok
+    assert sum(text.startswith("REPORT ") for text in lines) == 2
+    assert len((tmp_path / "pids").read_text().split()) == 1  # restored, not initialised again

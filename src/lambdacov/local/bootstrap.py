@@ -49,24 +49,33 @@ def serve_restores(control: socket.socket) -> None:
     """Be the snapshot: fork one runtime process per restore the emulator asks for.
 
     Called where awslambdaric would ask for its restore: init and the
-    before-snapshot hooks have run. It says ``snapshot``, then for each ``restore``
-    line forks a child with this process's memory, in a process group of its own
-    (frozen and killed apart from this one), says its pid, and reports its exit
-    (``exit PID STATUS``, negative for a signal) without reaping it, so that its
-    pid is not reused while the emulator may still signal it. The child returns,
-    to ask for its restore as this process would have. The parent never returns:
-    it exits once the emulator closes its end.
+    before-snapshot hooks have run. It says ``snapshot`` (the emulator then stops
+    this process, so that nothing of it runs between restores), and for each
+    ``restore`` line forks a child with this process's memory, in a process group
+    of its own, and says its pid. The emulator reads how each child ended from
+    /proc: the child stays unreaped (a zombie keeps its pid) until the next
+    restore. The child returns, to ask for its restore as this process would
+    have. The parent never returns: it exits once the emulator closes its end.
     """
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        sys.stderr.write(
+            f"lambdacov local: {threading.active_count() - 1} thread(s) started at init are"
+            " not in the restored runtimes (a fork copies only the thread that asks for the"
+            " restore; Lambda's snapshot keeps them all), and a restored runtime can hang on"
+            " a lock one of them held\n"
+        )
     control.sendall(b"snapshot\n")
     requests = control.makefile("rb")
-    child = 0
     for line in requests:
-        if child:
-            os.waitpid(child, 0)
-            child = 0
         if line.strip() != b"restore":
             continue
-        child = os.fork()
+        _reap_ended_children()
+        import warnings  # imported already, by awslambdaric
+
+        with warnings.catch_warnings():  # the warning above says it better
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = os.fork()
         if child == 0:
             os.setpgid(0, 0)
             requests.close()
@@ -78,11 +87,18 @@ def serve_restores(control: socket.socket) -> None:
         except OSError:
             pass
         control.sendall(f"{child}\n".encode())
-        ended = os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
-        assert ended is not None  # None only with WNOHANG
-        code = ended.si_status if ended.si_code == os.CLD_EXITED else -ended.si_status
-        control.sendall(f"exit {child} {code}\n".encode())
     os._exit(0)
+
+
+def _reap_ended_children() -> None:
+    """Reap the restored runtimes that have ended (the emulator is done with them)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _restored_from_snapshot(client_class: Any) -> None:

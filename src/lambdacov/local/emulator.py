@@ -386,10 +386,12 @@ class LocalLambda(Closing):
             environment, init_error = self._restore()
         else:
             environment, init_error = self._init()
-        init_ms = _ms_since(environment.started_at)
+        init_ms = 0.0 if environment is None else _ms_since(environment.started_at)
         if init_error is not None:
-            self._teardown(environment, "failure")
+            if environment is not None:
+                self._teardown(environment, "failure")
             return InvocationResult(request_id, None, init_error, 0.0, 0.0, init_ms, ())
+        assert environment is not None
         self._environment = environment
         return environment, init_ms
 
@@ -598,7 +600,7 @@ class LocalLambda(Closing):
             environment.ready_at = environment.api.idle_since()
         return error
 
-    def _restore(self) -> tuple[Environment, dict[str, Any] | None]:
+    def _restore(self) -> tuple[Environment | None, dict[str, Any] | None]:
         """SnapStart: an environment restored from the snapshot, taken first if there is none.
 
         Lambda runs INIT once, takes the snapshot, and restores every environment from
@@ -607,49 +609,73 @@ class LocalLambda(Closing):
         extensions started afresh, and a runtime forked from the initialised one
         (see :mod:`lambdacov.local.snapshot`), which asks for its restore and runs
         the after-restore hooks (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``).
+        The environment is None when none could be made (its Runtime API's port is
+        taken).
         """
-        if self._template is None or not self._template.alive:
+        if self._template is not None and not self._template.alive:
+            self._template.close()  # it died: init again, for a new snapshot
+            self._template = None
+        if self._template is None:
             initialised, error = self._init()
+            if error is None:
+                ms = _ms_since(initialised.started_at)
+                self._platform_log(f"INIT_REPORT Init Duration: {ms:.2f} ms")
+                error = self._snapshot(initialised)
             if error is not None:
                 return initialised, error
-            self._platform_log(
-                f"INIT_REPORT Init Duration: {_ms_since(initialised.started_at):.2f} ms"
-            )
-            self._snapshot(initialised)
         template = self._template
         assert template is not None and self.snapshot_tmp is not None
-        environment = self._new_environment(self._snapshot_env["AWS_LAMBDA_RUNTIME_API"])
+        try:
+            environment = self._new_environment(self._snapshot_env["AWS_LAMBDA_RUNTIME_API"])
+        except EmulatorError as problem:
+            return None, _error("SnapStartException", str(problem))
         api = environment.api
         api.on_restore = self._restored
         api.serve_credentials(credentials(os.environ), self._credentials_token)
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        shutil.copytree(self.snapshot_tmp, self.tmp_dir, symlinks=True)
+        try:
+            _replace_tree(self.tmp_dir, self.snapshot_tmp)
+        except OSError as problem:
+            message = f"the environment's /tmp could not be restored from the snapshot: {problem}"
+            return environment, _error("SnapStartException", message)
         deadline = time.monotonic() + self.init_timeout
+        timed_out = _error(
+            "SnapStartTimeoutException",
+            f"the snapshot was not restored within {self.init_timeout:.2f} seconds",
+        )
         error = self._init_extensions(environment, self._snapshot_env, deadline)
         if error is None:
             runtime = template.restore(deadline - time.monotonic())
-            if runtime is None:
-                error = _error("Runtime.ExitError", "the snapshot's runtime did not restore")
+            if runtime is None:  # the template is closed: the next restore inits again
+                self._template = None
+                error = timed_out
             else:
                 environment.runtime = runtime
-                error = self._runtime_ready(environment, deadline, lambda: api.runtime_ready)
+                error = self._runtime_ready(
+                    environment, deadline, lambda: api.runtime_ready, timed_out=timed_out
+                )
         if error is None:
             error = self._extensions_ready(environment, deadline)
         api.mark_init_done()
         return environment, self._ready(environment, error)
 
-    def _snapshot(self, environment: Environment) -> None:
+    def _snapshot(self, environment: Environment) -> dict[str, Any] | None:
         """SnapStart: INIT is over (the runtime ran its before-snapshot hooks and waits to
-        be restored, the extensions wait for their next event): keep /tmp as it is and
-        the initialised runtime; the rest of the environment ends here, unseen (Lambda
-        sends it no SHUTDOWN)."""
+        be restored, the extensions wait for their next event): stop the initialised
+        runtime, keep it and /tmp as they are; the rest of the environment ends here,
+        unseen (Lambda sends it no SHUTDOWN). The error if /tmp cannot be copied (the
+        environment, template included, is then torn down as after a failed INIT)."""
+        assert environment.template is not None
+        environment.template.freeze()
         snapshot = self._scratch / "snapshot" / "tmp"
-        shutil.rmtree(snapshot, ignore_errors=True)
-        shutil.copytree(self.tmp_dir, snapshot, symlinks=True, ignore=_sockets)
+        try:
+            _replace_tree(snapshot, self.tmp_dir, ignore=_sockets)
+        except OSError as error:
+            return _error("SnapStartException", f"the snapshot of /tmp failed: {error}")
         self.snapshot_tmp = snapshot
         self._template, environment.template = environment.template, None
         environment.runtime = None
         environment.kill()
+        return None
 
     def _restored(self) -> None:
         """A restored runtime asked for its restore: the environment is restored."""
@@ -752,9 +778,15 @@ class LocalLambda(Closing):
         return self._runtime_ready(environment, deadline, lambda: template.snapshotted)
 
     def _runtime_ready(
-        self, environment: Environment, deadline: float, ready: Callable[[], bool]
+        self,
+        environment: Environment,
+        deadline: float,
+        ready: Callable[[], bool],
+        *,
+        timed_out: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        """Wait until the runtime is ``ready``; the init error when it fails or times out."""
+        """Wait until the runtime is ``ready``; the init error when it fails, or
+        ``timed_out`` (INIT's by default) when the deadline comes first."""
         api, runtime = environment.api, environment.runtime
         assert runtime is not None
         api.wait_until(
@@ -770,7 +802,7 @@ class LocalLambda(Closing):
                 "before it asked for an invocation",
             )
         if not ready():
-            return _error(
+            return timed_out or _error(
                 "Sandbox.Timedout", f"INIT timed out after {self.init_timeout:.2f} seconds"
             )
         return None
@@ -833,6 +865,16 @@ def _close_all() -> None:
     for emulator in list(_LIVE):
         with contextlib.suppress(Exception):
             emulator.close()
+
+
+def _replace_tree(
+    target: Path, source: Path, ignore: Callable[[str, list[str]], list[str]] | None = None
+) -> None:
+    """Make ``target`` a copy of ``source`` (links kept as links), whatever it held before."""
+    shutil.rmtree(target, ignore_errors=True)
+    if target.exists():  # what rmtree could not remove is an error, not a silent mix
+        shutil.rmtree(target)
+    shutil.copytree(source, target, symlinks=True, ignore=ignore)
 
 
 def _sockets(directory: str, names: list[str]) -> list[str]:

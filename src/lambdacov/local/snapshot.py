@@ -8,7 +8,8 @@ after-restore hooks run.
 
 The emulator does the same for the runtime with ``fork``. Where awslambdaric
 asks for its restore, the emulated bootstrap (:func:`~lambdacov.local.bootstrap.serve_restores`)
-keeps the initialised process as a *template*. For each environment the
+keeps the initialised process as a *template*, stopped (SIGSTOP) as a snapshot
+is: nothing of it runs, threads included, but to fork. For each environment the
 emulator restores, the template forks a runtime process with its memory, which
 asks for its restore on that environment's Runtime API, at the same address (it
 is in the snapshot). The emulator copies /tmp back from the copy it took at the
@@ -16,8 +17,10 @@ snapshot.
 
 What a fork cannot give: the extensions' state (a process cannot be forked from
 outside), so each restored environment starts its extensions afresh and they
-register again; and threads the function started at init, which a fork leaves
-behind (Lambda's snapshot keeps them).
+register again; threads the function started at init, which a fork leaves
+behind (Lambda's snapshot keeps them); and a file the function opened in /tmp at
+init, which stays open on the snapshot's copy of it, shared by every restored
+runtime, not on the environment's.
 """
 
 from __future__ import annotations
@@ -27,32 +30,32 @@ import os
 import select
 import signal
 import socket
-import threading
 import time
+from pathlib import Path
 
 from lambdacov.local.bootstrap import RESTORE_FD
 from lambdacov.local.process import ManagedProcess
 
-# The longest line the template sends ("exit PID STATUS").
-_MAX_LINE = 64
+# The longest line the template sends (a pid).
+_MAX_LINE = 32
 
 
 class RuntimeTemplate:
     """The emulator's end of a SnapStart runtime: the process that ran init, and what it says.
 
     Create it before the runtime starts: :attr:`environ` and :attr:`pass_fds` go to
-    the runtime's process, then :meth:`adopt` takes the process. Thread-safe.
+    the runtime's process, then :meth:`adopt` takes the process. Called from the
+    emulator's thread only (the restored runtimes it returns are used from others).
     """
 
     def __init__(self) -> None:
         self._socket, self._theirs = socket.socketpair()
         self._socket.setblocking(False)
-        self._lock = threading.Lock()
         self._buffer = b""
         self._snapshotted = False
         self._pids: list[int] = []
-        self._exits: dict[int, int] = {}
         self._gone = False
+        self._closed = False
         self.process: ManagedProcess | None = None
 
     @property
@@ -83,95 +86,105 @@ class RuntimeTemplate:
         return (
             self._snapshotted
             and not self._gone
+            and not self._closed
             and self.process is not None
             and self.process.running
         )
 
+    def freeze(self) -> None:
+        """Stop the template (its process group: what the function started at init too)."""
+        if self.process is not None:
+            self.process.freeze()
+
     def restore(self, timeout: float) -> RestoredRuntime | None:
-        """Fork a restored runtime; None if the template did not answer in ``timeout``."""
+        """Fork a restored runtime. None if the template did not answer in ``timeout``
+        seconds: it is then closed (a late child would belong to no environment)."""
+        assert self.process is not None
         known = len(self._pids)
+        self.process.thaw()
         with contextlib.suppress(OSError):
             self._socket.sendall(b"restore\n")
         deadline = time.monotonic() + timeout
         while len(self._pids) == known and not self._gone:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
-            self._poll(remaining)
+                break
+            self._poll(min(remaining, 0.1))
+            if not self.process.running:
+                break
+        self.freeze()
         if len(self._pids) == known:
+            self.close()
             return None
-        return RestoredRuntime(self, self._pids[known])
-
-    def exit_code(self, pid: int) -> int | None:
-        """The exit status of the restored runtime ``pid`` (negative for a signal), or None
-        while it runs. A runtime whose template died is killed and counts as killed."""
-        self._poll(0)
-        code = self._exits.get(pid)
-        if code is None and (self._gone or (self.process is not None and not self.process.running)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            code = self._exits.setdefault(pid, -signal.SIGKILL)
-        return code
+        return RestoredRuntime(self._pids[known])
 
     def close(self) -> None:
-        """End the template (it exits when its socket closes) and collect its output."""
-        with contextlib.suppress(OSError):
-            self._socket.close()
+        """End the template and collect its output; a child it was forking is killed too."""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(OSError):
             self._theirs.close()
         if self.process is not None:
-            self.process.wait(1.0)
-            self.process.kill()
+            self.process.kill()  # SIGKILL ends a stopped process too
+        known = len(self._pids)
+        self._poll(0)  # a pid said as it was killed
+        for pid in self._pids[known:]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self._socket.close()
 
     def _poll(self, timeout: float) -> None:
         """Read what the template said, waiting up to ``timeout`` seconds for something."""
-        with self._lock:
-            if self._gone:
-                return
-            with contextlib.suppress(OSError, ValueError):
-                readable, _, _ = select.select([self._socket], [], [], max(timeout, 0))
-                if not readable:
-                    return
-            while True:
-                try:
-                    data = self._socket.recv(4096)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    data = b""
-                if not data:
-                    self._gone = True
-                    break
-                self._buffer += data
-            *lines, self._buffer = self._buffer.split(b"\n")
-            self._buffer = self._buffer[-_MAX_LINE:]
-            for line in lines:
-                self._heard(line.decode("ascii", errors="replace").split())
-
-    def _heard(self, words: list[str]) -> None:
-        match words:
-            case ["snapshot"]:
+        if self._gone:
+            return
+        try:
+            readable, _, _ = select.select([self._socket], [], [], max(timeout, 0))
+        except (OSError, ValueError):  # closed
+            self._gone = True
+            return
+        if not readable:
+            return
+        while True:
+            try:
+                data = self._socket.recv(4096)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._gone = True
+                break
+            self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        self._buffer = self._buffer[-_MAX_LINE:]
+        for line in lines:
+            word = line.strip().decode("ascii", errors="replace")
+            if word == "snapshot":
                 self._snapshotted = True
-            case [pid] if pid.isdigit():
-                self._pids.append(int(pid))
-            case ["exit", pid, code] if pid.isdigit():
-                with contextlib.suppress(ValueError):
-                    self._exits[int(pid)] = int(code)
+            elif word.isdigit():
+                self._pids.append(int(word))
 
 
 class RestoredRuntime:
     """A runtime process forked from the template: a process of one restored environment.
 
-    It is not the emulator's child (the template reaps it), but it is frozen,
-    signalled and killed as a :class:`~lambdacov.local.process.ManagedProcess` is,
-    as a process group of its own. Its output goes to the template's pipes,
+    It is not the emulator's child, but it is frozen, signalled and killed as a
+    :class:`~lambdacov.local.process.ManagedProcess` is, as a process group of its
+    own. How it ended is read from /proc: the template, stopped, leaves it a
+    zombie until the next restore. Its output goes to the template's pipes,
     collected as the runtime's.
     """
 
-    def __init__(self, template: RuntimeTemplate, pid: int) -> None:
+    def __init__(self, pid: int) -> None:
         self.name = "runtime"
-        self._template = template
         self._pid = pid
+        # Its start time tells it from a later process given the same pid (possible
+        # only once it is reaped: by the next restore, or by init if the template died).
+        fields = _stat(pid)
+        self._started = fields[19] if fields else b""
+        self._exit_code: int | None = None if fields else -signal.SIGKILL
 
     @property
     def pid(self) -> int:
@@ -180,16 +193,21 @@ class RestoredRuntime:
 
     @property
     def exit_code(self) -> int | None:
-        """The exit status (negative for a signal), or None while it runs."""
-        return self._template.exit_code(self._pid)
+        """The exit status (negative for a signal), or None while it runs; a process gone
+        without a status to read (reaped elsewhere) counts as killed."""
+        if self._exit_code is None:
+            fields = _stat(self._pid)
+            if not fields or fields[19] != self._started:
+                self._exit_code = -signal.SIGKILL
+            elif fields[0] == b"Z":
+                self._exit_code = os.waitstatus_to_exitcode(int(fields[49]))
+        return self._exit_code
 
     @property
     def running(self) -> bool:
         return self.exit_code is None
 
     def signal_group(self, signum: signal.Signals) -> None:
-        # Only while it runs: the template keeps an exited runtime unreaped until the
-        # next restore, so its pid cannot be another process's meanwhile.
         if self.running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pid, signum)
@@ -208,8 +226,8 @@ class RestoredRuntime:
     def wait(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the process to exit."""
         deadline = time.monotonic() + timeout
-        while self.running and (remaining := deadline - time.monotonic()) > 0:
-            self._template._poll(min(remaining, 0.1))
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def kill(self) -> None:
         self.signal_group(signal.SIGKILL)
@@ -217,3 +235,12 @@ class RestoredRuntime:
 
     def __repr__(self) -> str:
         return f"RestoredRuntime(pid={self.pid}, exit_code={self.exit_code})"
+
+
+def _stat(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state first), or [] if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return []
+    return raw[raw.rindex(b")") + 2 :].split()
