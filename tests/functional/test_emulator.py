@@ -817,3 +817,102 @@ def test_a_runtime_api_port_taken_fails_the_restore_not_the_emulator(
     assert restored.ok
     assert sum(text.startswith("REPORT ") for text in lines) == 2
     assert len((tmp_path / "pids").read_text().split()) == 1  # restored, not initialised again
+
+
+HELPER_AT_INIT = """\
+import os
+import signal
+import subprocess
+
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the function's own choice, kept after a restore
+helper = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def handler(event, context):
+    if event.get("exit"):
+        os._exit(3)
+    helper.stdin.write("ping\\n")
+    helper.stdin.flush()
+    return {
+        "echo": helper.stdout.readline().strip(),
+        "sigchld_ignored": signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN,
+    }
+"""
+
+
+def test_a_restored_runtime_keeps_what_init_started_and_how_it_ends_is_known(
+    tmp_path: Path,
+) -> None:
+    code = function_dir(tmp_path, HELPER_AT_INIT)
+    with LocalLambda(code, "app.handler", snap_start=True, timeout=5) as function:
+        answers = []
+        for _ in range(2):
+            answers.append(function.invoke({}))
+            function.shutdown()
+        ended = function.invoke({"exit": True})
+
+    # A process the function started at init runs on (the snapshot is stopped, not it).
+    assert [answer.payload for answer in answers] == [{"echo": "ping", "sigchld_ignored": True}] * 2
+    # Its exit status, though the function has the kernel reap its children.
+    assert ended.error is not None
+    assert ended.error["errorMessage"].endswith("Runtime exited with error: exit status 3")
+
+
+SLOW_AFTER_FORK = """\
+import atexit
+import os
+import time
+
+MARK = os.environ["MARK"]
+
+
+def slow_in_parent():
+    if os.path.exists(MARK):
+        os.remove(MARK)
+        time.sleep(3)
+
+
+def ran_on():
+    with open(os.environ["CHILDREN"] + ".ran-on", "w") as ran:
+        ran.write("the runtime went on, and ended as awslambdaric does")
+
+
+def record_child():
+    with open(os.environ["CHILDREN"], "a") as children:
+        children.write(f"{os.getpid()}\\n")
+    atexit.register(ran_on)
+
+
+os.register_at_fork(after_in_parent=slow_in_parent, after_in_child=record_child)
+
+
+def handler(event, context):
+    return os.getpid()
+"""
+
+
+def ended(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_runtime_forked_for_a_restore_given_up_does_not_run_on(tmp_path: Path) -> None:
+    code = function_dir(tmp_path, SLOW_AFTER_FORK)
+    mark = tmp_path / "slow"
+    mark.touch()
+    children = tmp_path / "children"
+    env = {"MARK": str(mark), "CHILDREN": str(children)}
+    with LocalLambda(code, "app.handler", env=env, snap_start=True, init_timeout=1.5) as function:
+        late = function.invoke({})
+        forked = int(children.read_text().split()[0])
+        deadline = time.monotonic() + 5
+        while not ended(forked) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended(forked)  # it was told to go on by nobody
+        assert not Path(f"{children}.ran-on").exists()  # it ended there, not later
+        again = function.invoke({})
+
+    assert late.error is not None and late.error["errorType"] == "SnapStartTimeoutException"
+    assert again.ok

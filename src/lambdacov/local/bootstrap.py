@@ -49,14 +49,23 @@ def serve_restores(control: socket.socket) -> None:
     """Be the snapshot: fork one runtime process per restore the emulator asks for.
 
     Called where awslambdaric would ask for its restore: init and the
-    before-snapshot hooks have run. It says ``snapshot`` (the emulator then stops
-    this process, so that nothing of it runs between restores), and for each
-    ``restore`` line forks a child with this process's memory, in a process group
-    of its own, and says its pid. The emulator reads how each child ended from
-    /proc: the child stays unreaped (a zombie keeps its pid) until the next
-    restore. The child returns, to ask for its restore as this process would
-    have. The parent never returns: it exits once the emulator closes its end.
+    before-snapshot hooks have run. It says ``snapshot PID`` and stops itself
+    (SIGSTOP: nothing of it runs between restores, threads included). For each
+    ``restore`` line (the emulator continues it first) it forks a child with this
+    process's memory, says its pid, and stops again. The child returns, to ask
+    for its restore as this process would have. The parent never returns: it
+    exits once the emulator closes its end.
+
+    The child is put in a session of its own before its pid is said (its process
+    group is then never orphaned, and SIGHUPed, by this process's exit), and goes
+    on only when told to: a child forked for a restore the emulator gave up on
+    exits. The emulator reads how each child ended from /proc: the child stays
+    unreaped (a zombie keeps its pid) until the next restore, whatever the
+    function did with SIGCHLD.
     """
+    import signal  # for SIGCHLD; as awslambdaric does, it loads little
+    import socket
+
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         sys.stderr.write(
@@ -65,28 +74,45 @@ def serve_restores(control: socket.socket) -> None:
             " restore; Lambda's snapshot keeps them all), and a restored runtime can hang on"
             " a lock one of them held\n"
         )
-    control.sendall(b"snapshot\n")
+    children = signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # ignored, the kernel reaps
+    control.sendall(f"snapshot {os.getpid()}\n".encode())
+    os.kill(os.getpid(), signal.SIGSTOP)
     requests = control.makefile("rb")
     for line in requests:
         if line.strip() != b"restore":
             continue
         _reap_ended_children()
+        ours, theirs = socket.socketpair()
         import warnings  # imported already, by awslambdaric
 
         with warnings.catch_warnings():  # the warning above says it better
             warnings.simplefilter("ignore", DeprecationWarning)
             child = os.fork()
         if child == 0:
-            os.setpgid(0, 0)
+            ours.close()
             requests.close()
             control.close()
+            os.setsid()
+            try:
+                theirs.sendall(b"s")
+                go = theirs.recv(1)
+            except OSError:  # the parent died with "s" unread: a reset
+                go = b""
+            if not go:  # the emulator gave up on this restore
+                os._exit(0)
+            theirs.close()
+            if children is not None:
+                signal.signal(signal.SIGCHLD, children)
             return
-        # Here too: the emulator may signal the group before the child has made it.
+        theirs.close()
+        ours.recv(1)  # in its own session (or already gone)
+        control.sendall(f"{child}\n".encode())
         try:  # noqa: SIM105 - contextlib is not imported here (see above)
-            os.setpgid(child, child)
+            ours.sendall(b"g")
         except OSError:
             pass
-        control.sendall(f"{child}\n".encode())
+        ours.close()
+        os.kill(os.getpid(), signal.SIGSTOP)
     os._exit(0)
 
 

@@ -643,6 +643,8 @@ class LocalLambda(Closing):
             f"the snapshot was not restored within {self.init_timeout:.2f} seconds",
         )
         error = self._init_extensions(environment, self._snapshot_env, deadline)
+        if error is None and deadline <= time.monotonic():
+            error = timed_out  # the extensions took the time: the template is not asked
         if error is None:
             runtime = template.restore(deadline - time.monotonic())
             if runtime is None:  # the template is closed: the next restore inits again
@@ -660,12 +662,14 @@ class LocalLambda(Closing):
 
     def _snapshot(self, environment: Environment) -> dict[str, Any] | None:
         """SnapStart: INIT is over (the runtime ran its before-snapshot hooks and waits to
-        be restored, the extensions wait for their next event): stop the initialised
-        runtime, keep it and /tmp as they are; the rest of the environment ends here,
-        unseen (Lambda sends it no SHUTDOWN). The error if /tmp cannot be copied (the
-        environment, template included, is then torn down as after a failed INIT)."""
+        be restored, the extensions wait for their next event): once the initialised
+        runtime has stopped itself, keep it and /tmp as they are; the rest of the
+        environment ends here, unseen (Lambda sends it no SHUTDOWN). The error if that
+        fails (the environment, template included, is then torn down as after a failed
+        INIT)."""
         assert environment.template is not None
-        environment.template.freeze()
+        if not environment.template.stopped(SHUTDOWN_GRACE_SECONDS):
+            return _error("SnapStartException", "the initialised runtime did not stop")
         snapshot = self._scratch / "snapshot" / "tmp"
         try:
             _replace_tree(snapshot, self.tmp_dir, ignore=_sockets)

@@ -18,9 +18,10 @@ snapshot.
 What a fork cannot give: the extensions' state (a process cannot be forked from
 outside), so each restored environment starts its extensions afresh and they
 register again; threads the function started at init, which a fork leaves
-behind (Lambda's snapshot keeps them); and a file the function opened in /tmp at
-init, which stays open on the snapshot's copy of it, shared by every restored
-runtime, not on the environment's.
+behind (Lambda's snapshot keeps them); a process the function started at init,
+which goes on running, one for every restored runtime; and a file the function
+opened in /tmp at init, which stays open on the snapshot's copy of it, shared by
+every restored runtime, not on the environment's.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 from lambdacov.local.bootstrap import RESTORE_FD
 from lambdacov.local.process import ManagedProcess
 
-# The longest line the template sends (a pid).
+# The longest line the template sends ("snapshot PID").
 _MAX_LINE = 32
 
 
@@ -53,6 +54,7 @@ class RuntimeTemplate:
         self._socket.setblocking(False)
         self._buffer = b""
         self._snapshotted = False
+        self._template_pid = 0  # the process that ran init: the managed one, or its child
         self._pids: list[int] = []
         self._gone = False
         self._closed = False
@@ -91,20 +93,36 @@ class RuntimeTemplate:
             and self.process.running
         )
 
-    def freeze(self) -> None:
-        """Stop the template (its process group: what the function started at init too)."""
-        if self.process is not None:
-            self.process.freeze()
+    def stopped(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the template to have stopped itself (it does
+        after ``snapshot`` and after each fork); False if it has not, or is gone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fields = _stat(self._template_pid) if self._template_pid else None
+            if fields is None:
+                return False
+            if fields and fields[0] in (b"T", b"t"):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+
+    def _signal(self, signum: signal.Signals) -> None:
+        if self._template_pid and not self._closed:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self._template_pid, signum)
 
     def restore(self, timeout: float) -> RestoredRuntime | None:
         """Fork a restored runtime. None if the template did not answer in ``timeout``
         seconds: it is then closed (a late child would belong to no environment)."""
         assert self.process is not None
+        deadline = time.monotonic() + timeout
         known = len(self._pids)
-        self.process.thaw()
+        # Stopped as it stopped itself after the last fork, or a continue would be lost.
+        self.stopped(timeout)
+        self._signal(signal.SIGCONT)
         with contextlib.suppress(OSError):
             self._socket.sendall(b"restore\n")
-        deadline = time.monotonic() + timeout
         while len(self._pids) == known and not self._gone:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -112,7 +130,6 @@ class RuntimeTemplate:
             self._poll(min(remaining, 0.1))
             if not self.process.running:
                 break
-        self.freeze()
         if len(self._pids) == known:
             self.close()
             return None
@@ -126,7 +143,7 @@ class RuntimeTemplate:
         with contextlib.suppress(OSError):
             self._theirs.close()
         if self.process is not None:
-            self.process.kill()  # SIGKILL ends a stopped process too
+            self.process.kill()  # its group, the template with it; a stopped one too
         known = len(self._pids)
         self._poll(0)  # a pid said as it was killed
         for pid in self._pids[known:]:
@@ -160,11 +177,13 @@ class RuntimeTemplate:
         *lines, self._buffer = self._buffer.split(b"\n")
         self._buffer = self._buffer[-_MAX_LINE:]
         for line in lines:
-            word = line.strip().decode("ascii", errors="replace")
-            if word == "snapshot":
+            words = line.decode("ascii", errors="replace").split()
+            if words[:1] == ["snapshot"]:
                 self._snapshotted = True
-            elif word.isdigit():
-                self._pids.append(int(word))
+                given = words[1] if len(words) > 1 else ""
+                self._template_pid = int(given) if given.isdigit() else 0
+            elif len(words) == 1 and words[0].isdigit():
+                self._pids.append(int(words[0]))
 
 
 class RestoredRuntime:
@@ -184,7 +203,7 @@ class RestoredRuntime:
         # only once it is reaped: by the next restore, or by init if the template died).
         fields = _stat(pid)
         self._started = fields[19] if fields else b""
-        self._exit_code: int | None = None if fields else -signal.SIGKILL
+        self._exit_code: int | None = None if fields is not None else -signal.SIGKILL
 
     @property
     def pid(self) -> int:
@@ -197,7 +216,12 @@ class RestoredRuntime:
         without a status to read (reaped elsewhere) counts as killed."""
         if self._exit_code is None:
             fields = _stat(self._pid)
-            if not fields or fields[19] != self._started:
+            if not fields:  # gone (None), or /proc unreadable now ([]): running, then
+                if fields is None:
+                    self._exit_code = -signal.SIGKILL
+                return self._exit_code
+            self._started = self._started or fields[19]
+            if fields[19] != self._started:  # reaped, its pid another process's now
                 self._exit_code = -signal.SIGKILL
             elif fields[0] == b"Z":
                 self._exit_code = os.waitstatus_to_exitcode(int(fields[49]))
@@ -237,10 +261,14 @@ class RestoredRuntime:
         return f"RestoredRuntime(pid={self.pid}, exit_code={self.exit_code})"
 
 
-def _stat(pid: int) -> list[bytes]:
-    """The fields of /proc/PID/stat after the command name (state first), or [] if gone."""
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first); None when the
+    process is gone, [] when /proc cannot be read now (out of descriptors, say)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
     except OSError:
         return []
-    return raw[raw.rindex(b")") + 2 :].split()
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return fields if len(fields) > 49 else []
