@@ -820,12 +820,20 @@ def test_a_runtime_api_port_taken_fails_the_restore_not_the_emulator(
 
 
 HELPER_AT_INIT = """\
+import ctypes
 import os
-import signal
 import subprocess
 
-signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the function's own choice, kept after a restore
 helper = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+# The function's own choice, made by native code (Python does not know of it): SIGCHLD
+# ignored, kept after a restore.
+ctypes.CDLL(None).signal(17, 1)
+
+
+def sigchld_ignored():
+    with open("/proc/self/status") as status:
+        mask = next(line for line in status if line.startswith("SigIgn:")).split()[1]
+    return bool(int(mask, 16) >> 16 & 1)
 
 
 def handler(event, context):
@@ -833,10 +841,7 @@ def handler(event, context):
         os._exit(3)
     helper.stdin.write("ping\\n")
     helper.stdin.flush()
-    return {
-        "echo": helper.stdout.readline().strip(),
-        "sigchld_ignored": signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN,
-    }
+    return {"echo": helper.stdout.readline().strip(), "sigchld_ignored": sigchld_ignored()}
 """
 
 
@@ -916,3 +921,14 @@ def test_a_runtime_forked_for_a_restore_given_up_does_not_run_on(tmp_path: Path)
 
     assert late.error is not None and late.error["errorType"] == "SnapStartTimeoutException"
     assert again.ok
+
+
+def test_a_function_whose_module_is_named_as_a_standard_one_is_restored(tmp_path: Path) -> None:
+    code = tmp_path / "function"
+    code.mkdir()
+    # signal.py: the emulator's template must not take it for the standard module.
+    (code / "signal.py").write_text("def handler(event, context):\n    return 'restored'\n")
+    with LocalLambda(code, "signal.handler", snap_start=True) as function:
+        results = [function.invoke({}) for _ in range(2)]
+
+    assert [result.payload for result in results] == ["restored", "restored"]

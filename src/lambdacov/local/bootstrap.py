@@ -24,8 +24,8 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
-    from collections.abc import Callable
+    import _socket
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 #: The variable naming the descriptor of the emulator's SnapStart socket (the
@@ -45,7 +45,7 @@ def _lambda_sys_path() -> None:
         sys.path[:] = [task_root, *(entry for entry in sys.path if entry != task_root)]
 
 
-def serve_restores(control: socket.socket) -> None:
+def serve_restores(control: _socket.socket) -> None:
     """Be the snapshot: fork one runtime process per restore the emulator asks for.
 
     Called where awslambdaric would ask for its restore: init and the
@@ -60,11 +60,15 @@ def serve_restores(control: socket.socket) -> None:
     group is then never orphaned, and SIGHUPed, by this process's exit), and goes
     on only when told to: a child forked for a restore the emulator gave up on
     exits. The emulator reads how each child ended from /proc: the child stays
-    unreaped (a zombie keeps its pid) until the next restore, whatever the
-    function did with SIGCHLD.
+    unreaped (a zombie keeps its pid) until the next restore, also when the
+    function had SIGCHLD ignored (the kernel would reap it at once).
+
+    Only built-in modules are imported here (``_socket``, ``_signal``): the
+    function's directory is ahead of the standard library on sys.path, and a
+    ``signal.py`` of its own would be taken for the standard one.
     """
-    import signal  # for SIGCHLD; as awslambdaric does, it loads little
-    import socket
+    import _signal  # type: ignore[import-not-found]  # built in (typeshed has no stub)
+    import _socket
 
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
@@ -74,23 +78,19 @@ def serve_restores(control: socket.socket) -> None:
             " restore; Lambda's snapshot keeps them all), and a restored runtime can hang on"
             " a lock one of them held\n"
         )
-    children = signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # ignored, the kernel reaps
+    ignored = _sigchld_ignored()
+    if ignored:
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     control.sendall(f"snapshot {os.getpid()}\n".encode())
-    os.kill(os.getpid(), signal.SIGSTOP)
-    requests = control.makefile("rb")
-    for line in requests:
-        if line.strip() != b"restore":
+    os.kill(os.getpid(), _signal.SIGSTOP)
+    for line in _lines(control):
+        if line != b"restore":
             continue
         _reap_ended_children()
-        ours, theirs = socket.socketpair()
-        import warnings  # imported already, by awslambdaric
-
-        with warnings.catch_warnings():  # the warning above says it better
-            warnings.simplefilter("ignore", DeprecationWarning)
-            child = os.fork()
+        ours, theirs = _socket.socketpair()
+        child = _fork()
         if child == 0:
             ours.close()
-            requests.close()
             control.close()
             os.setsid()
             try:
@@ -101,19 +101,54 @@ def serve_restores(control: socket.socket) -> None:
             if not go:  # the emulator gave up on this restore
                 os._exit(0)
             theirs.close()
-            if children is not None:
-                signal.signal(signal.SIGCHLD, children)
+            if ignored:
+                _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
             return
         theirs.close()
-        ours.recv(1)  # in its own session (or already gone)
-        control.sendall(f"{child}\n".encode())
-        try:  # noqa: SIM105 - contextlib is not imported here (see above)
+        try:
+            ours.recv(1)  # in its own session (or already gone)
+            control.sendall(f"{child}\n".encode())
             ours.sendall(b"g")
         except OSError:
             pass
         ours.close()
-        os.kill(os.getpid(), signal.SIGSTOP)
+        os.kill(os.getpid(), _signal.SIGSTOP)
     os._exit(0)
+
+
+def _lines(control: _socket.socket) -> Iterator[bytes]:
+    """The lines the emulator sends, without their ends, until it closes its end."""
+    pending = b""
+    while True:
+        data = control.recv(4096)
+        if not data:
+            return
+        *lines, pending = (pending + data).split(b"\n")
+        pending = pending[-64:]
+        yield from (line.strip() for line in lines)
+
+
+def _sigchld_ignored() -> bool:
+    """Whether SIGCHLD is ignored, as the kernel has it (``signal.getsignal`` knows only
+    what Python set: not what native code set)."""
+    try:
+        with open("/proc/self/status", "rb") as status:  # noqa: PTH123 - no pathlib here
+            for line in status:
+                if line.startswith(b"SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (17 - 1) & 1)  # SIGCHLD is 17
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _fork() -> int:
+    """``os.fork()``, without Python's warning about threads (ours above says it better)."""
+    warnings = sys.modules.get("warnings")  # imported already, by logging
+    if warnings is None:
+        return os.fork()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
 
 
 def _reap_ended_children() -> None:
@@ -133,9 +168,9 @@ def _restored_from_snapshot(client_class: Any) -> None:
     descriptor = os.environ.pop(RESTORE_FD, "")
     if not descriptor:
         return
-    import socket
+    import _socket
 
-    control = socket.socket(fileno=int(descriptor))
+    control = _socket.socket(fileno=int(descriptor))
     restore_next: Callable[[Any], None] = client_class.restore_next
 
     def fork_then_restore(self: Any) -> None:

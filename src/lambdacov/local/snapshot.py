@@ -94,14 +94,12 @@ class RuntimeTemplate:
         )
 
     def stopped(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the template to have stopped itself (it does
-        after ``snapshot`` and after each fork); False if it has not, or is gone."""
+        """Wait up to ``timeout`` seconds for the template to have stopped itself, every
+        thread of it (it does after ``snapshot`` and after each fork); False if it has
+        not, or is gone."""
         deadline = time.monotonic() + timeout
         while True:
-            fields = _stat(self._template_pid) if self._template_pid else None
-            if fields is None:
-                return False
-            if fields and fields[0] in (b"T", b"t"):
+            if self._template_pid and _all_stopped(self._template_pid):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -119,7 +117,9 @@ class RuntimeTemplate:
         deadline = time.monotonic() + timeout
         known = len(self._pids)
         # Stopped as it stopped itself after the last fork, or a continue would be lost.
-        self.stopped(timeout)
+        if not self.stopped(timeout) and not self.alive:
+            self.close()
+            return None
         self._signal(signal.SIGCONT)
         with contextlib.suppress(OSError):
             self._socket.sendall(b"restore\n")
@@ -142,6 +142,9 @@ class RuntimeTemplate:
         self._closed = True
         with contextlib.suppress(OSError):
             self._theirs.close()
+        if self._template_pid:  # in the group below, unless a wrapper moved it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self._template_pid, signal.SIGKILL)
         if self.process is not None:
             self.process.kill()  # its group, the template with it; a stopped one too
         known = len(self._pids)
@@ -259,6 +262,20 @@ class RestoredRuntime:
 
     def __repr__(self) -> str:
         return f"RestoredRuntime(pid={self.pid}, exit_code={self.exit_code})"
+
+
+def _all_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (a group stop shows on the first
+    thread before the others have stopped)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return False
+    for task in tasks:
+        fields = _stat(int(task.name))
+        if fields is not None and (not fields or fields[0] not in (b"T", b"t")):
+            return False
+    return bool(tasks)
 
 
 def _stat(pid: int) -> list[bytes] | None:
