@@ -749,6 +749,7 @@ def test_a_snapshot_that_fails_ends_init_and_the_next_invocation_inits_again(
 
 
 SLOW_FORK = """\
+import atexit
 import os
 import time
 
@@ -761,7 +762,20 @@ def slow_once():
         time.sleep(3)
 
 
-os.register_at_fork(before=slow_once)
+def ran_on():
+    with open(os.environ["CHILDREN"] + ".ran-on", "w") as ran:
+        ran.write("the runtime went on, and ended as awslambdaric does")
+
+
+def record_child():
+    with open(os.environ["CHILDREN"], "a") as children:
+        children.write(f"{os.getpid()}\\n")
+    atexit.register(ran_on)
+
+
+# The first fork (a restore) is slow once, where SLOW_AT says: before it, or after it in
+# the parent (the child is forked then).
+os.register_at_fork(**{os.environ["SLOW_AT"]: slow_once}, after_in_child=record_child)
 with open(os.environ["PIDS"], "a") as pids:
     pids.write(f"{os.getpid()}\\n")
 
@@ -771,22 +785,31 @@ def handler(event, context):
 """
 
 
+def slow_fork(tmp_path: Path, slow_at: str) -> LocalLambda:
+    """A SnapStart function whose first restore is 3 s late, given 1.5 s (see SLOW_FORK)."""
+    code = function_dir(tmp_path, SLOW_FORK)
+    (tmp_path / "slow").touch()
+    env = {
+        "MARK": str(tmp_path / "slow"),
+        "PIDS": str(tmp_path / "pids"),
+        "CHILDREN": str(tmp_path / "children"),
+        "SLOW_AT": slow_at,
+    }
+    return LocalLambda(code, "app.handler", env=env, snap_start=True, init_timeout=1.5)
+
+
 def test_a_restore_that_does_not_come_in_time_fails_and_the_next_one_inits_again(
     tmp_path: Path,
 ) -> None:
-    code = function_dir(tmp_path, SLOW_FORK)
-    mark = tmp_path / "slow"
-    mark.touch()
     pids = tmp_path / "pids"
-    env = {"MARK": str(mark), "PIDS": str(pids)}
-    with LocalLambda(code, "app.handler", env=env, snap_start=True, init_timeout=1.5) as function:
+    with slow_fork(tmp_path, "before") as function:
         late = function.invoke({})
         assert gone(int(pids.read_text().split()[0]))  # the template that did not fork
         again = function.invoke({})
 
     assert late.error is not None and late.error["errorType"] == "SnapStartTimeoutException"
     assert again.ok and len(pids.read_text().split()) == 2  # a new INIT, a new snapshot
-    assert not mark.exists()
+    assert not (tmp_path / "slow").exists()
 
 
 def test_a_runtime_api_port_taken_fails_the_restore_not_the_emulator(
@@ -863,39 +886,6 @@ def test_a_restored_runtime_keeps_what_init_started_and_how_it_ends_is_known(
     assert ended.error["errorMessage"].endswith("Runtime exited with error: exit status 3")
 
 
-SLOW_AFTER_FORK = """\
-import atexit
-import os
-import time
-
-MARK = os.environ["MARK"]
-
-
-def slow_in_parent():
-    if os.path.exists(MARK):
-        os.remove(MARK)
-        time.sleep(3)
-
-
-def ran_on():
-    with open(os.environ["CHILDREN"] + ".ran-on", "w") as ran:
-        ran.write("the runtime went on, and ended as awslambdaric does")
-
-
-def record_child():
-    with open(os.environ["CHILDREN"], "a") as children:
-        children.write(f"{os.getpid()}\\n")
-    atexit.register(ran_on)
-
-
-os.register_at_fork(after_in_parent=slow_in_parent, after_in_child=record_child)
-
-
-def handler(event, context):
-    return os.getpid()
-"""
-
-
 def ended(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
@@ -904,12 +894,8 @@ def ended(pid: int) -> bool:
 
 
 def test_a_runtime_forked_for_a_restore_given_up_does_not_run_on(tmp_path: Path) -> None:
-    code = function_dir(tmp_path, SLOW_AFTER_FORK)
-    mark = tmp_path / "slow"
-    mark.touch()
     children = tmp_path / "children"
-    env = {"MARK": str(mark), "CHILDREN": str(children)}
-    with LocalLambda(code, "app.handler", env=env, snap_start=True, init_timeout=1.5) as function:
+    with slow_fork(tmp_path, "after_in_parent") as function:
         late = function.invoke({})
         forked = int(children.read_text().split()[0])
         deadline = time.monotonic() + 5
