@@ -170,6 +170,11 @@ def prepare(environ: Mapping[str, str] | None = None, *, background: bool = Fals
         _trust.load()
 
 
+def checksum_of(sha256: str) -> str:
+    """S3's ``x-amz-checksum-sha256`` (base64) for a hex sha256."""
+    return binascii.b2a_base64(bytes.fromhex(sha256), newline=False).decode()
+
+
 def await_prepared(timeout: float) -> None:
     """Wait up to ``timeout`` seconds for what :func:`prepare` loads in the background."""
     _trust.await_loading(timeout)
@@ -492,8 +497,7 @@ class S3Client:
         if kms_key_id:
             headers["x-amz-server-side-encryption-aws-kms-key-id"] = kms_key_id
         if checksum_sha256 is not None:
-            digest = binascii.b2a_base64(bytes.fromhex(checksum_sha256), newline=False).decode()
-            headers["x-amz-checksum-sha256"] = digest
+            headers["x-amz-checksum-sha256"] = checksum_of(checksum_sha256)
         answer = self._call("PUT", bucket, key, headers, body)
         return _fields(answer.headers, _PUT_FIELDS)
 

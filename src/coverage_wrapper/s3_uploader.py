@@ -9,7 +9,6 @@ functions that may have 128 MB in all. A boto3 client handed in by the caller
 
 from __future__ import annotations
 
-import binascii  # base64's b64encode, without importing base64
 import math
 import os
 import re
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from coverage_wrapper._version import __version__
 from coverage_wrapper.errors import S3UploadError, error_code
 from coverage_wrapper.models import CoverageConfig
-from coverage_wrapper.s3_client import S3Client
+from coverage_wrapper.s3_client import S3Client, checksum_of
 
 if TYPE_CHECKING:
     import coverage
@@ -253,8 +252,7 @@ class _Put(NamedTuple):
         if self.kms_key_id:
             args["SSEKMSKeyId"] = self.kms_key_id
         if self.sha256 is not None:
-            checksum = binascii.b2a_base64(bytes.fromhex(self.sha256), newline=False)
-            args["ChecksumSHA256"] = checksum.decode()
+            args["ChecksumSHA256"] = checksum_of(self.sha256)
         client.put_object(**args)
 
 

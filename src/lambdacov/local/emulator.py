@@ -563,7 +563,8 @@ class LocalLambda(Closing):
             log_stream_name=self.log_stream_name,
             host_env=os.environ,
         )
-        self._snapshot_env = env
+        if config.snap_start:
+            self._snapshot_env = env
         deadline = time.monotonic() + self.init_timeout
         error = self._init_extensions(environment, env, deadline)
         if error is None:
@@ -874,9 +875,9 @@ def _close_all() -> None:
 def _replace_tree(
     target: Path, source: Path, ignore: Callable[[str, list[str]], list[str]] | None = None
 ) -> None:
-    """Make ``target`` a copy of ``source`` (links kept as links), whatever it held before."""
-    shutil.rmtree(target, ignore_errors=True)
-    if target.exists():  # what rmtree could not remove is an error, not a silent mix
+    """Make ``target`` a copy of ``source`` (links kept as links), whatever it held before.
+    What cannot be removed is an error (an OSError), not a silent mix of the two."""
+    if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target, symlinks=True, ignore=ignore)
 
